@@ -1,0 +1,1 @@
+"""Backbone registries and loaders (text: keras-hub)."""

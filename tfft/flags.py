@@ -1,0 +1,124 @@
+"""The only module that defines absl flags: it turns them into a frozen, validated Config."""
+
+import sys
+
+from absl import flags
+
+from tfft import config as config_lib
+
+FLAGS = flags.FLAGS
+_d = config_lib.Config()
+
+# Data.
+flags.DEFINE_string("dataset", _d.data.dataset,
+                    "bbc_news (built in), textdir:PATH (one subfolder per class) or csv:PATH (.csv, .tsv, .jsonl).")
+flags.DEFINE_string("text_column", _d.data.text_column, "csv/tsv/jsonl: the column holding the text.")
+flags.DEFINE_string("label_column", _d.data.label_column, "csv/tsv/jsonl: the column holding the label.")
+flags.DEFINE_float("val_fraction", _d.data.val_fraction, "Fraction of each class held out for validation.")
+flags.DEFINE_float("test_fraction", _d.data.test_fraction, "Fraction of each class held out for the test.")
+flags.DEFINE_integer("examples_per_class", _d.data.examples_per_class,
+                     "Keep at most this many examples per class before splitting (0 keeps all).")
+
+# Model.
+flags.DEFINE_string("backbone", _d.model.backbone,
+                    "Alias (minilm-l6), keras-hub preset name, hf://…, kaggle://…, or a local directory holding "
+                    "a keras-hub preset or a HF checkpoint.")
+flags.DEFINE_integer("sequence_length", _d.model.sequence_length, "Tokens per example, [CLS] and [SEP] included.")
+flags.DEFINE_enum("pooling", _d.model.pooling, config_lib.POOLINGS,
+                  "How the head sees the sequence: cls token or mean over tokens; auto picks per backbone.")
+flags.DEFINE_list("head_units", list(map(str, _d.model.head_units)),
+                  "Widths of hidden Dense layers in the head, e.g. 256 or 512,128; empty for a linear head.")
+flags.DEFINE_float("dropout", _d.model.dropout, "Dropout before each head layer.")
+flags.DEFINE_float("l1", _d.model.l1, "L1 regularisation on the head kernels.")
+flags.DEFINE_float("l2", _d.model.l2, "L2 regularisation on the head kernels.")
+
+# Training.
+flags.DEFINE_integer("batch_size", _d.train.batch_size, "Global batch size, split across replicas.")
+flags.DEFINE_integer("head_epochs", _d.train.head_epochs, "Phase 1: epochs training the head on a frozen backbone.")
+flags.DEFINE_float("head_learning_rate", _d.train.head_learning_rate, "Phase 1 peak learning rate.")
+flags.DEFINE_integer("epochs", _d.train.epochs, "Phase 2: epochs fine-tuning with --freeze applied.")
+flags.DEFINE_float("learning_rate", _d.train.learning_rate, "Phase 2 peak learning rate (10-100x below the head's).")
+flags.DEFINE_float("warmup_fraction", _d.train.warmup_fraction, "Phase 2: fraction of its steps spent warming up.")
+flags.DEFINE_string("freeze", str(_d.train.freeze),
+                    "Phase 2 policy: all (only the head ever trains), none (fine-tune all), top_k:N (last N blocks).")
+flags.DEFINE_enum("optimizer", _d.train.optimizer, config_lib.OPTIMIZERS, "Optimiser.")
+flags.DEFINE_float("weight_decay", _d.train.weight_decay, "Decoupled weight decay (adamw; sgd uses it too).")
+flags.DEFINE_float("momentum", _d.train.momentum, "sgd momentum.")
+flags.DEFINE_float("clipnorm", _d.train.clipnorm, "Clip each gradient to this norm; 0 turns clipping off.")
+flags.DEFINE_enum("lr_schedule", _d.train.lr_schedule, config_lib.LR_SCHEDULES, "LR decay after warmup.")
+flags.DEFINE_float("lr_decay_rate", _d.train.lr_decay_rate, "exponential: LR factor per epoch.")
+flags.DEFINE_float("lr_alpha", _d.train.lr_alpha, "cosine, cosine_restarts, linear: final LR as a fraction of peak.")
+flags.DEFINE_integer("lr_restart_epochs", _d.train.lr_restart_epochs, "cosine_restarts: epochs in the first cycle.")
+flags.DEFINE_float("label_smoothing", _d.train.label_smoothing, "Label smoothing for the cross-entropy.")
+flags.DEFINE_enum("monitor", _d.train.monitor, config_lib.MONITORS,
+                  "Validation metric for the best checkpoint and early stopping.")
+flags.DEFINE_integer("early_stopping_patience", _d.train.early_stopping_patience,
+                     "Epochs without improvement before a phase stops; 0 turns it off.")
+flags.DEFINE_enum("strategy", _d.train.strategy, config_lib.STRATEGIES,
+                  "tf.distribute strategy; auto picks mirrored with >1 GPU, else default.")
+flags.DEFINE_string("tpu", _d.train.tpu, "--strategy=tpu: TPU name or address.")
+flags.DEFINE_integer("seed", _d.train.seed, "Seed for the split, the initialisation and the shuffling.")
+
+# Outputs.
+flags.DEFINE_string("model_dir", _d.run.model_dir, "Run directory: checkpoints, logs, metrics, split manifest.")
+flags.DEFINE_string("export_dir", _d.run.export_dir, "Export base: the SavedModel goes to EXPORT_DIR/NAME/VERSION.")
+flags.DEFINE_string("name", _d.run.name, "Model name under --export_dir (TF Serving's model name).")
+flags.DEFINE_bool("overwrite", _d.run.overwrite, "Start afresh in a model dir that holds a finished run.")
+
+
+def config_from_flags(flag_values=FLAGS) -> config_lib.Config:
+  """Builds the frozen Config from parsed flags and validates it.
+
+  Raises:
+    UserError: naming the first bad flag.
+  """
+  f = flag_values
+  try:
+    head_units = tuple(int(u) for u in f.head_units if u.strip())
+  except ValueError:
+    raise config_lib.UserError(
+        f"--head_units={','.join(f.head_units)!r}: must be comma-separated integers, e.g. 256 or 512,128") from None
+  cfg = config_lib.Config(
+      data=config_lib.DataConfig(
+          dataset=f.dataset, text_column=f.text_column, label_column=f.label_column,
+          val_fraction=f.val_fraction, test_fraction=f.test_fraction, examples_per_class=f.examples_per_class),
+      model=config_lib.ModelConfig(
+          backbone=f.backbone, sequence_length=f.sequence_length, pooling=f.pooling, head_units=head_units,
+          dropout=f.dropout, l1=f.l1, l2=f.l2),
+      train=config_lib.TrainConfig(
+          batch_size=f.batch_size, head_epochs=f.head_epochs, head_learning_rate=f.head_learning_rate,
+          epochs=f.epochs, learning_rate=f.learning_rate, warmup_fraction=f.warmup_fraction,
+          freeze=config_lib.parse_freeze(f.freeze), optimizer=f.optimizer, weight_decay=f.weight_decay,
+          momentum=f.momentum, clipnorm=f.clipnorm, lr_schedule=f.lr_schedule, lr_decay_rate=f.lr_decay_rate,
+          lr_alpha=f.lr_alpha, lr_restart_epochs=f.lr_restart_epochs, label_smoothing=f.label_smoothing,
+          monitor=f.monitor, early_stopping_patience=f.early_stopping_patience, strategy=f.strategy,
+          tpu=f.tpu, seed=f.seed),
+      run=config_lib.RunConfig(
+          model_dir=f.model_dir, export_dir=f.export_dir, name=f.name, overwrite=f.overwrite),
+  )
+  return config_lib.validate(cfg)
+
+
+def serialize(flag_values=FLAGS) -> str:
+  """Returns this module's resolved flags in flagfile format, one `--flag=value` a line.
+
+  `overwrite` is left out so that re-running the file resumes rather than clobbers.
+  """
+  lines = ["# Resolved tfft flags; re-run with: python -m tfft.train --flagfile=THIS_FILE"]
+  for flag in flag_values.get_key_flags_for_module(sys.modules[__name__]):
+    if flag.name != "overwrite":
+      lines.append(flag.serialize())
+  return "\n".join(lines) + "\n"
+
+
+def parser_for(prog: str):
+  """Returns an absl flags parser for an entry point: a bad flag is one line on stderr and exit code 2."""
+
+  def parse(argv):
+    try:
+      return FLAGS(argv)
+    except flags.Error as e:
+      print(f"{prog}: error: {e}. See --helpfull for the flags.", file=sys.stderr)
+      sys.exit(2)
+
+  return parse

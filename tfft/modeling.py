@@ -1,0 +1,85 @@
+"""The classifier: a pretrained backbone, a pooling, a named Dense head, and the freezing policy."""
+
+from typing import Sequence
+
+import keras
+import numpy as np
+
+from tfft.config import Freeze
+from tfft.errors import UserError
+
+# keras-hub BERT builds a pooler on [CLS] that the heads here never read; it stays frozen so that the
+# trainable counts are honest and no weight trains without a gradient.
+_UNUSED_BACKBONE_LAYERS = ("pooled_dense",)
+
+
+def build_text_classifier(backbone, *, num_classes: int, pooling: str, head_units: Sequence[int] = (),
+                          dropout: float = 0.1, l1: float = 0.0, l2: float = 0.0) -> keras.Model:
+  """Puts a new head on a keras-hub text backbone.
+
+  Args:
+    backbone: a keras-hub Backbone whose outputs include "sequence_output".
+    num_classes: width of the output layer.
+    pooling: "cls" (first token) or "mean" (over unpadded tokens).
+    head_units: widths of hidden Dense layers before the output layer.
+    dropout: rate of the Dropout before each head Dense.
+    l1: L1 strength on head kernels.
+    l2: L2 strength on head kernels.
+
+  Returns:
+    A functional keras.Model mapping the preprocessor's feature dict to float32 logits.
+  """
+  inputs = {name: keras.Input(shape=(None,), dtype=tensor.dtype, name=name)
+            for name, tensor in backbone.input.items()}
+  # training=False: the backbone runs in inference mode (no backbone dropout, BatchNorm statistics untouched)
+  # whether or not it is frozen, so frozen-phase features are deterministic.
+  sequence = backbone(inputs, training=False)["sequence_output"]
+  if pooling == "mean":
+    x = keras.layers.GlobalAveragePooling1D(name="mean_pool")(sequence, mask=inputs["padding_mask"])
+  elif pooling == "cls":
+    x = sequence[:, 0, :]
+  else:
+    raise ValueError(f"unknown pooling {pooling!r}")
+  regularizer = keras.regularizers.L1L2(l1=l1, l2=l2) if (l1 or l2) else None
+  for i, units in enumerate(head_units):
+    x = keras.layers.Dropout(dropout, name=f"head_dropout_{i}")(x)
+    x = keras.layers.Dense(units, activation="gelu", kernel_regularizer=regularizer, name=f"head_dense_{i}")(x)
+  x = keras.layers.Dropout(dropout, name="head_dropout")(x)
+  # Logits stay float32 under any mixed-precision policy.
+  logits = keras.layers.Dense(num_classes, kernel_regularizer=regularizer, dtype="float32", name="logits")(x)
+  return keras.Model(inputs, logits, name="tfft_classifier")
+
+
+def apply_freeze(backbone, policy: Freeze, *, blocks=None):
+  """Sets `trainable` on the backbone's layers for a phase; the caller must compile afterwards.
+
+  Args:
+    backbone: the keras-hub backbone inside the model.
+    policy: all (frozen), none (everything trains) or top_k:N (only the last N blocks train).
+    blocks: the backbone's transformer blocks in order; needed for top_k.
+
+  Raises:
+    UserError: if top_k names more blocks than exist, or the backbone has no blocks to count.
+  """
+  if policy.kind == "all":
+    backbone.trainable = False
+    return
+  backbone.trainable = True
+  if policy.kind == "top_k":
+    if not blocks:
+      raise UserError(f"--freeze={policy}: this backbone exposes no transformer blocks; use --freeze=none or all")
+    if policy.k > len(blocks):
+      raise UserError(f"--freeze={policy} names more blocks than the backbone has ({len(blocks)}); "
+                      f"use top_k:1 to top_k:{len(blocks)}, or none")
+    trainable = {id(layer) for layer in blocks[len(blocks) - policy.k:]}
+    for layer in backbone.layers:
+      layer.trainable = id(layer) in trainable
+  for name in _UNUSED_BACKBONE_LAYERS:
+    try:
+      backbone.get_layer(name).trainable = False
+    except ValueError:
+      pass
+
+
+def count_params(weights) -> int:
+  return int(sum(np.prod(w.shape) for w in weights))

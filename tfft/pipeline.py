@@ -1,0 +1,168 @@
+"""The train job: load and split data, tokenize once, build the model, run the phases, score, export."""
+
+import dataclasses
+import json
+import math
+import os
+import pathlib
+import shutil
+from typing import Dict, List
+
+import numpy as np
+from absl import logging
+
+from tfft.backbones import text as text_backbones
+from tfft.config import Config, RunConfig
+from tfft.data import split as split_lib
+from tfft.data import text as text_data
+from tfft.errors import UserError
+from tfft.state import PhaseResult, RunState
+
+FLAGFILE = "flags.cfg"
+METRICS = "metrics.json"
+
+
+@dataclasses.dataclass
+class RunResult:
+  """What a finished run reports: split sizes, per-phase parameter counts, test metrics and the export."""
+  model_dir: str
+  split_sizes: Dict[str, int]
+  phases: List[PhaseResult]
+  metrics: Dict
+  export_path: str
+
+
+def prepare_model_dir(run: RunConfig) -> pathlib.Path:
+  """Creates the run directory, refusing to clobber a finished run unless --overwrite.
+
+  Raises:
+    UserError: if the path is a file, is not writable, or holds a finished run without --overwrite.
+  """
+  path = pathlib.Path(run.model_dir).expanduser()
+  if path.exists() and not path.is_dir():
+    raise UserError(f"--model_dir={run.model_dir} is a file; name a directory")
+  if path.is_dir() and RunState(path).finished:
+    if not run.overwrite:
+      raise UserError(f"--model_dir={run.model_dir} holds a finished run; pass --overwrite to start afresh or "
+                      "choose another --model_dir")
+    shutil.rmtree(path)
+  try:
+    path.mkdir(parents=True, exist_ok=True)
+  except OSError as e:
+    raise UserError(f"--model_dir={run.model_dir}: cannot create it ({e.strerror}); choose a writable path") from None
+  if not os.access(path, os.W_OK):
+    raise UserError(f"--model_dir={run.model_dir} is not writable; choose a writable path")
+  return path
+
+
+def _persist_labels(model_dir: pathlib.Path, class_names: List[str]):
+  path = model_dir / split_lib.LABELS
+  if path.exists() and split_lib.read_labels(path) != class_names:
+    raise UserError(f"--model_dir={model_dir} was started with other classes ({path}); use a new --model_dir "
+                    "or --overwrite")
+  split_lib.write_labels(path, class_names)
+
+
+def run(config: Config, *, flagfile: str) -> RunResult:
+  """Runs the whole train job for a validated config.
+
+  Args:
+    config: the validated run configuration.
+    flagfile: the resolved flags, written to MODEL_DIR/flags.cfg so that the run can be repeated.
+
+  Returns:
+    The run's summary.
+
+  Raises:
+    UserError: for bad data, backbone or output paths.
+  """
+  model_dir = prepare_model_dir(config.run)
+  examples = text_data.load_examples(config.data)
+  class_names = text_data.sorted_class_names(examples.labels)
+  labels = np.array([class_names.index(label) for label in examples.labels])
+  split = split_lib.stratified_split(examples.labels, val_fraction=config.data.val_fraction,
+                                     test_fraction=config.data.test_fraction, seed=config.train.seed)
+  spec = text_backbones.resolve(config.model.backbone)
+  pooling = spec.default_pooling if config.model.pooling == "auto" else config.model.pooling
+
+  (model_dir / FLAGFILE).write_text(flagfile)
+  _persist_labels(model_dir, class_names)
+  split_lib.write_manifest(model_dir / split_lib.MANIFEST, examples.ids, examples.labels, split)
+  sizes = {name: int(len(split[name])) for name in split_lib.SPLITS}
+  logging.info("%d examples of %d classes from %s; split %s", len(examples), len(class_names), examples.source, sizes)
+
+  # Heavy imports only once the config, data and paths are known to be good.
+  import keras  # pylint: disable=g-import-not-at-top
+  from tfft import distribute, modeling, serving, training  # pylint: disable=g-import-not-at-top
+  from tfft.data import tensors  # pylint: disable=g-import-not-at-top
+  from tfft import metrics as metrics_lib  # pylint: disable=g-import-not-at-top
+
+  keras.utils.set_random_seed(config.train.seed)
+  strategy = distribute.build_strategy(config.train.strategy, tpu=config.train.tpu)
+  preprocessor = text_backbones.load_preprocessor(spec, config.model.sequence_length)
+  with strategy.scope():
+    backbone = text_backbones.load_backbone(spec)
+    text_backbones.check_sequence_length(backbone, spec, config.model.sequence_length)
+    model = modeling.build_text_classifier(
+        backbone, num_classes=len(class_names), pooling=pooling, head_units=config.model.head_units,
+        dropout=config.model.dropout, l1=config.model.l1, l2=config.model.l2)
+  blocks = text_backbones.transformer_blocks(backbone)
+  phases = training.plan_phases(config.train)
+  for phase in phases:  # a bad --freeze fails now, not after phase 1
+    modeling.apply_freeze(backbone, phase.freeze, blocks=blocks)
+  logging.info("backbone %s (%s pooling), sequence length %d", spec.flag_value, pooling,
+               config.model.sequence_length)
+
+  features = tensors.tokenize(preprocessor, examples.texts)
+  batch = config.train.batch_size
+  make = lambda name, **kw: tensors.make_dataset(features, labels, split[name], num_classes=len(class_names),
+                                                 batch_size=batch, **kw)
+  train_ds = make("train", shuffle=True, seed=config.train.seed)
+  val_ds, test_ds = make("val"), make("test")
+  steps_per_epoch = math.ceil(sizes["train"] / batch)
+
+  state = RunState(model_dir)
+  results = []
+  for phase in phases:
+    after = model_dir / "checkpoints" / f"after_{phase.name}.weights.h5"
+    done = state.phase_result(phase.name)
+    if done and after.exists():
+      logging.info("phase %s finished in an earlier run; loading its weights", phase.name)
+      model.load_weights(str(after))
+      results.append(done)
+      continue
+    result = training.run_phase(model, backbone, phase, train_ds=train_ds, val_ds=val_ds,
+                                steps_per_epoch=steps_per_epoch, train=config.train, model_dir=model_dir,
+                                strategy=strategy, blocks=blocks)
+    model.save_weights(str(after))
+    state.mark_phase(result)
+    results.append(result)
+
+  logits = model.predict(test_ds, verbose=0)
+  probabilities = keras.ops.convert_to_numpy(keras.ops.softmax(logits, axis=-1))
+  metrics = metrics_lib.classification_metrics(labels[split["test"]], probabilities, class_names)
+  metrics["split_sizes"] = sizes
+  tmp = model_dir / (METRICS + ".tmp")
+  tmp.write_text(json.dumps(metrics, indent=2))
+  tmp.replace(model_dir / METRICS)
+  logging.info("test metrics:\n%s", metrics_lib.format_table(metrics))
+
+  export_path = serving.export_text_classifier(
+      model, preprocessor, class_names,
+      export_base=pathlib.Path(config.run.export_dir).expanduser() / config.run.name)
+  state.mark_finished(str(export_path))
+  return RunResult(str(model_dir), sizes, results, metrics, str(export_path))
+
+
+def format_summary(result: RunResult) -> str:
+  """The final summary the CLI prints: split sizes, parameters per phase, test scores and the export path."""
+  lines = ["", "tfft summary", "============",
+           "data:     " + "  ".join(f"{k}={v}" for k, v in result.split_sizes.items())]
+  for phase in result.phases:
+    lines.append(f"phase {phase.name:<9} trainable={phase.trainable_params:,}  frozen={phase.frozen_params:,}  "
+                 f"epochs={phase.epochs_run}  best={phase.best if phase.best is None else round(phase.best, 4)}")
+  m = result.metrics
+  lines += [f"test:     accuracy={m['accuracy']:.4f}  macro_f1={m['macro_f1']:.4f}  weighted_f1={m['weighted_f1']:.4f}",
+            f"run dir:  {result.model_dir}",
+            f"export:   {result.export_path}"]
+  return "\n".join(lines)

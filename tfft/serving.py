@@ -1,0 +1,69 @@
+"""SavedModel export for TF Serving: raw inputs in, probabilities and class names out, versioned atomically."""
+
+import os
+import pathlib
+import shutil
+import uuid
+from typing import Sequence
+
+import keras
+import tensorflow as tf
+from absl import logging
+
+from tfft.data.split import write_labels
+
+
+def next_version(base: pathlib.Path) -> int:
+  """One past the highest integer version directory under `base` (TF Serving serves the highest)."""
+  versions = [int(p.name) for p in base.iterdir() if p.is_dir() and p.name.isdigit()] if base.is_dir() else []
+  return max(versions, default=0) + 1
+
+
+def _publish(tmp: pathlib.Path, base: pathlib.Path) -> pathlib.Path:
+  """Renames a complete export into the next free version; a concurrent export just takes the one after."""
+  while True:
+    target = base / str(next_version(base))
+    try:
+      os.rename(tmp, target)  # atomic; fails if another export took this version first
+      return target
+    except OSError:
+      if not target.exists():
+        raise
+
+
+def export_text_classifier(model: keras.Model, preprocessor, class_names: Sequence[str], *,
+                           export_base: pathlib.Path) -> pathlib.Path:
+  """Exports `serving_default`: a [None] tf.string batch of raw UTF-8 texts, tokenized in the graph.
+
+  Outputs are `probabilities` (float32 [N, C]), `class_id` (int64 [N]) and `class_name` (string [N]).
+  The SavedModel is written under a temporary name and renamed to EXPORT_BASE/<next version>, so TF Serving
+  never sees a half-written version; labels.txt goes to its assets.extra/.
+
+  Returns:
+    The version directory.
+  """
+  preprocessor(tf.constant(["build"]))  # ExportArchive tracks only built layers.
+  names = tf.constant(list(class_names))
+
+  def serve(text):
+    logits = model(preprocessor(text), training=False)
+    probabilities = tf.nn.softmax(tf.cast(logits, tf.float32), axis=-1)
+    class_id = tf.argmax(probabilities, axis=-1)
+    return {"probabilities": probabilities, "class_id": class_id, "class_name": tf.gather(names, class_id)}
+
+  archive = keras.export.ExportArchive()
+  archive.track(model)
+  archive.track(preprocessor)
+  archive.add_endpoint("serving_default", serve, input_signature=[tf.TensorSpec([None], tf.string, name="text")])
+
+  export_base.mkdir(parents=True, exist_ok=True)
+  tmp = export_base / f".tmp-{uuid.uuid4().hex}"
+  try:
+    archive.write_out(str(tmp), verbose=False)
+    (tmp / "assets.extra").mkdir()
+    write_labels(tmp / "assets.extra" / "labels.txt", class_names)
+    path = _publish(tmp, export_base)
+  finally:
+    shutil.rmtree(tmp, ignore_errors=True)
+  logging.info("exported SavedModel to %s", path)
+  return path

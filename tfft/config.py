@@ -1,6 +1,7 @@
 """Frozen run configuration and its validation; imports neither absl nor TensorFlow."""
 
 import dataclasses
+import math
 import re
 from typing import Optional, Tuple
 
@@ -138,6 +139,11 @@ def validate(config: Config) -> Config:
     UserError: naming the first bad flag, the value it got and what it accepts.
   """
   d, m, t, r = config.data, config.model, config.train, config.run
+  for section in (d, m, t):  # NaN and inf pass every comparison below, so they are rejected first
+    for field in dataclasses.fields(section):
+      value = getattr(section, field.name)
+      if isinstance(value, float) and not math.isfinite(value):
+        _fail(field.name, value, "must be a finite number")
   split_dataset_spec(d.dataset)
   for flag, value in (("val_fraction", d.val_fraction), ("test_fraction", d.test_fraction)):
     if not 0.0 < value < 1.0:
@@ -147,10 +153,9 @@ def validate(config: Config) -> Config:
           f"val_fraction + test_fraction ({d.val_fraction + d.test_fraction:g}) must leave examples to train on")
   if d.examples_per_class < 0:
     _fail("examples_per_class", d.examples_per_class, "must be >= 0 (0 keeps every example)")
-  if not d.text_column:
-    _fail("text_column", d.text_column, "must name a column")
-  if not d.label_column:
-    _fail("label_column", d.label_column, "must name a column")
+  for flag, column in (("text_column", d.text_column), ("label_column", d.label_column)):
+    if not column or column != column.strip():
+      _fail(flag, column, "must name a column, without surrounding spaces (headers are matched stripped)")
 
   if not m.backbone:
     _fail("backbone", m.backbone, "must name a backbone: an alias, a keras-hub preset, hf://…, kaggle://… or a directory")

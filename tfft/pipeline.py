@@ -32,25 +32,34 @@ class RunResult:
   export_path: str
 
 
-def prepare_model_dir(run: RunConfig) -> pathlib.Path:
-  """Creates the run directory, refusing to clobber a finished run unless --overwrite.
+def check_model_dir(run: RunConfig) -> pathlib.Path:
+  """Checks the run directory without touching it, so a bad run leaves nothing behind.
 
   Raises:
-    UserError: if the path is a file, is not writable, or holds a finished run without --overwrite.
+    UserError: if the path is a file, or holds a finished run without --overwrite.
   """
   path = pathlib.Path(run.model_dir).expanduser()
   if path.exists() and not path.is_dir():
     raise UserError(f"--model_dir={run.model_dir} is a file; name a directory")
-  if path.is_dir() and RunState(path).finished:
-    if not run.overwrite:
-      raise UserError(f"--model_dir={run.model_dir} holds a finished run; pass --overwrite to start afresh or "
-                      "choose another --model_dir")
+  if path.is_dir() and RunState(path).finished and not run.overwrite:
+    raise UserError(f"--model_dir={run.model_dir} holds a finished run; pass --overwrite to start afresh or "
+                    "choose another --model_dir")
+  return path
+
+
+def create_model_dir(path: pathlib.Path, run: RunConfig) -> pathlib.Path:
+  """Creates the run directory, clearing a finished run first when --overwrite asks for it.
+
+  Raises:
+    UserError: if it cannot be created or written.
+  """
+  if run.overwrite and path.is_dir() and RunState(path).finished:
     shutil.rmtree(path)
   try:
     path.mkdir(parents=True, exist_ok=True)
   except OSError as e:
     raise UserError(f"--model_dir={run.model_dir}: cannot create it ({e.strerror}); choose a writable path") from None
-  if not os.access(path, os.W_OK):
+  if not os.access(path, os.W_OK | os.X_OK):
     raise UserError(f"--model_dir={run.model_dir} is not writable; choose a writable path")
   return path
 
@@ -76,7 +85,7 @@ def run(config: Config, *, flagfile: str) -> RunResult:
   Raises:
     UserError: for bad data, backbone or output paths.
   """
-  model_dir = prepare_model_dir(config.run)
+  model_dir = check_model_dir(config.run)
   examples = text_data.load_examples(config.data)
   class_names = text_data.sorted_class_names(examples.labels)
   labels = np.array([class_names.index(label) for label in examples.labels])
@@ -85,6 +94,7 @@ def run(config: Config, *, flagfile: str) -> RunResult:
   spec = text_backbones.resolve(config.model.backbone)
   pooling = spec.default_pooling if config.model.pooling == "auto" else config.model.pooling
 
+  create_model_dir(model_dir, config.run)
   (model_dir / FLAGFILE).write_text(flagfile)
   _persist_labels(model_dir, class_names)
   split_lib.write_manifest(model_dir / split_lib.MANIFEST, examples.ids, examples.labels, split)

@@ -6,8 +6,6 @@ import pathlib
 from typing import Dict, List, Sequence
 
 import numpy as np
-from sklearn import model_selection
-
 from tfft.errors import UserError
 
 SPLITS = ("train", "val", "test")
@@ -40,16 +38,18 @@ def stratified_split(labels: Sequence[str], *, val_fraction: float, test_fractio
   if smallest_count < 3:
     raise UserError(f"class {smallest!r} has {smallest_count} example(s); each class needs at least 3 to appear in "
                     "train, val and test: add examples or drop the class")
-  indices = np.arange(n)
-  try:
-    rest, test = model_selection.train_test_split(
-        indices, test_size=test_fraction, stratify=labels, random_state=seed, shuffle=True)
-    train, val = model_selection.train_test_split(
-        rest, test_size=val_fraction / (1.0 - test_fraction), stratify=labels[rest], random_state=seed + 1,
-        shuffle=True)
-  except ValueError as e:
-    raise UserError(f"cannot stratify the split ({e}); add examples to the small classes or raise "
-                    "--val_fraction/--test_fraction") from None
+  # Per class rather than sklearn's train_test_split, whose rounding can drop a small class from val or test
+  # when one class dominates.
+  rng = np.random.default_rng(seed)
+  parts = {"train": [], "val": [], "test": []}
+  for label in sorted(counts):
+    members = rng.permutation(np.flatnonzero(labels == label))
+    n_test = min(max(1, round(len(members) * test_fraction)), len(members) - 2)
+    n_val = min(max(1, round(len(members) * val_fraction)), len(members) - n_test - 1)
+    parts["test"].append(members[:n_test])
+    parts["val"].append(members[n_test:n_test + n_val])
+    parts["train"].append(members[n_test + n_val:])
+  train, val, test = (np.concatenate(parts[name]) for name in SPLITS)
   return {"train": np.sort(train), "val": np.sort(val), "test": np.sort(test)}
 
 

@@ -29,7 +29,8 @@ class Examples:
 
 def natural_key(name: str):
   """Sort key under which "2" comes before "10"; used for class order everywhere."""
-  return [(0, int(part), "") if part.isdigit() else (1, 0, part) for part in re.split(r"(\d+)", name) if part]
+  parts = [(0, int(part), "") if part.isdigit() else (1, 0, part) for part in re.split(r"(\d+)", name) if part]
+  return parts, name  # the name itself breaks ties such as "2" vs "02"
 
 
 def sorted_class_names(labels: Sequence[str]) -> List[str]:
@@ -94,7 +95,7 @@ def _read_table(path: pathlib.Path, flag_value: str) -> List[dict]:
   try:
     if suffix == ".jsonl":
       rows = []
-      with path.open(encoding="utf-8") as f:
+      with path.open(encoding="utf-8-sig") as f:
         for line_no, line in enumerate(f, 1):
           if line.strip():
             try:
@@ -108,7 +109,8 @@ def _read_table(path: pathlib.Path, flag_value: str) -> List[dict]:
       return rows
     if suffix not in (".csv", ".tsv"):
       raise UserError(f"--dataset={flag_value}: {path.name} is not .csv, .tsv or .jsonl; rename it or convert it")
-    with path.open(encoding="utf-8", newline="") as f:
+    # utf-8-sig: Excel's "CSV UTF-8" starts with a byte-order mark that would stick to the first column name.
+    with path.open(encoding="utf-8-sig", newline="") as f:
       reader = csv.DictReader(f, delimiter="\t" if suffix == ".tsv" else ",")
       rows = []
       for row in reader:
@@ -118,7 +120,7 @@ def _read_table(path: pathlib.Path, flag_value: str) -> List[dict]:
         rows.append(row)
       return rows
   except UnicodeDecodeError as e:
-    raise UserError(f"--dataset={flag_value}: {path.name} is not UTF-8 (byte {e.start}); "
+    raise UserError(f"--dataset={flag_value}: {path.name} is not UTF-8 ({e.reason}); "
                     "re-save it as UTF-8, e.g. iconv -f latin1 -t utf-8") from None
 
 
@@ -133,7 +135,8 @@ def load_table(path: pathlib.Path, flag_value: str, *, text_column: str, label_c
   if path.is_dir():
     raise UserError(f"--dataset={flag_value}: {path} is a folder; csv: wants a .csv, .tsv or .jsonl file "
                     "(use textdir: for a folder per class)")
-  rows = _read_table(path, flag_value)
+  # Column names are matched with surrounding spaces stripped, as spreadsheets often leave them.
+  rows = [{str(k).strip(): v for k, v in row.items()} for row in _read_table(path, flag_value)]
   if not rows:
     raise UserError(f"--dataset={flag_value}: {path.name} holds no rows")
   columns = list(rows[0].keys())

@@ -1,0 +1,81 @@
+"""Shared tiny real objects: a 2-layer BERT keras-hub preset written to tmp, and a small 3-class text folder."""
+
+import os
+import pathlib
+import random
+import subprocess
+import sys
+
+import pytest
+
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+
+# Each class has its own words, so a tiny model can learn the task in a few steps.
+CLASS_WORDS = {
+    "animals": ["cat", "dog", "fox", "horse", "mouse", "bird"],
+    "colors": ["red", "blue", "green", "yellow", "purple", "orange"],
+    "numbers": ["one", "two", "three", "four", "five", "six"],
+}
+FILLER = ["the", "a", "and", "of", "is", "very"]
+VOCAB = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + FILLER + sorted(
+    w for words in CLASS_WORDS.values() for w in words)
+
+
+def make_texts(n_per_class: int, seed: int = 0):
+  """Deterministic short texts: (text, label) pairs, n_per_class of each class."""
+  rng = random.Random(seed)
+  out = []
+  for label, words in CLASS_WORDS.items():
+    for _ in range(n_per_class):
+      tokens = [rng.choice(words) for _ in range(4)] + [rng.choice(FILLER) for _ in range(2)]
+      rng.shuffle(tokens)
+      out.append((" ".join(tokens), label))
+  return out
+
+
+@pytest.fixture(scope="session")
+def tiny_bert_preset(tmp_path_factory) -> pathlib.Path:
+  """A randomly initialised 2-layer BERT and its WordPiece tokenizer, saved as a keras-hub preset dir."""
+  import keras
+  import keras_hub
+
+  keras.utils.set_random_seed(0)
+  path = tmp_path_factory.mktemp("tiny_bert")
+  backbone = keras_hub.models.BertBackbone(
+      vocabulary_size=len(VOCAB), num_layers=2, num_heads=2, hidden_dim=16, intermediate_dim=32,
+      max_sequence_length=32)
+  tokenizer = keras_hub.models.BertTokenizer(vocabulary=VOCAB, lowercase=True)
+  backbone.save_to_preset(str(path))
+  tokenizer.save_to_preset(str(path))
+  return path
+
+
+@pytest.fixture(scope="session")
+def tiny_textdir(tmp_path_factory) -> pathlib.Path:
+  """ROOT/<class>/<n>.txt with 20 texts per class."""
+  root = tmp_path_factory.mktemp("textdir")
+  for i, (text, label) in enumerate(make_texts(20)):
+    (root / label).mkdir(exist_ok=True)
+    (root / label / f"{i:03d}.txt").write_text(text)
+  return root
+
+
+def tiny_flags(preset, data, tmp_path, **overrides):
+  """Flag lines for a fast tiny run: both phases, one or two epochs each."""
+  flags = {
+      "dataset": f"textdir:{data}", "backbone": str(preset), "sequence_length": 16, "batch_size": 8,
+      "head_epochs": 1, "head_learning_rate": 1e-2, "epochs": 2, "learning_rate": 3e-3, "pooling": "mean",
+      "val_fraction": 0.2, "test_fraction": 0.2, "model_dir": tmp_path / "run", "export_dir": tmp_path / "exports",
+      "name": "tiny", "seed": 1,
+  }
+  flags.update(overrides)
+  return [f"--{k}={v}" for k, v in flags.items()]
+
+
+def run_tfft(module: str, args, *, cwd=None, timeout=600):
+  """Runs `python -m tfft.<module> ARGS` and returns the CompletedProcess (text mode)."""
+  return subprocess.run([sys.executable, "-m", f"tfft.{module}", *map(str, args)], capture_output=True, text=True,
+                        cwd=cwd or REPO, timeout=timeout)

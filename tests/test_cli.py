@@ -1,0 +1,124 @@
+"""The train CLI end to end on a tiny BERT: flagfile -> both phases -> metrics -> export -> reload in a clean process."""
+
+import json
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+from conftest import REPO, run_tfft, tiny_flags
+
+TEXTS = ["cat dog horse", "red blue green", "one two three four", "the very purple fox"]
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tiny_bert_preset, tiny_textdir, tmp_path_factory):
+  tmp = tmp_path_factory.mktemp("cli")
+  flagfile = tmp / "tiny.cfg"
+  flagfile.write_text("\n".join(tiny_flags(tiny_bert_preset, tiny_textdir, tmp)) + "\n")
+  proc = run_tfft("train", [f"--flagfile={flagfile}"])
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  return tmp, proc
+
+
+def test_train_writes_the_run_and_one_export(tiny_run):
+  tmp, proc = tiny_run
+  run = tmp / "run"
+  for name in ("flags.cfg", "labels.txt", "split_manifest.csv", "metrics.json", "run_state.json",
+               "history_head.csv", "history_finetune.csv", "checkpoints/best_finetune.weights.h5"):
+    assert (run / name).exists(), name
+  assert (run / "logs" / "finetune").is_dir()
+  assert (run / "labels.txt").read_text().split() == ["animals", "colors", "numbers"]
+  versions = sorted(p.name for p in (tmp / "exports" / "tiny").iterdir())
+  assert versions == ["1"], versions  # no temporary directory left behind
+  export = tmp / "exports" / "tiny" / "1"
+  assert (export / "saved_model.pb").exists()
+  assert (export / "assets.extra" / "labels.txt").read_text() == (run / "labels.txt").read_text()
+
+  metrics = json.loads((run / "metrics.json").read_text())
+  assert metrics["split_sizes"] == {"train": 36, "val": 12, "test": 12}
+  assert metrics["num_examples"] == 12 and len(metrics["confusion_matrix"]) == 3
+  assert metrics["accuracy"] > 0.6, metrics["accuracy"]  # three word-disjoint classes; chance is 1/3
+
+  out = proc.stdout
+  assert "data:     train=36  val=12  test=12" in out
+  assert "phase head" in out and "phase finetune" in out and "trainable=51" in out
+  assert f"accuracy={metrics['accuracy']:.4f}" in out and "macro_f1=" in out
+  assert f"export:   {export}" in out
+
+
+def test_flags_cfg_reproduces_the_config(tiny_run):
+  from tfft import flags as tfft_flags
+
+  tmp, _ = tiny_run
+  try:
+    tfft_flags.FLAGS(["prog", f"--flagfile={tmp / 'tiny.cfg'}"])
+    original = tfft_flags.config_from_flags()
+    tfft_flags.FLAGS.unparse_flags()
+    tfft_flags.FLAGS(["prog", f"--flagfile={tmp / 'run' / 'flags.cfg'}"])
+    assert tfft_flags.config_from_flags() == original
+  finally:
+    tfft_flags.FLAGS.unparse_flags()
+
+
+def test_rerunning_a_finished_run_refuses_and_keeps_everything(tiny_run):
+  tmp, _ = tiny_run
+  before = (tmp / "run" / "metrics.json").read_text()
+  proc = run_tfft("train", [f"--flagfile={tmp / 'tiny.cfg'}"])
+  assert proc.returncode == 2
+  assert "holds a finished run; pass --overwrite" in proc.stderr
+  assert (tmp / "run" / "metrics.json").read_text() == before
+  assert sorted(p.name for p in (tmp / "exports" / "tiny").iterdir()) == ["1"]
+
+
+def test_saved_model_cli_shows_a_string_input(tiny_run):
+  tmp, _ = tiny_run
+  cli = REPO / ".venv" / "bin" / "saved_model_cli"
+  cli = cli if cli.exists() else "saved_model_cli"
+  out = subprocess.run([str(cli), "show", "--dir", str(tmp / "exports" / "tiny" / "1"), "--all"],
+                       capture_output=True, text=True, check=True).stdout
+  assert "inputs['text']" in out and "DT_STRING" in out
+  for name in ("probabilities", "class_id", "class_name"):
+    assert f"outputs['{name}']" in out
+
+
+# Runs with the op set of stock TF Serving: TensorFlow plus TF Text, nothing of Keras, keras-hub or tfft.
+_SERVE = textwrap.dedent("""
+    import json, sys
+    import tensorflow as tf
+    import tensorflow_text  # registers the tokenizer ops, as TF Serving links them
+    sig = tf.saved_model.load(sys.argv[1]).signatures["serving_default"]
+    out = sig(text=tf.constant(json.loads(sys.argv[2])))
+    leaked = sorted(m for m in ("keras_hub", "tfft") if m in sys.modules)
+    print(json.dumps({"probabilities": out["probabilities"].numpy().tolist(),
+                      "class_id": out["class_id"].numpy().tolist(),
+                      "class_name": [c.decode() for c in out["class_name"].numpy()],
+                      "dtype": out["probabilities"].dtype.name, "leaked": leaked}))
+""")
+
+
+def test_export_round_trip_matches_the_in_process_model(tiny_run, tiny_bert_preset):
+  import keras
+
+  from tfft import modeling
+  from tfft.backbones import text as text_backbones
+
+  tmp, _ = tiny_run
+  proc = subprocess.run([sys.executable, "-c", _SERVE, str(tmp / "exports" / "tiny" / "1"), json.dumps(TEXTS)],
+                        capture_output=True, text=True, timeout=300)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  served = json.loads(proc.stdout.strip().splitlines()[-1])
+  assert served["leaked"] == [] and served["dtype"] == "float32"
+
+  spec = text_backbones.resolve(str(tiny_bert_preset))
+  model = modeling.build_text_classifier(text_backbones.load_backbone(spec), num_classes=3, pooling="mean")
+  model.load_weights(str(tmp / "run" / "checkpoints" / "after_finetune.weights.h5"))
+  features = text_backbones.load_preprocessor(spec, 16)(keras.ops.convert_to_tensor(TEXTS))
+  expected = keras.ops.convert_to_numpy(keras.ops.softmax(model(features, training=False), axis=-1))
+
+  np.testing.assert_allclose(np.array(served["probabilities"]), expected, atol=1e-5)
+  assert served["class_id"] == expected.argmax(-1).tolist()
+  names = ["animals", "colors", "numbers"]
+  assert served["class_name"] == [names[i] for i in served["class_id"]]

@@ -1,0 +1,129 @@
+"""Freezing policies and phases on a tiny real BERT: trainable counts, and which weights a phase may change."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from conftest import make_texts
+from tfft import modeling, training
+from tfft.backbones import text as text_backbones
+from tfft.config import Freeze, TrainConfig
+from tfft.data import tensors
+from tfft.errors import UserError
+
+HIDDEN, INTERMEDIATE, CLASSES = 16, 32, 3
+
+
+def _block_params():
+  attention = 4 * (HIDDEN * HIDDEN + HIDDEN)  # q, k, v, output projections
+  ffn = HIDDEN * INTERMEDIATE + INTERMEDIATE + INTERMEDIATE * HIDDEN + HIDDEN
+  norms = 2 * 2 * HIDDEN
+  return attention + ffn + norms
+
+
+HEAD_PARAMS = HIDDEN * CLASSES + CLASSES
+
+
+@pytest.fixture()
+def tiny(tiny_bert_preset):
+  spec = text_backbones.resolve(str(tiny_bert_preset))
+  backbone = text_backbones.load_backbone(spec)
+  model = modeling.build_text_classifier(backbone, num_classes=CLASSES, pooling="mean")
+  return spec, backbone, model
+
+
+def test_freeze_all_trains_only_the_head(tiny):
+  _, backbone, model = tiny
+  modeling.apply_freeze(backbone, Freeze("all"))
+  assert modeling.count_params(model.trainable_weights) == HEAD_PARAMS
+  assert [w.path.split("/")[0] for w in model.trainable_weights] == ["logits", "logits"]
+
+
+def test_freeze_none_trains_all_but_the_unused_pooler(tiny):
+  _, backbone, model = tiny
+  modeling.apply_freeze(backbone, Freeze("none"))
+  pooler = HIDDEN * HIDDEN + HIDDEN
+  total = modeling.count_params(model.weights)
+  assert modeling.count_params(model.trainable_weights) == total - pooler
+  assert modeling.count_params(model.non_trainable_weights) == pooler
+
+
+@pytest.mark.parametrize("k", [1, 2])
+def test_freeze_top_k_trains_the_last_k_blocks(tiny, k):
+  _, backbone, model = tiny
+  blocks = text_backbones.transformer_blocks(backbone)
+  modeling.apply_freeze(backbone, Freeze("top_k", k), blocks=blocks)
+  assert modeling.count_params(model.trainable_weights) == HEAD_PARAMS + k * _block_params()
+  assert all(layer.trainable == (i >= len(blocks) - k) for i, layer in enumerate(blocks))
+  assert not backbone.get_layer("token_embedding").trainable
+
+
+def test_freeze_top_k_beyond_the_blocks_is_a_user_error(tiny):
+  _, backbone, _ = tiny
+  with pytest.raises(UserError, match=r"--freeze=top_k:3 names more blocks than the backbone has \(2\)"):
+    modeling.apply_freeze(backbone, Freeze("top_k", 3), blocks=text_backbones.transformer_blocks(backbone))
+
+
+def test_cls_and_mean_pooling_differ(tiny_bert_preset):
+  spec = text_backbones.resolve(str(tiny_bert_preset))
+  pre = text_backbones.load_preprocessor(spec, 16)
+  features = pre(tf.constant(["cat dog", "red blue green yellow"]))
+  backbone = text_backbones.load_backbone(spec)
+  outputs = {}
+  for pooling in ("cls", "mean"):
+    model = modeling.build_text_classifier(backbone, num_classes=CLASSES, pooling=pooling)
+    model.get_layer("logits").set_weights([np.eye(HIDDEN, CLASSES, dtype="float32"), np.zeros(CLASSES, "float32")])
+    outputs[pooling] = model(features, training=False).numpy()
+  sequence = backbone(features, training=False)["sequence_output"].numpy()
+  mask = features["padding_mask"].numpy()[..., None].astype("float32")
+  np.testing.assert_allclose(outputs["cls"], sequence[:, 0, :CLASSES], atol=1e-5)
+  np.testing.assert_allclose(outputs["mean"], ((sequence * mask).sum(1) / mask.sum(1))[:, :CLASSES], atol=1e-5)
+
+
+def _snapshot(layers):
+  return [w.numpy().copy() for layer in layers for w in layer.weights]
+
+
+def _changed(before, layers):
+  return any(not np.array_equal(b, w.numpy()) for b, w in zip(before, (w for l in layers for w in l.weights)))
+
+
+def test_phases_change_only_what_they_train(tiny, tmp_path):
+  spec, backbone, model = tiny
+  pre = text_backbones.load_preprocessor(spec, 16)
+  pairs = make_texts(8)
+  names = sorted({label for _, label in pairs})
+  features = tensors.tokenize(pre, [t for t, _ in pairs])
+  labels = np.array([names.index(label) for _, label in pairs])
+  idx = np.arange(len(pairs))
+  ds = tensors.make_dataset(features, labels, idx, num_classes=CLASSES, batch_size=8, shuffle=True, seed=0)
+  blocks = text_backbones.transformer_blocks(backbone)
+  cfg = TrainConfig(early_stopping_patience=0, learning_rate=1e-2)
+  strategy = tf.distribute.get_strategy()
+  head = model.get_layer("logits")
+  lower, upper = [blocks[0], backbone.get_layer("token_embedding")], [blocks[1]]
+
+  before_backbone, before_head = _snapshot(backbone.layers), _snapshot([head])
+  phase1 = training.Phase("head", 1, 1e-2, 0.0, Freeze("all"))
+  result = training.run_phase(model, backbone, phase1, train_ds=ds, val_ds=ds, steps_per_epoch=3, train=cfg,
+                              model_dir=tmp_path, strategy=strategy, blocks=blocks)
+  assert result.trainable_params == HEAD_PARAMS
+  assert not _changed(before_backbone, backbone.layers), "phase 1 changed frozen backbone weights"
+  assert _changed(before_head, [head]), "phase 1 did not train the head"
+
+  before_lower, before_upper = _snapshot(lower), _snapshot(upper)
+  phase2 = training.Phase("finetune", 1, 1e-2, 0.5, Freeze("top_k", 1))
+  training.run_phase(model, backbone, phase2, train_ds=ds, val_ds=ds, steps_per_epoch=3, train=cfg,
+                     model_dir=tmp_path, strategy=strategy, blocks=blocks)
+  assert not _changed(before_lower, lower), "top_k:1 changed a frozen lower block or the embeddings"
+  assert _changed(before_upper, upper), "top_k:1 did not train the top block"
+  assert (tmp_path / "checkpoints" / "best_finetune.weights.h5").exists()
+  assert (tmp_path / "history_head.csv").exists() and (tmp_path / "logs" / "finetune").is_dir()
+
+
+def test_plan_phases():
+  both = training.plan_phases(TrainConfig(head_epochs=2, epochs=3, freeze=Freeze("top_k", 2), warmup_fraction=0.2))
+  assert [(p.name, p.epochs, p.freeze.kind, p.warmup_fraction) for p in both] == [
+      ("head", 2, "all", 0.0), ("finetune", 3, "top_k", 0.2)]
+  assert [p.name for p in training.plan_phases(TrainConfig(head_epochs=0, epochs=1))] == ["finetune"]
+  assert [p.name for p in training.plan_phases(TrainConfig(head_epochs=1, epochs=0))] == ["head"]

@@ -34,14 +34,14 @@ def tiny(tiny_bert_preset):
 
 def test_freeze_all_trains_only_the_head(tiny):
   _, backbone, model = tiny
-  modeling.apply_freeze(backbone, Freeze("all"))
+  modeling.apply_freeze(model, backbone, Freeze("all"))
   assert modeling.count_params(model.trainable_weights) == HEAD_PARAMS
   assert [w.path.split("/")[0] for w in model.trainable_weights] == ["logits", "logits"]
 
 
 def test_freeze_none_trains_all_but_the_unused_pooler(tiny):
   _, backbone, model = tiny
-  modeling.apply_freeze(backbone, Freeze("none"))
+  modeling.apply_freeze(model, backbone, Freeze("none"))
   pooler = HIDDEN * HIDDEN + HIDDEN
   total = modeling.count_params(model.weights)
   assert modeling.count_params(model.trainable_weights) == total - pooler
@@ -52,16 +52,29 @@ def test_freeze_none_trains_all_but_the_unused_pooler(tiny):
 def test_freeze_top_k_trains_the_last_k_blocks(tiny, k):
   _, backbone, model = tiny
   blocks = text_backbones.transformer_blocks(backbone)
-  modeling.apply_freeze(backbone, Freeze("top_k", k), blocks=blocks)
+  modeling.apply_freeze(model, backbone, Freeze("top_k", k), blocks=blocks)
   assert modeling.count_params(model.trainable_weights) == HEAD_PARAMS + k * _block_params()
   assert all(layer.trainable == (i >= len(blocks) - k) for i, layer in enumerate(blocks))
   assert not backbone.get_layer("token_embedding").trainable
 
 
 def test_freeze_top_k_beyond_the_blocks_is_a_user_error(tiny):
-  _, backbone, _ = tiny
+  _, backbone, model = tiny
   with pytest.raises(UserError, match=r"--freeze=top_k:3 names more blocks than the backbone has \(2\)"):
-    modeling.apply_freeze(backbone, Freeze("top_k", 3), blocks=text_backbones.transformer_blocks(backbone))
+    modeling.apply_freeze(model, backbone, Freeze("top_k", 3), blocks=text_backbones.transformer_blocks(backbone))
+
+
+def test_frozen_backbone_runs_in_inference_mode_even_when_fit_passes_training(tiny, tiny_bert_preset):
+  """Keras 3 overrides a construction-time training=False; the frozen backbone must still skip its dropout."""
+  spec, backbone, model = tiny
+  encoder, _ = modeling.split_at_pooling(model)
+  features = text_backbones.load_preprocessor(spec, 16)(tf.constant(["cat dog horse", "red blue"]))
+  modeling.apply_freeze(model, backbone, Freeze("all"))
+  inference = encoder(features, training=False).numpy()
+  np.testing.assert_allclose(encoder(features, training=True).numpy(), inference, atol=1e-6)
+  modeling.apply_freeze(model, backbone, Freeze("none"))  # fine-tuning: BERT's dropout is on in training
+  assert np.abs(encoder(features, training=True).numpy() - inference).max() > 1e-3
+  np.testing.assert_allclose(encoder(features, training=False).numpy(), inference, atol=1e-6)
 
 
 def test_cls_and_mean_pooling_differ(tiny_bert_preset):
@@ -127,3 +140,38 @@ def test_plan_phases():
       ("head", 2, "all", 0.0), ("finetune", 3, "top_k", 0.2)]
   assert [p.name for p in training.plan_phases(TrainConfig(head_epochs=0, epochs=1))] == ["finetune"]
   assert [p.name for p in training.plan_phases(TrainConfig(head_epochs=1, epochs=0))] == ["head"]
+
+
+def test_cached_features_train_the_head_as_the_full_model_does(tiny_bert_preset, tmp_path):
+  """Phase 1 on cached pooled features must give the same head as phase 1 through the frozen backbone."""
+  import keras
+
+  spec = text_backbones.resolve(str(tiny_bert_preset))
+  pre = text_backbones.load_preprocessor(spec, 16)
+  pairs = make_texts(8)
+  names = sorted({label for _, label in pairs})
+  features = tensors.tokenize(pre, [t for t, _ in pairs])
+  labels = np.array([names.index(label) for _, label in pairs])
+  idx = np.arange(len(pairs))
+  cfg = TrainConfig(early_stopping_patience=0)
+  phase = training.Phase("head", 2, 5e-2, 0.0, Freeze("all"))
+  heads = []
+  for cached in (False, True):
+    keras.utils.set_random_seed(3)
+    backbone = text_backbones.load_backbone(spec)
+    model = modeling.build_text_classifier(backbone, num_classes=CLASSES, pooling="mean", dropout=0.0)
+    initial = model.get_layer("logits").weights[0].numpy().copy()
+    ds = lambda f, **kw: tensors.make_dataset(f, labels, idx, num_classes=CLASSES, batch_size=8, **kw)
+    kwargs = {"train_ds": ds(features, shuffle=True, seed=0), "val_ds": ds(features)}
+    if cached:
+      encoder, head = modeling.split_at_pooling(model)
+      pooled = encoder.predict(ds(features), verbose=0)
+      assert pooled.shape == (len(pairs), HIDDEN)
+      kwargs = {"train_ds": ds(pooled, shuffle=True, seed=0), "val_ds": ds(pooled), "fit_model": head}
+    result = training.run_phase(model, backbone, phase, steps_per_epoch=3, train=cfg, model_dir=tmp_path / str(cached),
+                                strategy=tf.distribute.get_strategy(), **kwargs)
+    assert result.trainable_params == HEAD_PARAMS
+    heads.append([w.numpy() for w in model.get_layer("logits").weights])
+    assert not np.allclose(heads[-1][0], initial), "the head did not train"
+  for plain, cached in zip(*heads):
+    np.testing.assert_allclose(cached, plain, atol=1e-5)

@@ -59,6 +59,7 @@ class TrainConfig:
   epochs: int = 3
   learning_rate: float = 5e-5
   warmup_fraction: float = 0.1
+  cache_features: bool = True
   freeze: Freeze = Freeze("none")
   optimizer: str = "adamw"
   weight_decay: float = 0.01

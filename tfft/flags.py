@@ -39,6 +39,9 @@ flags.DEFINE_float("head_learning_rate", _d.train.head_learning_rate, "Phase 1 p
 flags.DEFINE_integer("epochs", _d.train.epochs, "Phase 2: epochs fine-tuning with --freeze applied.")
 flags.DEFINE_float("learning_rate", _d.train.learning_rate, "Phase 2 peak learning rate (10-100x below the head's).")
 flags.DEFINE_float("warmup_fraction", _d.train.warmup_fraction, "Phase 2: fraction of its steps spent warming up.")
+flags.DEFINE_bool("cache_features", _d.train.cache_features,
+                  "Phase 1: run the frozen backbone once over train and val, then train the head on the cached "
+                  "pooled features (same result, far faster).")
 flags.DEFINE_string("freeze", str(_d.train.freeze),
                     "Phase 2 policy: all (only the head ever trains), none (fine-tune all), top_k:N (last N blocks).")
 flags.DEFINE_enum("optimizer", _d.train.optimizer, config_lib.OPTIMIZERS, "Optimiser.")
@@ -88,7 +91,7 @@ def config_from_flags(flag_values=FLAGS) -> config_lib.Config:
       train=config_lib.TrainConfig(
           batch_size=f.batch_size, head_epochs=f.head_epochs, head_learning_rate=f.head_learning_rate,
           epochs=f.epochs, learning_rate=f.learning_rate, warmup_fraction=f.warmup_fraction,
-          freeze=config_lib.parse_freeze(f.freeze), optimizer=f.optimizer, weight_decay=f.weight_decay,
+          cache_features=f.cache_features, freeze=config_lib.parse_freeze(f.freeze), optimizer=f.optimizer, weight_decay=f.weight_decay,
           momentum=f.momentum, clipnorm=f.clipnorm, lr_schedule=f.lr_schedule, lr_decay_rate=f.lr_decay_rate,
           lr_alpha=f.lr_alpha, lr_restart_epochs=f.lr_restart_epochs, label_smoothing=f.label_smoothing,
           monitor=f.monitor, early_stopping_patience=f.early_stopping_patience, strategy=f.strategy,

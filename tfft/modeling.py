@@ -11,6 +11,26 @@ from tfft.errors import UserError
 # keras-hub BERT builds a pooler on [CLS] that the heads here never read; it stays frozen so that the
 # trainable counts are honest and no weight trains without a gradient.
 _UNUSED_BACKBONE_LAYERS = ("pooled_dense",)
+POOLED = "pooled"
+BACKBONE = "backbone"
+
+
+class BackboneCall(keras.layers.Layer):
+  """Calls the backbone in inference mode unless `train_mode` is set.
+
+  A `training=False` given when a functional model is built does not hold in Keras 3: the model passes its own
+  `training` to every node that takes one. This layer decides instead. Frozen, the backbone is a pure function
+  (no dropout, BatchNorm statistics untouched), so its features can be cached; fine-tuned, text backbones train
+  with their dropout, as in the BERT recipe. Set `train_mode` between phases, then compile.
+  """
+
+  def __init__(self, backbone, **kwargs):
+    super().__init__(**kwargs)
+    self.backbone = backbone
+    self.train_mode = False
+
+  def call(self, inputs, training=None):
+    return self.backbone(inputs, training=bool(training) and self.train_mode)
 
 
 def build_text_classifier(backbone, *, num_classes: int, pooling: str, head_units: Sequence[int] = (),
@@ -31,15 +51,14 @@ def build_text_classifier(backbone, *, num_classes: int, pooling: str, head_unit
   """
   inputs = {name: keras.Input(shape=(None,), dtype=tensor.dtype, name=name)
             for name, tensor in backbone.input.items()}
-  # training=False: the backbone runs in inference mode (no backbone dropout, BatchNorm statistics untouched)
-  # whether or not it is frozen, so frozen-phase features are deterministic.
-  sequence = backbone(inputs, training=False)["sequence_output"]
+  sequence = BackboneCall(backbone, name=BACKBONE)(inputs)["sequence_output"]
   if pooling == "mean":
     x = keras.layers.GlobalAveragePooling1D(name="mean_pool")(sequence, mask=inputs["padding_mask"])
   elif pooling == "cls":
     x = sequence[:, 0, :]
   else:
     raise ValueError(f"unknown pooling {pooling!r}")
+  x = keras.layers.Identity(name=POOLED)(x)  # the seam between encoder and head, see split_at_pooling
   regularizer = keras.regularizers.L1L2(l1=l1, l2=l2) if (l1 or l2) else None
   for i, units in enumerate(head_units):
     x = keras.layers.Dropout(dropout, name=f"head_dropout_{i}")(x)
@@ -50,10 +69,31 @@ def build_text_classifier(backbone, *, num_classes: int, pooling: str, head_unit
   return keras.Model(inputs, logits, name="tfft_classifier")
 
 
-def apply_freeze(backbone, policy: Freeze, *, blocks=None):
+def split_at_pooling(model: keras.Model):
+  """Splits the classifier into an encoder (inputs -> pooled features) and a head (features -> logits).
+
+  Both share their layers with `model`, so training the head trains the classifier's head. With a frozen
+  backbone run in inference mode the encoder is a pure function, so its outputs can be computed once.
+
+  Returns:
+    (encoder, head) keras Models.
+  """
+  pooled = model.get_layer(POOLED)
+  encoder = keras.Model(model.inputs, pooled.output, name="encoder")
+  x = features = keras.Input(shape=pooled.output.shape[1:], name="pooled_features")
+  names = [layer.name for layer in model.layers]
+  for layer in model.layers[names.index(POOLED) + 1:]:
+    x = layer(x)
+  return encoder, keras.Model(features, x, name="head")
+
+
+def apply_freeze(model: keras.Model, backbone, policy: Freeze, *, blocks=None):
   """Sets `trainable` on the backbone's layers for a phase; the caller must compile afterwards.
 
+  The backbone runs in training mode (its dropout on) only when some of it trains.
+
   Args:
+    model: the classifier built by build_text_classifier.
     backbone: the keras-hub backbone inside the model.
     policy: all (frozen), none (everything trains) or top_k:N (only the last N blocks train).
     blocks: the backbone's transformer blocks in order; needed for top_k.
@@ -61,6 +101,7 @@ def apply_freeze(backbone, policy: Freeze, *, blocks=None):
   Raises:
     UserError: if top_k names more blocks than exist, or the backbone has no blocks to count.
   """
+  model.get_layer(BACKBONE).train_mode = policy.kind != "all"
   if policy.kind == "all":
     backbone.trainable = False
     return

@@ -119,7 +119,7 @@ def run(config: Config, *, flagfile: str) -> RunResult:
   blocks = text_backbones.transformer_blocks(backbone)
   phases = training.plan_phases(config.train)
   for phase in phases:  # a bad --freeze fails now, not after phase 1
-    modeling.apply_freeze(backbone, phase.freeze, blocks=blocks)
+    modeling.apply_freeze(model, backbone, phase.freeze, blocks=blocks)
   logging.info("backbone %s (%s pooling), sequence length %d", spec.flag_value, pooling,
                config.model.sequence_length)
 
@@ -133,6 +133,7 @@ def run(config: Config, *, flagfile: str) -> RunResult:
 
   state = RunState(model_dir)
   results = []
+  cached = None
   for phase in phases:
     after = model_dir / "checkpoints" / f"after_{phase.name}.weights.h5"
     done = state.phase_result(phase.name)
@@ -141,9 +142,18 @@ def run(config: Config, *, flagfile: str) -> RunResult:
       model.load_weights(str(after))
       results.append(done)
       continue
-    result = training.run_phase(model, backbone, phase, train_ds=train_ds, val_ds=val_ds,
-                                steps_per_epoch=steps_per_epoch, train=config.train, model_dir=model_dir,
-                                strategy=strategy, blocks=blocks)
+    datasets = {"train_ds": train_ds, "val_ds": val_ds}
+    if phase.freeze.kind == "all" and config.train.cache_features:
+      encoder, head = modeling.split_at_pooling(model)
+      if cached is None:
+        cached = {name: _encode(encoder, make(name)) for name in ("train", "val")}
+      head_data = lambda name, **kw: tensors.make_dataset(
+          cached[name], labels[split[name]], np.arange(sizes[name]),
+          num_classes=len(class_names), batch_size=batch, **kw)
+      datasets = {"train_ds": head_data("train", shuffle=True, seed=config.train.seed),
+                  "val_ds": head_data("val"), "fit_model": head}
+    result = training.run_phase(model, backbone, phase, steps_per_epoch=steps_per_epoch, train=config.train,
+                                model_dir=model_dir, strategy=strategy, blocks=blocks, **datasets)
     model.save_weights(str(after))
     state.mark_phase(result)
     results.append(result)
@@ -162,6 +172,12 @@ def run(config: Config, *, flagfile: str) -> RunResult:
       export_base=pathlib.Path(config.run.export_dir).expanduser() / config.run.name)
   state.mark_finished(str(export_path))
   return RunResult(str(model_dir), sizes, results, metrics, str(export_path))
+
+
+def _encode(encoder, dataset) -> np.ndarray:
+  """Pooled features of a frozen backbone for every example of `dataset`, in order."""
+  logging.info("caching frozen-backbone features (one forward pass)")
+  return encoder.predict(dataset, verbose=0)
 
 
 def format_summary(result: RunResult) -> str:

@@ -64,7 +64,8 @@ def _callbacks(phase: Phase, *, model_dir: pathlib.Path, monitor: str, patience:
 
 
 def run_phase(model: keras.Model, backbone, phase: Phase, *, train_ds, val_ds, steps_per_epoch: int,
-              train: TrainConfig, model_dir: pathlib.Path, strategy, blocks=None) -> PhaseResult:
+              train: TrainConfig, model_dir: pathlib.Path, strategy, blocks=None,
+              fit_model: keras.Model = None) -> PhaseResult:
   """Runs one phase: apply the freezing policy, compile under the strategy, fit, and keep the best weights.
 
   Args:
@@ -78,11 +79,13 @@ def run_phase(model: keras.Model, backbone, phase: Phase, *, train_ds, val_ds, s
     model_dir: run directory for checkpoints and logs.
     strategy: the tf.distribute strategy the model was built under.
     blocks: the backbone's transformer blocks, for top_k freezing.
+    fit_model: what to fit when not `model` itself: the head alone, with the datasets holding cached
+      pooled features (see modeling.split_at_pooling).
 
   Returns:
     The phase's parameter counts, epochs run, best monitored value and history.
   """
-  modeling.apply_freeze(backbone, phase.freeze, blocks=blocks)
+  modeling.apply_freeze(model, backbone, phase.freeze, blocks=blocks)
   trainable = modeling.count_params(model.trainable_weights)
   frozen = modeling.count_params(model.non_trainable_weights)
   logging.info("phase %s: %d epochs at peak LR %g, freeze=%s: %s trainable / %s frozen parameters",
@@ -92,21 +95,22 @@ def run_phase(model: keras.Model, backbone, phase: Phase, *, train_ds, val_ds, s
       train.lr_schedule, peak=phase.learning_rate, total_steps=total_steps,
       warmup_steps=int(math.floor(phase.warmup_fraction * total_steps)), steps_per_epoch=steps_per_epoch,
       decay_rate=train.lr_decay_rate, alpha=train.lr_alpha, restart_epochs=train.lr_restart_epochs)
+  fit_model = fit_model or model
   with strategy.scope():
-    model.compile(
+    fit_model.compile(
         optimizer=build_optimizer(train, lr),
         loss=keras.losses.CategoricalCrossentropy(from_logits=True, label_smoothing=train.label_smoothing),
         metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")])
   best_path = model_dir / "checkpoints" / f"best_{phase.name}.weights.h5"
   best_path.parent.mkdir(parents=True, exist_ok=True)
-  history = model.fit(
+  history = fit_model.fit(
       train_ds, validation_data=val_ds, epochs=phase.epochs, shuffle=False,  # train_ds shuffles itself
       callbacks=_callbacks(phase, model_dir=model_dir, monitor=train.monitor,
                            patience=train.early_stopping_patience, best_path=best_path),
       verbose=1 if sys.stdout.isatty() else 2)
   values = history.history.get(train.monitor, [])
   if best_path.exists():
-    model.load_weights(str(best_path))
+    fit_model.load_weights(str(best_path))
   best = (min(values) if train.monitor.endswith("loss") else max(values)) if values else None
   return PhaseResult(phase.name, trainable, frozen, len(history.epoch), best,
                      {k: [float(v) for v in vs] for k, vs in history.history.items()})

@@ -1,6 +1,6 @@
 """From texts to tensors: tokenize each text once, then batch the cached token ids with tf.data."""
 
-from typing import Dict, Sequence
+from typing import Dict, Sequence, Union
 
 import numpy as np
 import tensorflow as tf
@@ -17,12 +17,12 @@ def tokenize(preprocessor, texts: Sequence[str], *, batch_size: int = 256) -> Di
   return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
 
 
-def make_dataset(features: Dict[str, np.ndarray], labels: np.ndarray, indices: np.ndarray, *, num_classes: int,
+def make_dataset(features: Union[Dict[str, np.ndarray], np.ndarray], labels: np.ndarray, indices: np.ndarray, *, num_classes: int,
                  batch_size: int, shuffle: bool = False, seed: int = 0) -> tf.data.Dataset:
   """A batched dataset of (features, one-hot labels) for the given example indices.
 
   Args:
-    features: tokenized features of every example.
+    features: tokenized features of every example (a dict), or one array such as cached pooled features.
     labels: class index of every example.
     indices: which examples this split holds.
     num_classes: width of the one-hot labels (one-hot so that label smoothing applies).
@@ -30,7 +30,7 @@ def make_dataset(features: Dict[str, np.ndarray], labels: np.ndarray, indices: n
     shuffle: reshuffle every epoch (training only); the split itself is fixed elsewhere.
     seed: shuffle seed.
   """
-  x = {k: v[indices] for k, v in features.items()}
+  x = {k: v[indices] for k, v in features.items()} if isinstance(features, dict) else features[indices]
   y = np.eye(num_classes, dtype="float32")[labels[indices]]
   ds = tf.data.Dataset.from_tensor_slices((x, y))
   if shuffle:

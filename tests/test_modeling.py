@@ -175,3 +175,20 @@ def test_cached_features_train_the_head_as_the_full_model_does(tiny_bert_preset,
     assert not np.allclose(heads[-1][0], initial), "the head did not train"
   for plain, cached in zip(*heads):
     np.testing.assert_allclose(cached, plain, atol=1e-5)
+
+
+@pytest.mark.parametrize("pooling", ["mean", "cls"])
+@pytest.mark.parametrize("k", [1, 2])
+def test_split_at_block_composes_to_the_model(tiny_bert_preset, pooling, k):
+  spec = text_backbones.resolve(str(tiny_bert_preset))
+  backbone = text_backbones.load_backbone(spec)
+  model = modeling.build_text_classifier(backbone, num_classes=CLASSES, pooling=pooling)
+  lower, upper, upper_encoder = modeling.split_at_block(model, backbone, text_backbones.transformer_blocks(backbone), k)
+  features = text_backbones.load_preprocessor(spec, 16)(tf.constant(["cat dog horse", "red", "one two the"]))
+  inputs = {"hidden": lower(features, training=False), "padding_mask": features["padding_mask"]}
+  np.testing.assert_allclose(upper(inputs, training=False).numpy(), model(features, training=False).numpy(),
+                             atol=1e-5)
+  encoder, _ = modeling.split_at_pooling(model)
+  np.testing.assert_allclose(upper_encoder(inputs, training=False).numpy(), encoder(features, training=False).numpy(),
+                             atol=1e-5)
+  assert modeling.count_params(upper.weights) == HEAD_PARAMS + k * _block_params()

@@ -40,8 +40,9 @@ flags.DEFINE_integer("epochs", _d.train.epochs, "Phase 2: epochs fine-tuning wit
 flags.DEFINE_float("learning_rate", _d.train.learning_rate, "Phase 2 peak learning rate (10-100x below the head's).")
 flags.DEFINE_float("warmup_fraction", _d.train.warmup_fraction, "Phase 2: fraction of its steps spent warming up.")
 flags.DEFINE_bool("cache_features", _d.train.cache_features,
-                  "Phase 1: run the frozen backbone once over train and val, then train the head on the cached "
-                  "pooled features (same result, far faster).")
+                  "Run frozen layers once over train and val and train on their cached outputs: the head phase "
+                  "on pooled features, a top_k phase on the states entering its blocks. Much faster; frozen "
+                  "layers then skip their dropout.")
 flags.DEFINE_string("freeze", str(_d.train.freeze),
                     "Phase 2 policy: all (only the head ever trains), none (fine-tune all), top_k:N (last N blocks).")
 flags.DEFINE_enum("optimizer", _d.train.optimizer, config_lib.OPTIMIZERS, "Optimiser.")

@@ -15,6 +15,7 @@ POOLED = "pooled"
 BACKBONE = "backbone"
 
 
+@keras.saving.register_keras_serializable(package="tfft")
 class BackboneCall(keras.layers.Layer):
   """Calls the backbone in inference mode unless `train_mode` is set.
 
@@ -31,6 +32,15 @@ class BackboneCall(keras.layers.Layer):
 
   def call(self, inputs, training=None):
     return self.backbone(inputs, training=bool(training) and self.train_mode)
+
+  def get_config(self):
+    return {**super().get_config(), "backbone": keras.saving.serialize_keras_object(self.backbone)}
+
+  @classmethod
+  def from_config(cls, config):
+    config = dict(config)
+    config["backbone"] = keras.saving.deserialize_keras_object(config["backbone"])
+    return cls(**config)
 
 
 def build_text_classifier(backbone, *, num_classes: int, pooling: str, head_units: Sequence[int] = (),
@@ -52,12 +62,7 @@ def build_text_classifier(backbone, *, num_classes: int, pooling: str, head_unit
   inputs = {name: keras.Input(shape=(None,), dtype=tensor.dtype, name=name)
             for name, tensor in backbone.input.items()}
   sequence = BackboneCall(backbone, name=BACKBONE)(inputs)["sequence_output"]
-  if pooling == "mean":
-    x = keras.layers.GlobalAveragePooling1D(name="mean_pool")(sequence, mask=inputs["padding_mask"])
-  elif pooling == "cls":
-    x = sequence[:, 0, :]
-  else:
-    raise ValueError(f"unknown pooling {pooling!r}")
+  x = _pool(sequence, inputs["padding_mask"], pooling)
   x = keras.layers.Identity(name=POOLED)(x)  # the seam between encoder and head, see split_at_pooling
   regularizer = keras.regularizers.L1L2(l1=l1, l2=l2) if (l1 or l2) else None
   for i, units in enumerate(head_units):
@@ -67,6 +72,18 @@ def build_text_classifier(backbone, *, num_classes: int, pooling: str, head_unit
   # Logits stay float32 under any mixed-precision policy.
   logits = keras.layers.Dense(num_classes, kernel_regularizer=regularizer, dtype="float32", name="logits")(x)
   return keras.Model(inputs, logits, name="tfft_classifier")
+
+
+def _pool(sequence, padding_mask, pooling: str):
+  if pooling == "mean":
+    return keras.layers.GlobalAveragePooling1D(name="mean_pool")(sequence, mask=padding_mask)
+  if pooling == "cls":
+    return sequence[:, 0, :]
+  raise ValueError(f"unknown pooling {pooling!r}")
+
+
+def pooling_of(model: keras.Model) -> str:
+  return "mean" if any(layer.name == "mean_pool" for layer in model.layers) else "cls"
 
 
 def split_at_pooling(model: keras.Model):
@@ -85,6 +102,36 @@ def split_at_pooling(model: keras.Model):
   for layer in model.layers[names.index(POOLED) + 1:]:
     x = layer(x)
   return encoder, keras.Model(features, x, name="head")
+
+
+def split_at_block(model: keras.Model, backbone, blocks, k: int):
+  """Splits the classifier before its top `k` transformer blocks, for a top_k phase whose lower part is frozen.
+
+  Returns:
+    (lower, upper, upper_encoder): `lower` maps the token features to the hidden states entering block -k;
+    `upper` maps {"hidden", "padding_mask"} through the top k blocks, the pooling and the head to logits, and
+    `upper_encoder` stops at the pooled features. All share their layers with `model`. None when the backbone
+    is not a plain stack whose last block gives "sequence_output" (then nothing is cached).
+  """
+  if not blocks or not 1 <= k <= len(blocks):
+    return None
+  if backbone.output["sequence_output"]._keras_history.operation is not blocks[-1]:
+    return None
+  node = blocks[-k]._inbound_nodes[0]
+  if list(node.arguments.kwargs) != ["padding_mask"]:
+    return None
+  hidden = node.arguments.args[0]
+  lower = keras.Model(backbone.input, hidden, name="lower")
+  inputs = {"hidden": keras.Input(shape=hidden.shape[1:], dtype=hidden.dtype, name="hidden"),
+            "padding_mask": keras.Input(shape=(None,), dtype=backbone.input["padding_mask"].dtype,
+                                        name="padding_mask")}
+  x = inputs["hidden"]
+  for block in blocks[-k:]:
+    x = block(x, padding_mask=inputs["padding_mask"])
+  pooled = _pool(x, inputs["padding_mask"], pooling_of(model))
+  _, head = split_at_pooling(model)
+  upper = keras.Model(inputs, head(pooled), name="upper")
+  return lower, upper, keras.Model(inputs, pooled, name="upper_encoder")
 
 
 def apply_freeze(model: keras.Model, backbone, policy: Freeze, *, blocks=None):

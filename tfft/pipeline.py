@@ -94,16 +94,12 @@ def run(config: Config, *, flagfile: str) -> RunResult:
   spec = text_backbones.resolve(config.model.backbone)
   pooling = spec.default_pooling if config.model.pooling == "auto" else config.model.pooling
 
-  create_model_dir(model_dir, config.run)
-  (model_dir / FLAGFILE).write_text(flagfile)
-  _persist_labels(model_dir, class_names)
-  split_lib.write_manifest(model_dir / split_lib.MANIFEST, examples.ids, examples.labels, split)
   sizes = {name: int(len(split[name])) for name in split_lib.SPLITS}
   logging.info("%d examples of %d classes from %s; split %s", len(examples), len(class_names), examples.source, sizes)
 
   # Heavy imports only once the config, data and paths are known to be good.
   import keras  # pylint: disable=g-import-not-at-top
-  from tfft import distribute, modeling, serving, training  # pylint: disable=g-import-not-at-top
+  from tfft import caching, distribute, modeling, serving, training  # pylint: disable=g-import-not-at-top
   from tfft.data import tensors  # pylint: disable=g-import-not-at-top
   from tfft import metrics as metrics_lib  # pylint: disable=g-import-not-at-top
 
@@ -123,6 +119,12 @@ def run(config: Config, *, flagfile: str) -> RunResult:
   logging.info("backbone %s (%s pooling), sequence length %d", spec.flag_value, pooling,
                config.model.sequence_length)
 
+  # Every check a user can fail has run: only now does the run write anything.
+  create_model_dir(model_dir, config.run)
+  (model_dir / FLAGFILE).write_text(flagfile)
+  _persist_labels(model_dir, class_names)
+  split_lib.write_manifest(model_dir / split_lib.MANIFEST, examples.ids, examples.labels, split)
+
   features = tensors.tokenize(preprocessor, examples.texts)
   batch = config.train.batch_size
   make = lambda name, **kw: tensors.make_dataset(features, labels, split[name], num_classes=len(class_names),
@@ -132,8 +134,9 @@ def run(config: Config, *, flagfile: str) -> RunResult:
   steps_per_epoch = math.ceil(sizes["train"] / batch)
 
   state = RunState(model_dir)
+  top_k = config.train.freeze.k if config.train.freeze.kind == "top_k" else None
+  cache = caching.FeatureCache(model, backbone, blocks, make, top_k=top_k) if config.train.cache_features else None
   results = []
-  cached = None
   for phase in phases:
     after = model_dir / "checkpoints" / f"after_{phase.name}.weights.h5"
     done = state.phase_result(phase.name)
@@ -143,20 +146,20 @@ def run(config: Config, *, flagfile: str) -> RunResult:
       results.append(done)
       continue
     datasets = {"train_ds": train_ds, "val_ds": val_ds}
-    if phase.freeze.kind == "all" and config.train.cache_features:
-      encoder, head = modeling.split_at_pooling(model)
-      if cached is None:
-        cached = {name: _encode(encoder, make(name)) for name in ("train", "val")}
-      head_data = lambda name, **kw: tensors.make_dataset(
-          cached[name], labels[split[name]], np.arange(sizes[name]),
-          num_classes=len(class_names), batch_size=batch, **kw)
-      datasets = {"train_ds": head_data("train", shuffle=True, seed=config.train.seed),
-                  "val_ds": head_data("val"), "fit_model": head}
+    plan = cache.plan(phase) if cache else None
+    if plan:
+      fit_model, inputs = plan
+      cached = lambda name, **kw: tensors.make_dataset(
+          inputs(name), labels[split[name]], np.arange(sizes[name]), num_classes=len(class_names),
+          batch_size=batch, **kw)
+      datasets = {"train_ds": cached("train", shuffle=True, seed=config.train.seed), "val_ds": cached("val"),
+                  "fit_model": fit_model}
     result = training.run_phase(model, backbone, phase, steps_per_epoch=steps_per_epoch, train=config.train,
                                 model_dir=model_dir, strategy=strategy, blocks=blocks, **datasets)
     model.save_weights(str(after))
     state.mark_phase(result)
     results.append(result)
+  del cache
 
   logits = model.predict(test_ds, verbose=0)
   probabilities = keras.ops.convert_to_numpy(keras.ops.softmax(logits, axis=-1))
@@ -172,12 +175,6 @@ def run(config: Config, *, flagfile: str) -> RunResult:
       export_base=pathlib.Path(config.run.export_dir).expanduser() / config.run.name)
   state.mark_finished(str(export_path))
   return RunResult(str(model_dir), sizes, results, metrics, str(export_path))
-
-
-def _encode(encoder, dataset) -> np.ndarray:
-  """Pooled features of a frozen backbone for every example of `dataset`, in order."""
-  logging.info("caching frozen-backbone features (one forward pass)")
-  return encoder.predict(dataset, verbose=0)
 
 
 def format_summary(result: RunResult) -> str:

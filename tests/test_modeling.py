@@ -101,14 +101,17 @@ def _changed(before, layers):
   return any(not np.array_equal(b, w.numpy()) for b, w in zip(before, (w for l in layers for w in l.weights)))
 
 
-def test_phases_change_only_what_they_train(tiny, tmp_path):
-  spec, backbone, model = tiny
-  pre = text_backbones.load_preprocessor(spec, 16)
+def _tiny_data(spec):
+  """Tokenized features, class indices and example indices of 8 texts per class."""
   pairs = make_texts(8)
   names = sorted({label for _, label in pairs})
-  features = tensors.tokenize(pre, [t for t, _ in pairs])
-  labels = np.array([names.index(label) for _, label in pairs])
-  idx = np.arange(len(pairs))
+  features = tensors.tokenize(text_backbones.load_preprocessor(spec, 16), [t for t, _ in pairs])
+  return features, np.array([names.index(label) for _, label in pairs]), np.arange(len(pairs))
+
+
+def test_phases_change_only_what_they_train(tiny, tmp_path):
+  spec, backbone, model = tiny
+  features, labels, idx = _tiny_data(spec)
   ds = tensors.make_dataset(features, labels, idx, num_classes=CLASSES, batch_size=8, shuffle=True, seed=0)
   blocks = text_backbones.transformer_blocks(backbone)
   cfg = TrainConfig(early_stopping_patience=0, learning_rate=1e-2)
@@ -147,12 +150,7 @@ def test_cached_features_train_the_head_as_the_full_model_does(tiny_bert_preset,
   import keras
 
   spec = text_backbones.resolve(str(tiny_bert_preset))
-  pre = text_backbones.load_preprocessor(spec, 16)
-  pairs = make_texts(8)
-  names = sorted({label for _, label in pairs})
-  features = tensors.tokenize(pre, [t for t, _ in pairs])
-  labels = np.array([names.index(label) for _, label in pairs])
-  idx = np.arange(len(pairs))
+  features, labels, idx = _tiny_data(spec)
   cfg = TrainConfig(early_stopping_patience=0)
   phase = training.Phase("head", 2, 5e-2, 0.0, Freeze("all"))
   heads = []
@@ -166,7 +164,7 @@ def test_cached_features_train_the_head_as_the_full_model_does(tiny_bert_preset,
     if cached:
       encoder, head = modeling.split_at_pooling(model)
       pooled = encoder.predict(ds(features), verbose=0)
-      assert pooled.shape == (len(pairs), HIDDEN)
+      assert pooled.shape == (len(idx), HIDDEN)
       kwargs = {"train_ds": ds(pooled, shuffle=True, seed=0), "val_ds": ds(pooled), "fit_model": head}
     result = training.run_phase(model, backbone, phase, steps_per_epoch=3, train=cfg, model_dir=tmp_path / str(cached),
                                 strategy=tf.distribute.get_strategy(), **kwargs)
@@ -185,7 +183,7 @@ def test_split_at_block_composes_to_the_model(tiny_bert_preset, pooling, k):
   model = modeling.build_text_classifier(backbone, num_classes=CLASSES, pooling=pooling)
   lower, upper, upper_encoder = modeling.split_at_block(model, backbone, text_backbones.transformer_blocks(backbone), k)
   features = text_backbones.load_preprocessor(spec, 16)(tf.constant(["cat dog horse", "red", "one two the"]))
-  inputs = {"hidden": lower(features, training=False), "padding_mask": features["padding_mask"]}
+  inputs = {"hidden": lower(features, training=False), "padding_mask": tf.cast(features["padding_mask"], "int32")}
   np.testing.assert_allclose(upper(inputs, training=False).numpy(), model(features, training=False).numpy(),
                              atol=1e-5)
   encoder, _ = modeling.split_at_pooling(model)

@@ -24,13 +24,19 @@ class FeatureCache:
     backbone: the keras-hub backbone inside it.
     blocks: the backbone's transformer blocks.
     token_dataset: split name -> batched, unshuffled dataset of token features.
+    strategy: the model's tf.distribute strategy; Keras models remember the strategy they were built under,
+      so the partial models are built under it too.
     top_k: the fine-tuning phase's k when it is top_k:k, so the head phase's pass also keeps those states.
   """
 
-  def __init__(self, model: keras.Model, backbone, blocks, token_dataset: Callable, top_k: Optional[int] = None):
+  def __init__(self, model: keras.Model, backbone, blocks, token_dataset: Callable, *, strategy,
+               top_k: Optional[int] = None):
     self._model = model
     self._token_dataset = token_dataset
-    self._split = modeling.split_at_block(model, backbone, blocks, top_k) if top_k else None
+    self._strategy = strategy
+    with strategy.scope():
+      self._split = modeling.split_at_block(model, backbone, blocks, top_k) if top_k else None
+      _, self._head = modeling.split_at_pooling(model)
     if top_k and self._split is None:
       logging.info("this backbone cannot be split before its top blocks; top_k phases run the whole backbone")
     self._hidden: Dict[str, dict] = {}
@@ -43,8 +49,7 @@ class FeatureCache:
       (fit_model, inputs) where inputs(split_name) gives the array or dict of arrays to train or validate on.
     """
     if phase.freeze.kind == "all":
-      _, head = modeling.split_at_pooling(self._model)
-      return head, self.pooled
+      return self._head, self.pooled
     if phase.freeze.kind == "top_k" and self._split is not None:
       return self._split[1], self.hidden
     return None
@@ -55,7 +60,7 @@ class FeatureCache:
       lower = self._split[0]
       logging.info("caching the frozen lower blocks' output for %s", name)
       states = lower.predict(self._token_dataset(name), verbose=0)
-      masks = np.concatenate([x["padding_mask"].numpy() for x, _ in self._token_dataset(name)])
+      masks = np.concatenate([x["padding_mask"].numpy() for x, _ in self._token_dataset(name)]).astype("int32")
       self._hidden[name] = {"hidden": states, "padding_mask": masks}
     return self._hidden[name]
 
@@ -66,6 +71,7 @@ class FeatureCache:
         self._pooled[name] = self._split[2].predict(self.hidden(name), verbose=0, batch_size=64)
       else:
         logging.info("caching the frozen backbone's pooled features for %s", name)
-        encoder, _ = modeling.split_at_pooling(self._model)
+        with self._strategy.scope():
+          encoder, _ = modeling.split_at_pooling(self._model)
         self._pooled[name] = encoder.predict(self._token_dataset(name), verbose=0)
     return self._pooled[name]

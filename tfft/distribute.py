@@ -17,7 +17,10 @@ def build_strategy(name: str, *, tpu: str = "") -> tf.distribute.Strategy:
   elif name == "one_device":
     strategy = tf.distribute.OneDeviceStrategy("/gpu:0" if gpus else "/cpu:0")
   elif name == "mirrored":
-    strategy = tf.distribute.MirroredStrategy()
+    # Without GPUs, mirror over the logical CPUs (one, unless the CPU was split with
+    # tf.config.set_logical_device_configuration, as the tests do).
+    devices = [d.name for d in (gpus or tf.config.list_logical_devices("CPU"))]
+    strategy = tf.distribute.MirroredStrategy(devices)
   elif name == "multi_worker_mirrored":
     strategy = tf.distribute.MultiWorkerMirroredStrategy()  # reads TF_CONFIG
   elif name == "tpu":

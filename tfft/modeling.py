@@ -109,7 +109,7 @@ def split_at_block(model: keras.Model, backbone, blocks, k: int):
 
   Returns:
     (lower, upper, upper_encoder): `lower` maps the token features to the hidden states entering block -k;
-    `upper` maps {"hidden", "padding_mask"} through the top k blocks, the pooling and the head to logits, and
+    `upper` maps {"hidden", "padding_mask" (int32)} through the top k blocks, the pooling and the head to logits, and
     `upper_encoder` stops at the pooled features. All share their layers with `model`. None when the backbone
     is not a plain stack whose last block gives "sequence_output" (then nothing is cached).
   """
@@ -122,13 +122,14 @@ def split_at_block(model: keras.Model, backbone, blocks, k: int):
     return None
   hidden = node.arguments.args[0]
   lower = keras.Model(backbone.input, hidden, name="lower")
+  # The mask comes in as int32: under MirroredStrategy, a bool model input breaks the gradient aggregation (AddN).
   inputs = {"hidden": keras.Input(shape=hidden.shape[1:], dtype=hidden.dtype, name="hidden"),
-            "padding_mask": keras.Input(shape=(None,), dtype=backbone.input["padding_mask"].dtype,
-                                        name="padding_mask")}
+            "padding_mask": keras.Input(shape=(None,), dtype="int32", name="padding_mask")}
+  mask = keras.ops.cast(inputs["padding_mask"], "bool")
   x = inputs["hidden"]
   for block in blocks[-k:]:
-    x = block(x, padding_mask=inputs["padding_mask"])
-  pooled = _pool(x, inputs["padding_mask"], pooling_of(model))
+    x = block(x, padding_mask=mask)
+  pooled = _pool(x, mask, pooling_of(model))
   _, head = split_at_pooling(model)
   upper = keras.Model(inputs, head(pooled), name="upper")
   return lower, upper, keras.Model(inputs, pooled, name="upper_encoder")

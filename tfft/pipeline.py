@@ -135,7 +135,8 @@ def run(config: Config, *, flagfile: str) -> RunResult:
 
   state = RunState(model_dir)
   top_k = config.train.freeze.k if config.train.freeze.kind == "top_k" else None
-  cache = caching.FeatureCache(model, backbone, blocks, make, top_k=top_k) if config.train.cache_features else None
+  cache = caching.FeatureCache(model, backbone, blocks, make, strategy=strategy,
+                                                       top_k=top_k) if config.train.cache_features else None
   results = []
   for phase in phases:
     after = model_dir / "checkpoints" / f"after_{phase.name}.weights.h5"
@@ -182,8 +183,9 @@ def format_summary(result: RunResult) -> str:
   lines = ["", "tfft summary", "============",
            "data:     " + "  ".join(f"{k}={v}" for k, v in result.split_sizes.items())]
   for phase in result.phases:
+    best = "n/a" if phase.best is None else f"{phase.best:.4f}"
     lines.append(f"phase {phase.name:<9} trainable={phase.trainable_params:,}  frozen={phase.frozen_params:,}  "
-                 f"epochs={phase.epochs_run}  best={phase.best if phase.best is None else round(phase.best, 4)}")
+                 f"epochs={phase.epochs_run}  best {phase.monitor}={best}")
   m = result.metrics
   lines += [f"test:     accuracy={m['accuracy']:.4f}  macro_f1={m['macro_f1']:.4f}  weighted_f1={m['weighted_f1']:.4f}",
             f"run dir:  {result.model_dir}",

@@ -10,10 +10,12 @@ STATE_FILE = "run_state.json"
 
 @dataclasses.dataclass
 class PhaseResult:
+  """What one phase did: parameters it trained and kept frozen, epochs run, and its best monitored value."""
   name: str
   trainable_params: int
   frozen_params: int
   epochs_run: int
+  monitor: str
   best: Optional[float]
   history: Dict[str, List[float]]
 

@@ -13,6 +13,7 @@ from tfft import modeling, schedules
 from tfft.config import Freeze, TrainConfig
 from tfft.state import PhaseResult
 
+
 @dataclasses.dataclass(frozen=True)
 class Phase:
   """One `fit`: its epochs, peak LR, warmup and which backbone weights train."""
@@ -112,5 +113,5 @@ def run_phase(model: keras.Model, backbone, phase: Phase, *, train_ds, val_ds, s
   if best_path.exists():
     fit_model.load_weights(str(best_path))
   best = (min(values) if train.monitor.endswith("loss") else max(values)) if values else None
-  return PhaseResult(phase.name, trainable, frozen, len(history.epoch), best,
+  return PhaseResult(phase.name, trainable, frozen, len(history.epoch), train.monitor, best,
                      {k: [float(v) for v in vs] for k, vs in history.history.items()})

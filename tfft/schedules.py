@@ -7,7 +7,8 @@ from tfft.errors import UserError
 
 @keras.saving.register_keras_serializable(package="tfft")
 class LinearWarmup(keras.optimizers.schedules.LearningRateSchedule):
-  """Ramps linearly from 0 to the peak over `warmup_steps`, then follows `after` shifted by the warmup.
+  """Ramps linearly up to the peak over `warmup_steps` (step s gets peak * (s + 1) / warmup_steps, so no step
+  has LR 0), then follows `after` shifted by the warmup.
 
   Keras has warmup only inside CosineDecay; this gives every schedule the same warmup. It keys on the
   optimizer's step, so a resumed run continues where it stopped.
@@ -44,7 +45,7 @@ def build_schedule(kind: str, *, peak: float, total_steps: int, warmup_steps: in
     kind: constant | exponential | cosine | cosine_restarts | linear.
     peak: LR reached after warmup.
     total_steps: optimizer steps in the phase, warmup included.
-    warmup_steps: steps of linear warmup from 0.
+    warmup_steps: steps of linear warmup up to `peak`.
     steps_per_epoch: optimizer steps per epoch (exponential decays by `decay_rate` per epoch).
     decay_rate: exponential: LR factor per epoch.
     alpha: cosine, cosine_restarts, linear: final LR as a fraction of `peak`.

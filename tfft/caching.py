@@ -31,12 +31,10 @@ class FeatureCache:
 
   def __init__(self, model: keras.Model, backbone, blocks, token_dataset: Callable, *, strategy,
                top_k: Optional[int] = None):
-    self._model = model
     self._token_dataset = token_dataset
-    self._strategy = strategy
     with strategy.scope():
       self._split = modeling.split_at_block(model, backbone, blocks, top_k) if top_k else None
-      _, self._head = modeling.split_at_pooling(model)
+      self._encoder, self._head = modeling.split_at_pooling(model)
     if top_k and self._split is None:
       logging.info("this backbone cannot be split before its top blocks; top_k phases run the whole backbone")
     self._hidden: Dict[str, dict] = {}
@@ -71,7 +69,5 @@ class FeatureCache:
         self._pooled[name] = self._split[2].predict(self.hidden(name), verbose=0, batch_size=64)
       else:
         logging.info("caching the frozen backbone's pooled features for %s", name)
-        with self._strategy.scope():
-          encoder, _ = modeling.split_at_pooling(self._model)
-        self._pooled[name] = encoder.predict(self._token_dataset(name), verbose=0)
+        self._pooled[name] = self._encoder.predict(self._token_dataset(name), verbose=0)
     return self._pooled[name]

@@ -10,14 +10,16 @@ import pytest
 
 from conftest import REPO, run_tfft, tiny_flags
 
-TEXTS = ["cat dog horse", "red blue green", "one two three four", "the very purple fox"]
+# The last text is longer than one 16-token window, so the export must read it as two (--eval_windows=2).
+TEXTS = ["cat dog horse", "red blue green", "one two three four", "the very purple fox",
+         "one two three four five six " * 3 + "red blue green yellow purple orange " * 2]
 
 
 @pytest.fixture(scope="module")
 def tiny_run(tiny_bert_preset, tiny_textdir, tmp_path_factory):
   tmp = tmp_path_factory.mktemp("cli")
   flagfile = tmp / "tiny.cfg"
-  flagfile.write_text("\n".join(tiny_flags(tiny_bert_preset, tiny_textdir, tmp)) + "\n")
+  flagfile.write_text("\n".join(tiny_flags(tiny_bert_preset, tiny_textdir, tmp, eval_windows=2)) + "\n")
   proc = run_tfft("train", [f"--flagfile={flagfile}"])
   assert proc.returncode == 0, proc.stderr[-3000:]
   return tmp, proc
@@ -102,7 +104,7 @@ _SERVE = textwrap.dedent("""
 def test_export_round_trip_matches_the_in_process_model(tiny_run, tiny_bert_preset):
   import keras
 
-  from tfft import modeling
+  from tfft import modeling, windows
   from tfft.backbones import text as text_backbones
 
   tmp, _ = tiny_run
@@ -115,8 +117,11 @@ def test_export_round_trip_matches_the_in_process_model(tiny_run, tiny_bert_pres
   spec = text_backbones.resolve(str(tiny_bert_preset))
   model = modeling.build_text_classifier(text_backbones.load_backbone(spec), num_classes=3, pooling="mean")
   model.load_weights(str(tmp / "run" / "checkpoints" / "after_finetune.weights.h5"))
-  features = text_backbones.load_preprocessor(spec, 16)(keras.ops.convert_to_tensor(TEXTS))
-  expected = keras.ops.convert_to_numpy(keras.ops.softmax(model(features, training=False), axis=-1))
+  preprocessor = text_backbones.load_preprocessor(spec, 16)
+  expected = keras.ops.convert_to_numpy(keras.ops.softmax(windows.predict_logits(model, preprocessor, TEXTS, 2)))
+  # The served model really read two windows of the long text: one window alone gives other probabilities.
+  first_window = keras.ops.convert_to_numpy(keras.ops.softmax(model(preprocessor(TEXTS[-1:]), training=False)))
+  assert np.abs(first_window[0] - expected[-1]).max() > 1e-4
 
   np.testing.assert_allclose(np.array(served["probabilities"]), expected, atol=1e-5)
   assert served["class_id"] == expected.argmax(-1).tolist()

@@ -24,6 +24,9 @@ flags.DEFINE_string("backbone", _d.model.backbone,
                     "Alias (minilm-l6), keras-hub preset name, hf://…, kaggle://…, or a local directory holding "
                     "a keras-hub preset or a HF checkpoint.")
 flags.DEFINE_integer("sequence_length", _d.model.sequence_length, "Tokens per example, [CLS] and [SEP] included.")
+flags.DEFINE_integer("eval_windows", _d.model.eval_windows,
+                     "Scoring and the export read up to N windows of --sequence_length tokens per text and average "
+                     "their logits; training and validation use the first window.")
 flags.DEFINE_enum("pooling", _d.model.pooling, config_lib.POOLINGS,
                   "How the head sees the sequence: cls token or mean over tokens; auto picks per backbone.")
 flags.DEFINE_list("head_units", list(map(str, _d.model.head_units)),
@@ -87,7 +90,7 @@ def config_from_flags(flag_values=FLAGS) -> config_lib.Config:
           dataset=f.dataset, text_column=f.text_column, label_column=f.label_column,
           val_fraction=f.val_fraction, test_fraction=f.test_fraction, examples_per_class=f.examples_per_class),
       model=config_lib.ModelConfig(
-          backbone=f.backbone, sequence_length=f.sequence_length, pooling=f.pooling, head_units=head_units,
+          backbone=f.backbone, sequence_length=f.sequence_length, eval_windows=f.eval_windows, pooling=f.pooling, head_units=head_units,
           dropout=f.dropout, l1=f.l1, l2=f.l2),
       train=config_lib.TrainConfig(
           batch_size=f.batch_size, head_epochs=f.head_epochs, head_learning_rate=f.head_learning_rate,

@@ -99,7 +99,7 @@ def run(config: Config, *, flagfile: str) -> RunResult:
 
   # Heavy imports only once the config, data and paths are known to be good.
   import keras  # pylint: disable=g-import-not-at-top
-  from tfft import caching, distribute, modeling, serving, training  # pylint: disable=g-import-not-at-top
+  from tfft import caching, distribute, modeling, serving, training, windows  # pylint: disable=g-import-not-at-top
   from tfft.data import tensors  # pylint: disable=g-import-not-at-top
   from tfft import metrics as metrics_lib  # pylint: disable=g-import-not-at-top
 
@@ -130,7 +130,7 @@ def run(config: Config, *, flagfile: str) -> RunResult:
   make = lambda name, **kw: tensors.make_dataset(features, labels, split[name], num_classes=len(class_names),
                                                  batch_size=batch, **kw)
   train_ds = make("train", shuffle=True, seed=config.train.seed)
-  val_ds, test_ds = make("val"), make("test")
+  val_ds = make("val")
   steps_per_epoch = math.ceil(sizes["train"] / batch)
 
   state = RunState(model_dir)
@@ -162,7 +162,8 @@ def run(config: Config, *, flagfile: str) -> RunResult:
     results.append(result)
   del cache
 
-  logits = model.predict(test_ds, verbose=0)
+  logits = windows.predict_logits(model, preprocessor, [examples.texts[i] for i in split["test"]],
+                                  config.model.eval_windows, batch_size=batch)
   probabilities = keras.ops.convert_to_numpy(keras.ops.softmax(logits, axis=-1))
   metrics = metrics_lib.classification_metrics(labels[split["test"]], probabilities, class_names)
   metrics["split_sizes"] = sizes
@@ -173,7 +174,8 @@ def run(config: Config, *, flagfile: str) -> RunResult:
 
   export_path = serving.export_text_classifier(
       model, preprocessor, class_names,
-      export_base=pathlib.Path(config.run.export_dir).expanduser() / config.run.name)
+      export_base=pathlib.Path(config.run.export_dir).expanduser() / config.run.name,
+      eval_windows=config.model.eval_windows)
   state.mark_finished(str(export_path))
   return RunResult(str(model_dir), sizes, results, metrics, str(export_path))
 

@@ -10,6 +10,7 @@ import keras
 import tensorflow as tf
 from absl import logging
 
+from tfft import windows
 from tfft.data.split import write_labels
 
 
@@ -32,8 +33,11 @@ def _publish(tmp: pathlib.Path, base: pathlib.Path) -> pathlib.Path:
 
 
 def export_text_classifier(model: keras.Model, preprocessor, class_names: Sequence[str], *,
-                           export_base: pathlib.Path) -> pathlib.Path:
+                           export_base: pathlib.Path, eval_windows: int = 1) -> pathlib.Path:
   """Exports `serving_default`: a [None] tf.string batch of raw UTF-8 texts, tokenized in the graph.
+
+  Each text is read as up to `eval_windows` windows whose logits are averaged (see tfft.windows), exactly as
+  the run's test scoring does.
 
   Outputs are `probabilities` (float32 [N, C]), `class_id` (int64 [N]) and `class_name` (string [N]).
   The SavedModel is written under a temporary name and renamed to EXPORT_BASE/<next version>, so TF Serving
@@ -46,8 +50,8 @@ def export_text_classifier(model: keras.Model, preprocessor, class_names: Sequen
   names = tf.constant(list(class_names))
 
   def serve(text):
-    logits = model(preprocessor(text), training=False)
-    probabilities = tf.nn.softmax(tf.cast(logits, tf.float32), axis=-1)
+    logits = windows.windowed_logits(model, preprocessor, text, eval_windows)
+    probabilities = tf.nn.softmax(logits, axis=-1)
     class_id = tf.argmax(probabilities, axis=-1)
     return {"probabilities": probabilities, "class_id": class_id, "class_name": tf.gather(names, class_id)}
 

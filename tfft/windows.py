@@ -1,0 +1,50 @@
+"""Long texts read as several token windows whose logits are averaged, in the export graph and in scoring."""
+
+import numpy as np
+import tensorflow as tf
+
+from tfft.errors import UserError
+
+
+def window_features(preprocessor, texts, max_windows: int):
+  """Tokenizes texts and cuts each into up to `max_windows` windows of the preprocessor's length.
+
+  Each window is packed as its own sequence ([CLS] … [SEP]); with max_windows=1 this is exactly what the
+  preprocessor does. Pure TensorFlow (TF Text ops), so it runs inside a SavedModel.
+
+  Returns:
+    (features, doc): the packed features of every window, and the index of the text each window came from.
+  """
+  if getattr(preprocessor, "packer", "absent") is None:
+    preprocessor(tf.constant(["build"]))  # keras-hub creates the packer when the preprocessor is first called
+  tokenizer, packer = getattr(preprocessor, "tokenizer", None), getattr(preprocessor, "packer", None)
+  if tokenizer is None or packer is None:
+    raise UserError("--eval_windows > 1 needs a preprocessor with a tokenizer and a packer; use --eval_windows=1")
+  room = preprocessor.sequence_length - 2  # [CLS] and [SEP]
+  ids = tokenizer(texts)[:, : max_windows * room]
+  lengths = ids.row_lengths()
+  count = tf.maximum((lengths + room - 1) // room, 1)  # an empty text still gets one window
+  doc = tf.repeat(tf.range(tf.size(lengths, out_type=tf.int64)), count)
+  position = tf.ragged.range(count).flat_values
+  doc_count, doc_length = tf.gather(count, doc), tf.gather(lengths, doc)
+  window_length = tf.where(position == doc_count - 1, doc_length - room * (doc_count - 1), room)
+  token_ids, segment_ids = packer(tf.RaggedTensor.from_row_lengths(ids.flat_values, window_length))
+  features = {"token_ids": token_ids, "segment_ids": segment_ids,
+              "padding_mask": token_ids != tokenizer.pad_token_id}
+  return features, doc
+
+
+def windowed_logits(model, preprocessor, texts, max_windows: int):
+  """Logits per text: the mean of the model's logits over the text's windows."""
+  features, doc = window_features(preprocessor, texts, max_windows)
+  features = {name: features[name] for name in model.input}
+  logits = tf.cast(model(features, training=False), tf.float32)
+  return tf.math.unsorted_segment_mean(logits, doc, num_segments=tf.size(texts))
+
+
+def predict_logits(model, preprocessor, texts, max_windows: int, *, batch_size: int = 32) -> np.ndarray:
+  """windowed_logits over a list of texts, a batch of texts at a time, as one numpy array."""
+  fn = tf.function(lambda t: windowed_logits(model, preprocessor, t, max_windows),
+                   input_signature=[tf.TensorSpec([None], tf.string)])
+  return np.concatenate([fn(tf.constant(list(texts[i:i + batch_size]))).numpy()
+                         for i in range(0, len(texts), batch_size)])

@@ -135,8 +135,9 @@ def run(config: Config, *, flagfile: str) -> RunResult:
 
   state = RunState(model_dir)
   top_k = config.train.freeze.k if config.train.freeze.kind == "top_k" else None
-  cache = caching.FeatureCache(model, backbone, blocks, make, strategy=strategy,
-                                                       top_k=top_k) if config.train.cache_features else None
+  cache = None
+  if config.train.cache_features:
+    cache = caching.FeatureCache(model, backbone, blocks, make, strategy=strategy, top_k=top_k)
   results = []
   for phase in phases:
     after = model_dir / "checkpoints" / f"after_{phase.name}.weights.h5"

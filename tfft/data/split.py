@@ -6,6 +6,7 @@ import pathlib
 from typing import Dict, List, Sequence
 
 import numpy as np
+
 from tfft.errors import UserError
 
 SPLITS = ("train", "val", "test")

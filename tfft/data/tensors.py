@@ -17,8 +17,8 @@ def tokenize(preprocessor, texts: Sequence[str], *, batch_size: int = 256) -> Di
   return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
 
 
-def make_dataset(features: Union[Dict[str, np.ndarray], np.ndarray], labels: np.ndarray, indices: np.ndarray, *, num_classes: int,
-                 batch_size: int, shuffle: bool = False, seed: int = 0) -> tf.data.Dataset:
+def make_dataset(features: Union[Dict[str, np.ndarray], np.ndarray], labels: np.ndarray, indices: np.ndarray, *,
+                 num_classes: int, batch_size: int, shuffle: bool = False, seed: int = 0) -> tf.data.Dataset:
   """A batched dataset of (features, one-hot labels) for the given example indices.
 
   Args:

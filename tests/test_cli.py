@@ -127,3 +127,19 @@ def test_export_round_trip_matches_the_in_process_model(tiny_run, tiny_bert_pres
   assert served["class_id"] == expected.argmax(-1).tolist()
   names = ["animals", "colors", "numbers"]
   assert served["class_name"] == [names[i] for i in served["class_id"]]
+
+
+def test_mixed_precision_bucketed_run_exports_float32(tiny_bert_preset, tiny_textdir, tmp_path):
+  import tensorflow as tf
+
+  proc = run_tfft("train", tiny_flags(tiny_bert_preset, tiny_textdir, tmp_path, mixed_precision="mixed_bfloat16",
+                                      padding="bucket", pad_to_multiple_of=4, steps_per_execution=2, epochs=1))
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  history = (tmp_path / "run" / "history_finetune.csv").read_text().splitlines()
+  assert "examples_per_sec" in history[0].split(",") and len(history) == 2
+  loaded = tf.saved_model.load(str(tmp_path / "exports" / "tiny" / "1"))
+  dtypes = {v.dtype.name for v in loaded.variables}
+  assert dtypes <= {"float32", "int64", "int32"} and "float32" in dtypes, dtypes
+  out = loaded.signatures["serving_default"](text=tf.constant(TEXTS))
+  assert out["probabilities"].dtype == tf.float32
+  np.testing.assert_allclose(out["probabilities"].numpy().sum(-1), 1.0, atol=1e-5)

@@ -57,8 +57,10 @@ class FeatureCache:
     if name not in self._hidden:
       lower = self._split[0]
       logging.info("caching the frozen lower blocks' output for %s", name)
-      states = lower.predict(self._token_dataset(name), verbose=0)
-      masks = np.concatenate([x["padding_mask"].numpy() for x, _ in self._token_dataset(name)]).astype("int32")
+      # Full length here, so every batch's states stack into one array; batches cut later by --padding.
+      states = lower.predict(self._token_dataset(name, padding="fixed"), verbose=0)
+      masks = np.concatenate([x["padding_mask"].numpy()
+                              for x, _ in self._token_dataset(name, padding="fixed")]).astype("int32")
       self._hidden[name] = {"hidden": states, "padding_mask": masks}
     return self._hidden[name]
 

@@ -12,6 +12,8 @@ OPTIMIZERS = ("adamw", "adam", "sgd")
 LR_SCHEDULES = ("constant", "exponential", "cosine", "cosine_restarts", "linear")
 STRATEGIES = ("auto", "default", "one_device", "mirrored", "multi_worker_mirrored", "tpu")
 MONITORS = ("val_accuracy", "val_loss")
+PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
+PADDINGS = ("fixed", "dynamic", "bucket")
 
 _DATASET_SCHEMES = ("textdir", "csv")
 _BUILTIN_DATASETS = ("bbc_news",)
@@ -76,6 +78,13 @@ class TrainConfig:
   strategy: str = "auto"
   tpu: str = ""
   seed: int = 42
+  # Speed: none of these changes results beyond float round-off, except mixed precision and --padding=bucket
+  # (which regroups batches by length).
+  mixed_precision: str = "float32"
+  jit_compile: bool = False
+  steps_per_execution: int = 1
+  padding: str = "dynamic"
+  pad_to_multiple_of: int = 16
 
 
 @dataclasses.dataclass(frozen=True)
@@ -211,6 +220,12 @@ def validate(config: Config) -> Config:
   _check_choice("strategy", t.strategy, STRATEGIES)
   if t.strategy == "tpu" and not t.tpu:
     _fail("tpu", t.tpu, "--strategy=tpu needs --tpu=NAME (the TPU name, grpc:// address or 'local')")
+  _check_choice("mixed_precision", t.mixed_precision, PRECISIONS)
+  if t.steps_per_execution < 1:
+    _fail("steps_per_execution", t.steps_per_execution, "must be >= 1 (batches run per call into the graph)")
+  _check_choice("padding", t.padding, PADDINGS)
+  if t.pad_to_multiple_of < 1:
+    _fail("pad_to_multiple_of", t.pad_to_multiple_of, "must be >= 1 (1 pads each batch to its longest text)")
 
   if not r.model_dir:
     _fail("model_dir", r.model_dir, "must name the run directory")

@@ -64,6 +64,19 @@ flags.DEFINE_integer("early_stopping_patience", _d.train.early_stopping_patience
 flags.DEFINE_enum("strategy", _d.train.strategy, config_lib.STRATEGIES,
                   "tf.distribute strategy; auto picks mirrored with >1 GPU, else default.")
 flags.DEFINE_string("tpu", _d.train.tpu, "--strategy=tpu: TPU name or address.")
+flags.DEFINE_enum("mixed_precision", _d.train.mixed_precision, config_lib.PRECISIONS,
+                  "Compute dtype policy for training. The logits and the export stay float32. bfloat16 pays off "
+                  "only on CPUs with native bf16 (AVX512_BF16/AMX) or TPUs; float16 on GPUs.")
+flags.DEFINE_bool("jit_compile", _d.train.jit_compile, "Compile the train step with XLA.")
+flags.DEFINE_integer("steps_per_execution", _d.train.steps_per_execution,
+                     "Batches per call into the compiled train step (fewer Python round trips).")
+flags.DEFINE_enum("padding", _d.train.padding, config_lib.PADDINGS,
+                  "fixed: every batch is --sequence_length tokens. dynamic: each batch is cut to its longest "
+                  "text, rounded up to --pad_to_multiple_of (same results, less compute on short texts). bucket: "
+                  "also groups texts of similar length into batches (faster still; changes batch composition).")
+flags.DEFINE_integer("pad_to_multiple_of", _d.train.pad_to_multiple_of,
+                     "dynamic/bucket padding: round each batch's length up to a multiple of this, which bounds "
+                     "the number of shapes the graph is traced for.")
 flags.DEFINE_integer("seed", _d.train.seed, "Seed for the split, the initialisation and the shuffling.")
 
 # Outputs.
@@ -99,7 +112,8 @@ def config_from_flags(flag_values=FLAGS) -> config_lib.Config:
           momentum=f.momentum, clipnorm=f.clipnorm, lr_schedule=f.lr_schedule, lr_decay_rate=f.lr_decay_rate,
           lr_alpha=f.lr_alpha, lr_restart_epochs=f.lr_restart_epochs, label_smoothing=f.label_smoothing,
           monitor=f.monitor, early_stopping_patience=f.early_stopping_patience, strategy=f.strategy,
-          tpu=f.tpu, seed=f.seed),
+          tpu=f.tpu, seed=f.seed, mixed_precision=f.mixed_precision, jit_compile=f.jit_compile,
+          steps_per_execution=f.steps_per_execution, padding=f.padding, pad_to_multiple_of=f.pad_to_multiple_of),
       run=config_lib.RunConfig(
           model_dir=f.model_dir, export_dir=f.export_dir, name=f.name, overwrite=f.overwrite),
   )

@@ -172,3 +172,19 @@ def apply_freeze(model: keras.Model, backbone, policy: Freeze, *, blocks=None):
 
 def count_params(weights) -> int:
   return int(sum(np.prod(w.shape) for w in weights))
+
+
+def float32_copy(model: keras.Model, backbone, build, *, strategy) -> keras.Model:
+  """The same classifier in float32, with the trained weights: what a mixed-precision run scores and exports.
+
+  Args:
+    model: the trained classifier, built under a mixed-precision policy.
+    backbone: the backbone inside it.
+    build: builds the classifier around a backbone, as the run did.
+    strategy: the run's tf.distribute strategy.
+  """
+  keras.mixed_precision.set_global_policy("float32")
+  with strategy.scope():
+    copy = build(type(backbone).from_config({**backbone.get_config(), "dtype": "float32"}))
+  copy.set_weights(model.get_weights())  # mixed-precision variables are float32 already
+  return copy

@@ -2,7 +2,6 @@
 
 import dataclasses
 import json
-import math
 import os
 import pathlib
 import shutil
@@ -106,12 +105,15 @@ def run(config: Config, *, flagfile: str) -> RunResult:
   keras.utils.set_random_seed(config.train.seed)
   strategy = distribute.build_strategy(config.train.strategy, tpu=config.train.tpu)
   preprocessor = text_backbones.load_preprocessor(spec, config.model.sequence_length)
+  precision = config.train.mixed_precision
+  keras.mixed_precision.set_global_policy(precision)
+  build = lambda backbone: modeling.build_text_classifier(
+      backbone, num_classes=len(class_names), pooling=pooling, head_units=config.model.head_units,
+      dropout=config.model.dropout, l1=config.model.l1, l2=config.model.l2)
   with strategy.scope():
-    backbone = text_backbones.load_backbone(spec)
+    backbone = text_backbones.load_backbone(spec, dtype=None if precision == "float32" else precision)
     text_backbones.check_sequence_length(backbone, spec, config.model.sequence_length)
-    model = modeling.build_text_classifier(
-        backbone, num_classes=len(class_names), pooling=pooling, head_units=config.model.head_units,
-        dropout=config.model.dropout, l1=config.model.l1, l2=config.model.l2)
+    model = build(backbone)
   blocks = text_backbones.transformer_blocks(backbone)
   phases = training.plan_phases(config.train)
   for phase in phases:  # a bad --freeze fails now, not after phase 1
@@ -127,11 +129,13 @@ def run(config: Config, *, flagfile: str) -> RunResult:
 
   features = tensors.tokenize(preprocessor, examples.texts)
   batch = config.train.batch_size
+  padding = {"padding": config.train.padding, "pad_to_multiple_of": config.train.pad_to_multiple_of}
+  trim = None if config.train.padding == "fixed" else config.train.pad_to_multiple_of  # for scoring and serving
   make = lambda name, **kw: tensors.make_dataset(features, labels, split[name], num_classes=len(class_names),
-                                                 batch_size=batch, **kw)
+                                                 batch_size=batch, **{**padding, **kw})
   train_ds = make("train", shuffle=True, seed=config.train.seed)
   val_ds = make("val")
-  steps_per_epoch = math.ceil(sizes["train"] / batch)
+  steps_per_epoch = tensors.num_batches(features, split["train"], batch_size=batch, **padding)
 
   state = RunState(model_dir)
   top_k = config.train.freeze.k if config.train.freeze.kind == "top_k" else None
@@ -153,18 +157,21 @@ def run(config: Config, *, flagfile: str) -> RunResult:
       fit_model, inputs = plan
       cached = lambda name, **kw: tensors.make_dataset(
           inputs(name), labels[split[name]], np.arange(sizes[name]), num_classes=len(class_names),
-          batch_size=batch, **kw)
+          batch_size=batch, **{**padding, **kw})
       datasets = {"train_ds": cached("train", shuffle=True, seed=config.train.seed), "val_ds": cached("val"),
                   "fit_model": fit_model}
-    result = training.run_phase(model, backbone, phase, steps_per_epoch=steps_per_epoch, train=config.train,
+    result = training.run_phase(model, backbone, phase, steps_per_epoch=steps_per_epoch,
+                                examples_per_epoch=sizes["train"], train=config.train,
                                 model_dir=model_dir, strategy=strategy, blocks=blocks, **datasets)
     model.save_weights(str(after))
     state.mark_phase(result)
     results.append(result)
   del cache
 
+  if precision != "float32":  # score and export the float32 model that TF Serving will run
+    model = modeling.float32_copy(model, backbone, build, strategy=strategy)
   logits = windows.predict_logits(model, preprocessor, [examples.texts[i] for i in split["test"]],
-                                  config.model.eval_windows, batch_size=batch)
+                                  config.model.eval_windows, batch_size=batch, pad_to_multiple_of=trim)
   probabilities = keras.ops.convert_to_numpy(keras.ops.softmax(logits, axis=-1))
   metrics = metrics_lib.classification_metrics(labels[split["test"]], probabilities, class_names)
   metrics["split_sizes"] = sizes
@@ -176,7 +183,7 @@ def run(config: Config, *, flagfile: str) -> RunResult:
   export_path = serving.export_text_classifier(
       model, preprocessor, class_names,
       export_base=pathlib.Path(config.run.export_dir).expanduser() / config.run.name,
-      eval_windows=config.model.eval_windows)
+      eval_windows=config.model.eval_windows, pad_to_multiple_of=trim)
   state.mark_finished(str(export_path))
   return RunResult(str(model_dir), sizes, results, metrics, str(export_path))
 

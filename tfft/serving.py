@@ -4,7 +4,7 @@ import os
 import pathlib
 import shutil
 import uuid
-from typing import Sequence
+from typing import Optional, Sequence
 
 import keras
 import tensorflow as tf
@@ -33,11 +33,13 @@ def _publish(tmp: pathlib.Path, base: pathlib.Path) -> pathlib.Path:
 
 
 def export_text_classifier(model: keras.Model, preprocessor, class_names: Sequence[str], *,
-                           export_base: pathlib.Path, eval_windows: int = 1) -> pathlib.Path:
+                           export_base: pathlib.Path, eval_windows: int = 1,
+                           pad_to_multiple_of: Optional[int] = None) -> pathlib.Path:
   """Exports `serving_default`: a [None] tf.string batch of raw UTF-8 texts, tokenized in the graph.
 
   Each text is read as up to `eval_windows` windows whose logits are averaged (see tfft.windows), exactly as
-  the run's test scoring does.
+  the run's test scoring does. With `pad_to_multiple_of`, each request batch is cut to its longest window
+  (rounded up), so short texts are served at short-text cost.
 
   Outputs are `probabilities` (float32 [N, C]), `class_id` (int64 [N]) and `class_name` (string [N]).
   The SavedModel is written under a temporary name and renamed to EXPORT_BASE/<next version>, so TF Serving
@@ -50,7 +52,7 @@ def export_text_classifier(model: keras.Model, preprocessor, class_names: Sequen
   names = tf.constant(list(class_names))
 
   def serve(text):
-    logits = windows.windowed_logits(model, preprocessor, text, eval_windows)
+    logits = windows.windowed_logits(model, preprocessor, text, eval_windows, pad_to_multiple_of)
     probabilities = tf.nn.softmax(logits, axis=-1)
     class_id = tf.argmax(probabilities, axis=-1)
     return {"probabilities": probabilities, "class_id": class_id, "class_name": tf.gather(names, class_id)}

@@ -4,6 +4,7 @@ import dataclasses
 import math
 import pathlib
 import sys
+import time
 from typing import List
 
 import keras
@@ -48,9 +49,34 @@ def build_optimizer(train: TrainConfig, learning_rate) -> keras.optimizers.Optim
                               weight_decay=train.weight_decay or None, **clip)
 
 
-def _callbacks(phase: Phase, *, model_dir: pathlib.Path, monitor: str, patience: int, best_path: pathlib.Path):
+class Throughput(keras.callbacks.Callback):
+  """Adds `train_seconds` and `examples_per_sec` to each epoch's logs: the training steps only, validation
+  excluded, so CSVLogger and TensorBoard record the speed the benchmark reads."""
+
+  def __init__(self, examples_per_epoch: int):
+    super().__init__()
+    self._examples = examples_per_epoch
+    self._start = self._end = None
+
+  def on_epoch_begin(self, epoch, logs=None):
+    self._start, self._end = time.perf_counter(), None
+
+  def on_train_batch_end(self, batch, logs=None):
+    self._end = time.perf_counter()
+
+  def on_epoch_end(self, epoch, logs=None):
+    if logs is not None and self._end is not None:
+      seconds = self._end - self._start
+      logs["train_seconds"] = seconds
+      if self._examples:
+        logs["examples_per_sec"] = self._examples / seconds if seconds > 0 else 0.0
+
+
+def _callbacks(phase: Phase, *, model_dir: pathlib.Path, monitor: str, patience: int, best_path: pathlib.Path,
+               examples_per_epoch: int):
   mode = "min" if monitor.endswith("loss") else "max"
   callbacks = [
+      Throughput(examples_per_epoch),  # first, so the loggers after it see its numbers
       keras.callbacks.TerminateOnNaN(),
       keras.callbacks.BackupAndRestore(str(model_dir / "backup" / phase.name)),
       keras.callbacks.ModelCheckpoint(str(best_path), monitor=monitor, mode=mode, save_best_only=True,
@@ -65,7 +91,7 @@ def _callbacks(phase: Phase, *, model_dir: pathlib.Path, monitor: str, patience:
 
 
 def run_phase(model: keras.Model, backbone, phase: Phase, *, train_ds, val_ds, steps_per_epoch: int,
-              train: TrainConfig, model_dir: pathlib.Path, strategy, blocks=None,
+              examples_per_epoch: int = 0, train: TrainConfig, model_dir: pathlib.Path, strategy, blocks=None,
               fit_model: keras.Model = None) -> PhaseResult:
   """Runs one phase: apply the freezing policy, compile under the strategy, fit, and keep the best weights.
 
@@ -76,6 +102,7 @@ def run_phase(model: keras.Model, backbone, phase: Phase, *, train_ds, val_ds, s
     train_ds: batched training dataset of (features, one-hot labels).
     val_ds: batched validation dataset.
     steps_per_epoch: batches per epoch of `train_ds`.
+    examples_per_epoch: training examples per epoch, for the throughput log (0: log only the seconds).
     train: the optimiser, schedule and callback settings.
     model_dir: run directory for checkpoints and logs.
     strategy: the tf.distribute strategy the model was built under.
@@ -101,13 +128,15 @@ def run_phase(model: keras.Model, backbone, phase: Phase, *, train_ds, val_ds, s
     fit_model.compile(
         optimizer=build_optimizer(train, lr),
         loss=keras.losses.CategoricalCrossentropy(from_logits=True, label_smoothing=train.label_smoothing),
-        metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")])
+        metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")],
+        jit_compile=train.jit_compile, steps_per_execution=train.steps_per_execution)
   best_path = model_dir / "checkpoints" / f"best_{phase.name}.weights.h5"
   best_path.parent.mkdir(parents=True, exist_ok=True)
   history = fit_model.fit(
       train_ds, validation_data=val_ds, epochs=phase.epochs, shuffle=False,  # train_ds shuffles itself
       callbacks=_callbacks(phase, model_dir=model_dir, monitor=train.monitor,
-                           patience=train.early_stopping_patience, best_path=best_path),
+                           patience=train.early_stopping_patience, best_path=best_path,
+                           examples_per_epoch=examples_per_epoch),
       verbose=1 if sys.stdout.isatty() else 2)
   values = history.history.get(train.monitor, [])
   if best_path.exists():

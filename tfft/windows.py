@@ -1,8 +1,11 @@
 """Long texts read as several token windows whose logits are averaged, in the export graph and in scoring."""
 
+from typing import Optional
+
 import numpy as np
 import tensorflow as tf
 
+from tfft.data.tensors import trim_to_longest
 from tfft.errors import UserError
 
 
@@ -34,17 +37,24 @@ def window_features(preprocessor, texts, max_windows: int):
   return features, doc
 
 
-def windowed_logits(model, preprocessor, texts, max_windows: int):
-  """Logits per text: the mean of the model's logits over the text's windows."""
+def windowed_logits(model, preprocessor, texts, max_windows: int, pad_to_multiple_of: Optional[int] = None):
+  """Logits per text: the mean of the model's logits over the text's windows.
+
+  With `pad_to_multiple_of`, the batch is cut to its longest window rounded up to that many tokens (see
+  tensors.trim_to_longest), so a batch of short texts costs what short texts should.
+  """
   features, doc = window_features(preprocessor, texts, max_windows)
   features = {name: features[name] for name in model.input}
+  if pad_to_multiple_of:
+    features = trim_to_longest(features, pad_to_multiple_of)
   logits = tf.cast(model(features, training=False), tf.float32)
   return tf.math.unsorted_segment_mean(logits, doc, num_segments=tf.size(texts))
 
 
-def predict_logits(model, preprocessor, texts, max_windows: int, *, batch_size: int = 32) -> np.ndarray:
+def predict_logits(model, preprocessor, texts, max_windows: int, *, batch_size: int = 32,
+                   pad_to_multiple_of: Optional[int] = None) -> np.ndarray:
   """windowed_logits over a list of texts, a batch of texts at a time, as one numpy array."""
-  fn = tf.function(lambda t: windowed_logits(model, preprocessor, t, max_windows),
+  fn = tf.function(lambda t: windowed_logits(model, preprocessor, t, max_windows, pad_to_multiple_of),
                    input_signature=[tf.TensorSpec([None], tf.string)])
   return np.concatenate([fn(tf.constant(list(texts[i:i + batch_size]))).numpy()
                          for i in range(0, len(texts), batch_size)])

@@ -102,14 +102,18 @@ def _from_preset(cls, spec: TextBackboneSpec, **kwargs):
                     "pass --backbone=DIR") from None
 
 
-def load_backbone(spec: TextBackboneSpec):
+def load_backbone(spec: TextBackboneSpec, dtype=None):
   """Loads the pretrained keras-hub Backbone the spec names.
+
+  Args:
+    spec: the resolved --backbone.
+    dtype: a dtype policy name that overrides the one saved in the preset, e.g. "mixed_bfloat16".
 
   Raises:
     UserError: if it is unknown, cannot be fetched, or is not a checkpoint keras-hub can read.
   """
   import keras_hub  # pylint: disable=g-import-not-at-top
-  return _from_preset(keras_hub.models.Backbone, spec)
+  return _from_preset(keras_hub.models.Backbone, spec, **({"dtype": dtype} if dtype else {}))
 
 
 def load_preprocessor(spec: TextBackboneSpec, sequence_length: int):

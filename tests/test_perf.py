@@ -1,0 +1,114 @@
+"""The speed options change speed, not results: dynamic padding, length bucketing, mixed precision, throughput logs."""
+
+import collections
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from conftest import make_texts
+from tfft import modeling, training, windows
+from tfft.backbones import text as text_backbones
+from tfft.data import tensors
+
+SEQ = 32
+
+
+@pytest.fixture(scope="module")
+def tiny(tiny_bert_preset):
+  spec = text_backbones.resolve(str(tiny_bert_preset))
+  preprocessor = text_backbones.load_preprocessor(spec, SEQ)
+  keras.utils.set_random_seed(0)
+  model = modeling.build_text_classifier(text_backbones.load_backbone(spec), num_classes=3, pooling="mean")
+  # Batches of 8 hold 8, 14 or 20 tokens, so dynamic padding cuts each one differently.
+  texts = [" ".join([t] * (1 + (i // 8) % 3)) for i, (t, _) in enumerate(make_texts(10))]
+  features = tensors.tokenize(preprocessor, texts)
+  labels = np.arange(len(texts)) % 3
+  return spec, preprocessor, model, texts, features, labels
+
+
+def _batches(ds):
+  return [(x, y) for x, y in ds]
+
+
+def test_dynamic_padding_cuts_batches_and_keeps_the_logits(tiny):
+  _, _, model, _, features, labels = tiny
+  idx = np.arange(len(labels))
+  fixed = _batches(tensors.make_dataset(features, labels, idx, num_classes=3, batch_size=8))
+  dynamic = _batches(tensors.make_dataset(features, labels, idx, num_classes=3, batch_size=8, padding="dynamic",
+                                          pad_to_multiple_of=8))
+  assert len(fixed) == len(dynamic)
+  lengths = tensors.lengths(features)
+  widths = set()
+  for i, ((xf, yf), (xd, yd)) in enumerate(zip(fixed, dynamic)):
+    width = xd["token_ids"].shape[1]
+    longest = lengths[i * 8:(i + 1) * 8].max()
+    assert width % 8 == 0 and longest <= width < longest + 8, (width, longest)
+    np.testing.assert_array_equal(yf, yd)
+    np.testing.assert_array_equal(xf["token_ids"][:, :width], xd["token_ids"])
+    np.testing.assert_allclose(model(xf, training=False), model(xd, training=False), atol=1e-5)
+    widths.add(width)
+  assert len(widths) > 1 and max(widths) < SEQ  # the cut really happened, and differs per batch
+
+
+def test_bucketing_keeps_every_example_once_and_counts_its_batches(tiny):
+  _, _, _, _, features, labels = tiny
+  idx = np.arange(len(labels))
+  ds = tensors.make_dataset(features, labels, idx, num_classes=3, batch_size=4, shuffle=True, seed=3,
+                            padding="bucket", pad_to_multiple_of=8)
+  for _ in range(2):  # reshuffled each epoch, still a permutation
+    seen = collections.Counter()
+    batches = _batches(ds)
+    for x, _ in batches:
+      width = x["token_ids"].shape[1]
+      real = x["padding_mask"].numpy().sum(axis=1)
+      assert width % 8 == 0 and np.all(real > width - 8) and np.all(real <= width), (width, real)
+      seen.update(map(tuple, x["token_ids"].numpy()[:, :4]))
+    assert sum(seen.values()) == len(labels)
+    assert len(batches) == tensors.num_batches(features, idx, batch_size=4, padding="bucket", pad_to_multiple_of=8)
+  assert tensors.num_batches(features, idx, batch_size=4) == -(-len(labels) // 4)
+
+
+def test_trimmed_windowed_logits_match_full_length(tiny):
+  _, preprocessor, model, texts, _, _ = tiny
+  full = windows.predict_logits(model, preprocessor, texts, 1, batch_size=8)
+  cut = windows.predict_logits(model, preprocessor, texts, 1, batch_size=8, pad_to_multiple_of=8)
+  np.testing.assert_allclose(full, cut, atol=1e-5)
+
+
+def test_trim_handles_cached_hidden_states():
+  mask = tf.constant([[1, 1, 1, 0, 0, 0, 0, 0], [1, 1, 0, 0, 0, 0, 0, 0]])
+  hidden = tf.random.normal([2, 8, 5])
+  out = tensors.trim_to_longest({"hidden": hidden, "padding_mask": mask}, 2)
+  assert out["hidden"].shape == (2, 4, 5) and out["padding_mask"].shape == (2, 4)
+
+
+def test_mixed_precision_model_copies_to_float32(tiny):
+  spec, _, model32, _, features, _ = tiny
+  build = lambda backbone: modeling.build_text_classifier(backbone, num_classes=3, pooling="mean")
+  try:
+    keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    mixed = build(text_backbones.load_backbone(spec, dtype="mixed_bfloat16"))
+    assert mixed.get_layer(modeling.BACKBONE).backbone.compute_dtype == "bfloat16"
+    mixed.set_weights(model32.get_weights())
+    copy = modeling.float32_copy(mixed, mixed.get_layer(modeling.BACKBONE).backbone, build,
+                                 strategy=tf.distribute.get_strategy())
+  finally:
+    keras.mixed_precision.set_global_policy("float32")
+  assert copy.get_layer(modeling.BACKBONE).backbone.compute_dtype == "float32"
+  x = {k: v[:8] for k, v in features.items()}
+  np.testing.assert_allclose(copy(x, training=False), model32(x, training=False), atol=1e-6)
+  # bf16 keeps ~3 significant digits: close to float32, not equal.
+  assert mixed(x, training=False).dtype == "float32"
+  np.testing.assert_allclose(mixed(x, training=False), model32(x, training=False), atol=0.1)
+
+
+def test_throughput_is_logged_per_epoch():
+  model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
+  model.compile("sgd", "mse")
+  history = model.fit(np.ones((10, 4)), np.ones((10, 2)), batch_size=5, epochs=2, verbose=0,
+                      callbacks=[training.Throughput(10)])
+  assert len(history.history["examples_per_sec"]) == 2
+  assert all(v > 0 for v in history.history["examples_per_sec"])
+  assert all(s > 0 for s in history.history["train_seconds"])

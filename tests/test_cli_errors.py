@@ -39,6 +39,8 @@ CASES = {
                                                                    "could not be fetched", "--backbone=DIR"]),
     "too many top blocks": (dict(freeze="top_k:5"), ["--freeze=top_k:5", "(2)"]),
     "sequence too long": (dict(sequence_length=64), ["--sequence_length=64", "maximum", "(32)"]),
+    "unknown gate metric": (dict(min_metric="f1:0.9"), ["--min_metric='f1:0.9'", "unknown metric 'f1'", "macro_f1"]),
+    "gate metric of another task": (dict(min_metric="roc_auc:0.9"), ["--min_metric=roc_auc:0.9", "binary tasks only"]),
 }
 
 

@@ -3,7 +3,7 @@
 import dataclasses
 import math
 import re
-from typing import Optional, Tuple
+from typing import Optional, Sequence, Tuple
 
 from tfft.errors import UserError
 
@@ -14,6 +14,13 @@ STRATEGIES = ("auto", "default", "one_device", "mirrored", "multi_worker_mirrore
 MONITORS = ("val_accuracy", "val_loss")
 PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
 PADDINGS = ("fixed", "dynamic", "bucket")
+BASELINES = ("auto", "none")
+# Every scalar the report holds, so --min_metric can gate on any of them. All lie in [0, 1]. top_k needs more than k
+# classes; roc_auc and pr_auc are reported for binary tasks only.
+TOP_K = (2, 3, 5)
+GATE_METRICS = (("accuracy",) + tuple(f"top_{k}_accuracy" for k in TOP_K)
+                + tuple(f"{a}_{m}" for a in ("micro", "macro", "weighted") for m in ("precision", "recall", "f1"))
+                + ("roc_auc", "pr_auc"))
 
 _DATASET_SCHEMES = ("textdir", "csv")
 _BUILTIN_DATASETS = ("bbc_news",)
@@ -97,11 +104,20 @@ class RunConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class ReportConfig:
+  """What is measured beside the model, what it must reach to be exported, and what the export carries."""
+  baseline: str = "auto"
+  min_metric: Tuple[Tuple[str, float], ...] = ()  # (metric, lowest allowed value) pairs
+  warmup: bool = True
+
+
+@dataclasses.dataclass(frozen=True)
 class Config:
   data: DataConfig = DataConfig()
   model: ModelConfig = ModelConfig()
   train: TrainConfig = TrainConfig()
   run: RunConfig = RunConfig()
+  report: ReportConfig = ReportConfig()
 
 
 def parse_freeze(value: str) -> Freeze:
@@ -117,6 +133,41 @@ def parse_freeze(value: str) -> Freeze:
   if match and int(match.group(1)) >= 1:
     return Freeze("top_k", int(match.group(1)))
   raise UserError(f"--freeze={value!r} is not a freezing policy: use all, none or top_k:N with N >= 1")
+
+
+def parse_min_metric(values: Sequence[str]) -> Tuple[Tuple[str, float], ...]:
+  """Parses `--min_metric` items of the form NAME:VALUE, e.g. macro_f1:0.9.
+
+  Raises:
+    UserError: naming --min_metric for an unknown metric, a malformed item or a value outside [0, 1].
+  """
+  gates = []
+  for item in values:
+    name, sep, value = item.strip().partition(":")
+    if not sep:
+      raise UserError(f"--min_metric={item!r}: write NAME:VALUE, e.g. macro_f1:0.9")
+    if name not in GATE_METRICS:
+      raise UserError(f"--min_metric={item!r}: unknown metric {name!r}; use one of {', '.join(GATE_METRICS)}")
+    try:
+      threshold = float(value)
+    except ValueError:
+      threshold = math.nan
+    if not 0.0 <= threshold <= 1.0:  # NaN fails too
+      raise UserError(f"--min_metric={item!r}: the lowest allowed value must be a number in [0, 1]")
+    gates.append((name, threshold))
+  return tuple(gates)
+
+
+def check_min_metric(gates: Tuple[Tuple[str, float], ...], num_classes: int):
+  """Raises UserError for a gate on a metric that a task with `num_classes` classes does not report."""
+  for name, threshold in gates:
+    top_k = re.fullmatch(r"top_(\d+)_accuracy", name)
+    if top_k and int(top_k.group(1)) >= num_classes:
+      raise UserError(f"--min_metric={name}:{threshold:g}: {name} needs more than {top_k.group(1)} classes and this "
+                      f"dataset has {num_classes}; gate on accuracy or another metric")
+    if name in ("roc_auc", "pr_auc") and num_classes != 2:
+      raise UserError(f"--min_metric={name}:{threshold:g}: {name} is reported for binary tasks only and this dataset "
+                      f"has {num_classes} classes; gate on macro_f1 or another metric")
 
 
 def split_dataset_spec(dataset: str) -> Tuple[str, Optional[str]]:
@@ -233,4 +284,5 @@ def validate(config: Config) -> Config:
     _fail("export_dir", r.export_dir, "must name the export base directory")
   if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", r.name):
     _fail("name", r.name, "must be a plain directory name (letters, digits, '_', '.', '-')")
+  _check_choice("baseline", config.report.baseline, BASELINES)
   return config

@@ -6,3 +6,10 @@ class UserError(Exception):
 
   The message is one line that names the offending thing and says what to do.
   """
+
+
+class RunFailed(Exception):
+  """A run that worked but whose result fails a check (the quality gate, export parity); nothing is exported.
+
+  Entry points print the message as one line and exit 1: it is a result, not bad input.
+  """

@@ -1,10 +1,14 @@
 """The only module that defines absl flags: it turns them into a frozen, validated Config."""
 
+import copy
+import pathlib
 import sys
+from typing import Sequence
 
 from absl import flags
 
 from tfft import config as config_lib
+from tfft.errors import UserError
 
 FLAGS = flags.FLAGS
 _d = config_lib.Config()
@@ -85,6 +89,16 @@ flags.DEFINE_string("export_dir", _d.run.export_dir, "Export base: the SavedMode
 flags.DEFINE_string("name", _d.run.name, "Model name under --export_dir (TF Serving's model name).")
 flags.DEFINE_bool("overwrite", _d.run.overwrite, "Start afresh in a model dir that holds a finished run.")
 
+# Report, baseline, quality gate and export extras.
+flags.DEFINE_enum("baseline", _d.report.baseline, config_lib.BASELINES,
+                  "auto: fit a scikit-learn baseline on the same train split (text: TF-IDF + linear SVM) and report it "
+                  "beside the model on the same test split; none: skip it.")
+flags.DEFINE_list("min_metric", [f"{n}:{v:g}" for n, v in _d.report.min_metric],
+                  "Quality gate, NAME:VALUE[,NAME:VALUE]: any test metric the report holds, e.g. macro_f1:0.9. "
+                  "Unmet, train exits 1 and writes no export; the run dir keeps its checkpoints and report.")
+flags.DEFINE_bool("warmup", _d.report.warmup,
+                  "Write assets.extra/tf_serving_warmup_requests (validation examples) into the export.")
+
 
 def config_from_flags(flag_values=FLAGS) -> config_lib.Config:
   """Builds the frozen Config from parsed flags and validates it.
@@ -116,6 +130,8 @@ def config_from_flags(flag_values=FLAGS) -> config_lib.Config:
           steps_per_execution=f.steps_per_execution, padding=f.padding, pad_to_multiple_of=f.pad_to_multiple_of),
       run=config_lib.RunConfig(
           model_dir=f.model_dir, export_dir=f.export_dir, name=f.name, overwrite=f.overwrite),
+      report=config_lib.ReportConfig(
+          baseline=f.baseline, min_metric=config_lib.parse_min_metric(f.min_metric), warmup=f.warmup),
   )
   return config_lib.validate(cfg)
 
@@ -130,6 +146,37 @@ def serialize(flag_values=FLAGS) -> str:
     if flag.name != "overwrite":
       lines.append(flag.serialize())
   return "\n".join(lines) + "\n"
+
+
+def config_from_flagfile(path: pathlib.Path) -> config_lib.Config:
+  """Reads a run's flags.cfg into a Config without touching the entry point's own parsed FLAGS.
+
+  Raises:
+    UserError: if the file is missing or holds a flag this version of tfft does not know.
+  """
+  if not path.is_file():
+    raise UserError(f"{path} is missing; it is written by tfft.train into every run dir")
+  values = flags.FlagValues()
+  for flag in FLAGS.get_key_flags_for_module(sys.modules[__name__]):
+    values[flag.name] = copy.deepcopy(flag)
+  values.unparse_flags()
+  try:
+    values(["tfft", f"--flagfile={path}"])
+  except flags.Error as e:
+    raise UserError(f"{path}: {e}; was it written by another version of tfft?") from None
+  return config_from_flags(values)
+
+
+def reject_train_flags(prog: str, reads: Sequence[str]):
+  """For entry points that share some train flags: a train flag they do not read is an error, not ignored.
+
+  Raises:
+    UserError: naming the first such flag given on the command line.
+  """
+  for flag in FLAGS.get_key_flags_for_module(sys.modules[__name__]):
+    if flag.present and flag.name not in reads:
+      raise UserError(f"--{flag.name} is a tfft.train flag that {prog} does not read; it reads "
+                      f"{', '.join('--' + name for name in reads)} and its own flags (see --help)")
 
 
 def parser_for(prog: str):

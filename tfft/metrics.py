@@ -1,9 +1,21 @@
-"""Classification metrics from scikit-learn, and their printed table."""
+"""Classification metrics from scikit-learn, their printed table, and the report directory train and evaluate write."""
 
-from typing import Dict, Sequence
+import csv
+import json
+import pathlib
+from typing import Dict, Optional, Sequence
 
 import numpy as np
 from sklearn import metrics as skm
+
+from tfft.config import GATE_METRICS, TOP_K
+
+METRICS_JSON = "metrics.json"
+REPORT_TXT = "classification_report.txt"
+CONFUSION_PNG = "confusion_matrix.png"
+MISCLASSIFIED_CSV = "misclassified.csv"
+# The misclassified table keeps only the most confident mistakes: they are the ones worth reading.
+MISCLASSIFIED_LIMIT = 100
 
 
 def classification_metrics(y_true: Sequence[int], probabilities: np.ndarray,
@@ -12,27 +24,48 @@ def classification_metrics(y_true: Sequence[int], probabilities: np.ndarray,
 
   Args:
     y_true: true class indices.
-    probabilities: [N, C] predicted probabilities.
+    probabilities: [N, C] predicted probabilities (or scores: only their ranking enters top-k and the AUCs).
     class_names: names in class-index order.
 
   Returns:
-    A JSON-ready dict: accuracy; precision, recall and F1 (macro and weighted); the per-class report; the
-    confusion matrix (rows true, columns predicted).
+    A JSON-ready dict: accuracy and top-k accuracy (k < C); precision, recall and F1, each micro, macro and
+    weighted; the per-class report with support; the confusion matrix (rows true, columns predicted); for two
+    classes, ROC-AUC and PR-AUC (average precision) of class 1, or None when the test split holds one class.
   """
   y_true = np.asarray(y_true)
-  y_pred = np.asarray(probabilities).argmax(axis=-1)
+  probabilities = np.asarray(probabilities)
+  y_pred = probabilities.argmax(axis=-1)
   labels = list(range(len(class_names)))
   result = {"num_examples": int(len(y_true)), "accuracy": float(skm.accuracy_score(y_true, y_pred))}
-  for average in ("macro", "weighted"):
+  for average in ("macro", "weighted", "micro"):
     p, r, f, _ = skm.precision_recall_fscore_support(y_true, y_pred, labels=labels, average=average,
                                                      zero_division=0)
     result.update({f"{average}_precision": float(p), f"{average}_recall": float(r), f"{average}_f1": float(f)})
+  for k in TOP_K:
+    if k < len(class_names):
+      result[f"top_{k}_accuracy"] = float(skm.top_k_accuracy_score(y_true, probabilities, k=k, labels=labels))
+  if len(class_names) == 2:
+    both = len(set(y_true.tolist())) == 2  # AUCs are undefined when the split holds one class
+    result["positive_class"] = class_names[1]
+    result["roc_auc"] = float(skm.roc_auc_score(y_true, probabilities[:, 1])) if both else None
+    result["pr_auc"] = float(skm.average_precision_score(y_true, probabilities[:, 1])) if both else None
   report = skm.classification_report(y_true, y_pred, labels=labels, target_names=list(class_names),
                                      output_dict=True, zero_division=0)
   result["per_class"] = {name: {k: float(v) for k, v in report[name].items()} for name in class_names}
   result["confusion_matrix"] = skm.confusion_matrix(y_true, y_pred, labels=labels).tolist()
   result["class_names"] = list(class_names)
   return result
+
+
+def scalar_metrics(result: Dict) -> Dict[str, float]:
+  """The metrics a quality gate or a baseline comparison can name, in report order; undefined ones left out."""
+  return {name: result[name] for name in GATE_METRICS if result.get(name) is not None}
+
+
+def compare(model: Dict, baseline: Dict) -> Dict[str, float]:
+  """model - baseline for every scalar metric both report."""
+  base = scalar_metrics(baseline)
+  return {name: value - base[name] for name, value in scalar_metrics(model).items() if name in base}
 
 
 def format_table(result: Dict) -> str:
@@ -49,3 +82,53 @@ def format_table(result: Dict) -> str:
                  f"{result[average + '_recall']:9.4f} {result[average + '_f1']:9.4f} {result['num_examples']:8d}")
   lines.append(f"{'accuracy':<{width}} {result['accuracy']:9.4f}")
   return "\n".join(lines)
+
+
+def write_json(path: pathlib.Path, data: Dict):
+  """Writes JSON atomically, so a reader never sees half a file."""
+  tmp = path.with_name(path.name + ".tmp")
+  tmp.write_text(json.dumps(data, indent=2, allow_nan=False))
+  tmp.replace(path)
+
+
+def write_report(report_dir: pathlib.Path, result: Dict, *, y_true: Sequence[int], probabilities: np.ndarray,
+                 inputs: Sequence[str], ids: Sequence[str]):
+  """Writes the report files beside each other: metrics.json, classification_report.txt (scikit-learn's),
+  confusion_matrix.png and misclassified.csv.
+
+  Args:
+    report_dir: an existing directory.
+    result: classification_metrics of the predictions, plus anything else metrics.json should hold.
+    y_true: true class indices.
+    probabilities: [N, C] predicted probabilities.
+    inputs: what each example is, as a user reads it: the text, or the image's file path.
+    ids: each example's id in the split manifest.
+  """
+  from tfft import plots  # pylint: disable=g-import-not-at-top  (matplotlib only when a report is written)
+
+  class_names = result["class_names"]
+  y_true = np.asarray(y_true)
+  probabilities = np.asarray(probabilities)
+  y_pred = probabilities.argmax(axis=-1)
+  write_json(report_dir / METRICS_JSON, result)
+  (report_dir / REPORT_TXT).write_text(skm.classification_report(
+      y_true, y_pred, labels=list(range(len(class_names))), target_names=list(class_names), digits=4,
+      zero_division=0))
+  plots.plot_confusion_matrix(report_dir / CONFUSION_PNG, np.array(result["confusion_matrix"]), class_names)
+  _write_misclassified(report_dir / MISCLASSIFIED_CSV, y_true, probabilities, class_names, inputs, ids)
+
+
+def _write_misclassified(path: pathlib.Path, y_true, probabilities, class_names, inputs, ids,
+                         limit: Optional[int] = MISCLASSIFIED_LIMIT):
+  y_pred = probabilities.argmax(axis=-1)
+  confidence = probabilities.max(axis=-1)
+  wrong = np.flatnonzero(y_pred != y_true)
+  wrong = wrong[np.argsort(-confidence[wrong], kind="stable")][:limit]
+  with path.open("w", newline="", encoding="utf-8") as f:
+    writer = csv.writer(f)
+    writer.writerow(["id", "input", "true_label", "predicted_label", "confidence", "true_label_probability",
+                     "probabilities"])
+    for i in wrong:
+      writer.writerow([ids[i], inputs[i], class_names[y_true[i]], class_names[y_pred[i]], f"{confidence[i]:.6f}",
+                       f"{probabilities[i, y_true[i]]:.6f}",
+                       json.dumps({name: round(float(p), 6) for name, p in zip(class_names, probabilities[i])})])

@@ -1,7 +1,7 @@
 """The train job: load and split data, tokenize once, build the model, run the phases, score, export."""
 
 import dataclasses
-import json
+import functools
 import os
 import pathlib
 import shutil
@@ -12,14 +12,13 @@ import numpy as np
 from absl import logging
 
 from tfft.backbones import text as text_backbones
-from tfft.config import Config, RunConfig
+from tfft.config import Config, RunConfig, check_min_metric
 from tfft.data import split as split_lib
 from tfft.data import text as text_data
 from tfft.errors import UserError
 from tfft.state import PhaseResult, RunState
 
 FLAGFILE = "flags.cfg"
-METRICS = "metrics.json"
 
 
 @dataclasses.dataclass
@@ -72,6 +71,40 @@ def _persist_labels(model_dir: pathlib.Path, class_names: List[str]):
   split_lib.write_labels(path, class_names)
 
 
+def build_model(config: Config, spec, *, pooling: str, num_classes: int, strategy, precision: str = "float32"):
+  """Builds the untrained classifier a config describes, under `strategy` (train and tfft.export share this).
+
+  Returns:
+    (model, backbone, preprocessor).
+
+  Raises:
+    UserError: if the backbone cannot be loaded or --sequence_length exceeds it.
+  """
+  import keras  # pylint: disable=g-import-not-at-top
+
+  keras.mixed_precision.set_global_policy(precision)
+  preprocessor = text_backbones.load_preprocessor(spec, config.model.sequence_length)
+  with strategy.scope():
+    backbone = text_backbones.load_backbone(spec, dtype=None if precision == "float32" else precision)
+    text_backbones.check_sequence_length(backbone, spec, config.model.sequence_length)
+    model = head_builder(config, pooling=pooling, num_classes=num_classes)(backbone)
+  return model, backbone, preprocessor
+
+
+def trim_multiple(config: Config):
+  """How scoring and serving cut a batch of windows: to a multiple of this many tokens, or not at all (None)."""
+  return None if config.train.padding == "fixed" else config.train.pad_to_multiple_of
+
+
+def head_builder(config: Config, *, pooling: str, num_classes: int):
+  """The function that puts the configured head on a backbone (also used to rebuild a float32 copy)."""
+  from tfft import modeling  # pylint: disable=g-import-not-at-top
+
+  return functools.partial(modeling.build_text_classifier, num_classes=num_classes, pooling=pooling,
+                           head_units=config.model.head_units, dropout=config.model.dropout, l1=config.model.l1,
+                           l2=config.model.l2)
+
+
 def run(config: Config, *, flagfile: str) -> RunResult:
   """Runs the whole train job for a validated config.
 
@@ -88,6 +121,7 @@ def run(config: Config, *, flagfile: str) -> RunResult:
   model_dir = check_model_dir(config.run)
   examples = text_data.load_examples(config.data)
   class_names = text_data.sorted_class_names(examples.labels)
+  check_min_metric(config.report.min_metric, len(class_names))
   labels = np.array([class_names.index(label) for label in examples.labels])
   split = split_lib.stratified_split(examples.labels, val_fraction=config.data.val_fraction,
                                      test_fraction=config.data.test_fraction, seed=config.train.seed)
@@ -99,22 +133,14 @@ def run(config: Config, *, flagfile: str) -> RunResult:
 
   # Heavy imports only once the config, data and paths are known to be good.
   import keras  # pylint: disable=g-import-not-at-top
-  from tfft import caching, distribute, modeling, serving, training, windows  # pylint: disable=g-import-not-at-top
+  from tfft import caching, distribute, modeling, reporting, serving, training, windows  # pylint: disable=g-import-not-at-top
   from tfft.data import tensors  # pylint: disable=g-import-not-at-top
-  from tfft import metrics as metrics_lib  # pylint: disable=g-import-not-at-top
 
   keras.utils.set_random_seed(config.train.seed)
   strategy = distribute.build_strategy(config.train.strategy, tpu=config.train.tpu)
-  preprocessor = text_backbones.load_preprocessor(spec, config.model.sequence_length)
   precision = config.train.mixed_precision
-  keras.mixed_precision.set_global_policy(precision)
-  build = lambda backbone: modeling.build_text_classifier(
-      backbone, num_classes=len(class_names), pooling=pooling, head_units=config.model.head_units,
-      dropout=config.model.dropout, l1=config.model.l1, l2=config.model.l2)
-  with strategy.scope():
-    backbone = text_backbones.load_backbone(spec, dtype=None if precision == "float32" else precision)
-    text_backbones.check_sequence_length(backbone, spec, config.model.sequence_length)
-    model = build(backbone)
+  model, backbone, preprocessor = build_model(config, spec, pooling=pooling, num_classes=len(class_names),
+                                              strategy=strategy, precision=precision)
   blocks = text_backbones.transformer_blocks(backbone)
   phases = training.plan_phases(config.train)
   for phase in phases:  # a bad --freeze fails now, not after phase 1
@@ -131,7 +157,7 @@ def run(config: Config, *, flagfile: str) -> RunResult:
   features = tensors.tokenize(preprocessor, examples.texts)
   batch = config.train.batch_size
   padding = {"padding": config.train.padding, "pad_to_multiple_of": config.train.pad_to_multiple_of}
-  trim = None if config.train.padding == "fixed" else config.train.pad_to_multiple_of  # for scoring and serving
+  trim = trim_multiple(config)
   make = lambda name, **kw: tensors.make_dataset(features, labels, split[name], num_classes=len(class_names),
                                                  batch_size=batch, **{**padding, **kw})
   train_ds = make("train", shuffle=True, seed=config.train.seed)
@@ -172,21 +198,21 @@ def run(config: Config, *, flagfile: str) -> RunResult:
   del cache
 
   if precision != "float32":  # score and export the float32 model that TF Serving will run
-    model = modeling.float32_copy(model, backbone, build, strategy=strategy)
+    model = modeling.float32_copy(model, backbone, head_builder(config, pooling=pooling, num_classes=len(class_names)),
+                                  strategy=strategy)
   logits = windows.predict_logits(model, preprocessor, [examples.texts[i] for i in split["test"]],
                                   config.model.eval_windows, batch_size=batch, pad_to_multiple_of=trim)
   probabilities = keras.ops.convert_to_numpy(keras.ops.softmax(logits, axis=-1))
-  metrics = metrics_lib.classification_metrics(labels[split["test"]], probabilities, class_names)
-  metrics["split_sizes"] = sizes
-  tmp = model_dir / (METRICS + ".tmp")
-  tmp.write_text(json.dumps(metrics, indent=2))
-  tmp.replace(model_dir / METRICS)
-  logging.info("test metrics:\n%s", metrics_lib.format_table(metrics))
-
-  export_path = serving.export_text_classifier(
-      model, preprocessor, class_names,
-      export_base=pathlib.Path(config.run.export_dir).expanduser() / config.run.name,
-      eval_windows=config.model.eval_windows, pad_to_multiple_of=trim)
+  # Report (with the baseline) and quality gate, then an export checked for parity before it is published.
+  data = reporting.RunData("text", examples.texts, examples.ids, labels, split, class_names)
+  metrics = reporting.report_test(model_dir, config, data, probabilities, phases=results)
+  reporting.check_gate(metrics, config.report.min_metric, model_dir=model_dir)
+  export_path = reporting.export_checked(
+      functools.partial(serving.export_text_classifier, model, preprocessor, class_names,
+                        export_base=pathlib.Path(config.run.export_dir).expanduser() / config.run.name,
+                        eval_windows=config.model.eval_windows, pad_to_multiple_of=trim),
+      config, data, model_dir=model_dir, probabilities=probabilities, metrics=metrics, phases=results,
+      backbone=spec, contract=reporting.text_contract(preprocessor, config.model))
   state.mark_finished(str(export_path))
   return RunResult(str(model_dir), sizes, results, metrics, str(export_path))
 
@@ -199,8 +225,11 @@ def format_summary(result: RunResult) -> str:
     best = "n/a" if phase.best is None else f"{phase.best:.4f}"
     lines.append(f"phase {phase.name:<9} trainable={phase.trainable_params:,}  frozen={phase.frozen_params:,}  "
                  f"epochs={phase.epochs_run}  best {phase.monitor}={best}  {phase.seconds:.0f}s")
+  from tfft import reporting  # pylint: disable=g-import-not-at-top
+
   m = result.metrics
   lines += [f"test:     accuracy={m['accuracy']:.4f}  macro_f1={m['macro_f1']:.4f}  weighted_f1={m['weighted_f1']:.4f}",
+            *reporting.summary_lines(m),
             f"run dir:  {result.model_dir}",
             f"export:   {result.export_path}"]
   return "\n".join(lines)

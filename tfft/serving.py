@@ -1,10 +1,11 @@
 """SavedModel export for TF Serving: raw inputs in, probabilities and class names out, versioned atomically."""
 
+import json
 import os
 import pathlib
 import shutil
 import uuid
-from typing import Optional, Sequence
+from typing import Callable, Dict, Optional, Sequence
 
 import keras
 import tensorflow as tf
@@ -34,7 +35,9 @@ def _publish(tmp: pathlib.Path, base: pathlib.Path) -> pathlib.Path:
 
 def export_text_classifier(model: keras.Model, preprocessor, class_names: Sequence[str], *,
                            export_base: pathlib.Path, eval_windows: int = 1,
-                           pad_to_multiple_of: Optional[int] = None) -> pathlib.Path:
+                           pad_to_multiple_of: Optional[int] = None,
+                           finalize: Optional[Callable[[pathlib.Path], None]] = None,
+                           metadata: Optional[Dict] = None) -> pathlib.Path:
   """Exports `serving_default`: a [None] tf.string batch of raw UTF-8 texts, tokenized in the graph.
 
   Each text is read as up to `eval_windows` windows whose logits are averaged (see tfft.windows), exactly as
@@ -43,7 +46,9 @@ def export_text_classifier(model: keras.Model, preprocessor, class_names: Sequen
 
   Outputs are `probabilities` (float32 [N, C]), `class_id` (int64 [N]) and `class_name` (string [N]).
   The SavedModel is written under a temporary name and renamed to EXPORT_BASE/<next version>, so TF Serving
-  never sees a half-written version; labels.txt goes to its assets.extra/.
+  never sees a half-written version; labels.txt and tfft.json ({"task": "text", "input": "text", **metadata})
+  go to its assets.extra/. `finalize(tmp_dir)` runs on the complete export before the rename: it may add files
+  to assets.extra/ or raise to abort, and then no version is published.
 
   Returns:
     The version directory.
@@ -68,6 +73,9 @@ def export_text_classifier(model: keras.Model, preprocessor, class_names: Sequen
     archive.write_out(str(tmp), verbose=False)
     (tmp / "assets.extra").mkdir()
     write_labels(tmp / "assets.extra" / "labels.txt", class_names)
+    (tmp / "assets.extra" / "tfft.json").write_text(json.dumps({"task": "text", "input": "text", **(metadata or {})}))
+    if finalize:
+      finalize(tmp)
     path = _publish(tmp, export_base)
   finally:
     shutil.rmtree(tmp, ignore_errors=True)

@@ -6,7 +6,7 @@ from absl import app
 
 from tfft import flags as tfft_flags
 from tfft import pipeline
-from tfft.errors import UserError
+from tfft.errors import RunFailed, UserError
 
 PROG = "tfft.train"
 
@@ -21,6 +21,9 @@ def main(argv):
   except UserError as e:
     print(f"{PROG}: error: {e}", file=sys.stderr)
     sys.exit(2)
+  except RunFailed as e:
+    print(f"{PROG}: failed: {e}", file=sys.stderr)
+    sys.exit(1)
   print(pipeline.format_summary(result))
 
 

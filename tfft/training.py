@@ -72,6 +72,14 @@ class Throughput(keras.callbacks.Callback):
         logs["examples_per_sec"] = self._examples / seconds if seconds > 0 else 0.0
 
 
+class LearningRateLogger(keras.callbacks.Callback):
+  """Puts the optimizer's current learning rate into the epoch logs; listed before CSVLogger, which records it."""
+
+  def on_epoch_end(self, epoch, logs=None):
+    if logs is not None:
+      logs["learning_rate"] = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
+
+
 def _callbacks(phase: Phase, *, model_dir: pathlib.Path, monitor: str, patience: int, best_path: pathlib.Path,
                examples_per_epoch: int):
   mode = "min" if monitor.endswith("loss") else "max"
@@ -81,6 +89,7 @@ def _callbacks(phase: Phase, *, model_dir: pathlib.Path, monitor: str, patience:
       keras.callbacks.BackupAndRestore(str(model_dir / "backup" / phase.name)),
       keras.callbacks.ModelCheckpoint(str(best_path), monitor=monitor, mode=mode, save_best_only=True,
                                       save_weights_only=True),
+      LearningRateLogger(),
       keras.callbacks.CSVLogger(str(model_dir / f"history_{phase.name}.csv"), append=True),
       keras.callbacks.TensorBoard(log_dir=str(model_dir / "logs" / phase.name)),
   ]

@@ -77,3 +77,9 @@ def write_labels(path: pathlib.Path, class_names: Sequence[str]):
 
 def read_labels(path: pathlib.Path) -> List[str]:
   return [line for line in path.read_text(encoding="utf-8").splitlines() if line]
+
+
+def read_manifest(path: pathlib.Path) -> Dict[str, str]:
+  """Reads write_manifest's file back: example id -> split name."""
+  with path.open(newline="", encoding="utf-8") as f:
+    return {row["id"]: row["split"] for row in csv.DictReader(f)}

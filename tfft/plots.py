@@ -1,0 +1,101 @@
+"""The report's figures with matplotlib's Agg canvas: the confusion matrix and the training curves."""
+
+import csv
+import pathlib
+from typing import Dict, List, Sequence, Tuple
+
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
+
+# Figure objects on an Agg canvas, not pyplot: no global backend switch and no GUI in a training job.
+
+
+def _save(fig: Figure, path: pathlib.Path):
+  FigureCanvasAgg(fig)
+  tmp = path.with_name(path.stem + ".tmp.png")
+  fig.savefig(tmp, dpi=100, bbox_inches="tight")
+  tmp.replace(path)
+
+
+def plot_confusion_matrix(path: pathlib.Path, matrix: np.ndarray, class_names: Sequence[str]):
+  """Draws the confusion matrix normalised per true class, each cell labelled with its share and count."""
+  matrix = np.asarray(matrix)
+  totals = matrix.sum(axis=1, keepdims=True)
+  share = np.divide(matrix, totals, out=np.zeros(matrix.shape, dtype=float), where=totals > 0)
+  n = len(class_names)
+  size = max(4.0, 0.7 * n + 2.5)
+  fig = Figure(figsize=(size + 1.2, size))
+  ax = fig.add_subplot()
+  image = ax.imshow(share, cmap="Blues", vmin=0.0, vmax=1.0)
+  fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label="share of the true class")
+  ax.set_xticks(range(n), labels=list(class_names), rotation=45, ha="right")
+  ax.set_yticks(range(n), labels=list(class_names))
+  ax.set_xlabel("predicted")
+  ax.set_ylabel("true")
+  ax.set_title(f"Confusion matrix ({int(matrix.sum())} examples), normalised per true class")
+  if n <= 30:  # beyond that the numbers no longer fit in the cells
+    for i in range(n):
+      for j in range(n):
+        ax.text(j, i, f"{share[i, j]:.2f}\n({matrix[i, j]})", ha="center", va="center", fontsize=8,
+                color="white" if share[i, j] > 0.5 else "black")
+  _save(fig, path)
+
+
+def read_history(path: pathlib.Path) -> Dict[str, List[float]]:
+  """Reads a CSVLogger file into columns; a resumed phase's repeated epochs keep their last row."""
+  rows = {}
+  with path.open(newline="") as f:
+    for row in csv.DictReader(f):
+      rows[int(row["epoch"])] = row
+  columns: Dict[str, List[float]] = {}
+  for epoch in sorted(rows):
+    for key, value in rows[epoch].items():
+      if key != "epoch":
+        columns.setdefault(key, []).append(float(value) if value not in ("", None) else float("nan"))
+  return columns
+
+
+def plot_training_curves(path: pathlib.Path, histories: Sequence[Tuple[str, Dict[str, List[float]]]], *,
+                         metric: str = "accuracy"):
+  """Draws loss, `metric` and the learning rate per epoch for train and val, across the phases in order.
+
+  Args:
+    path: the PNG to write.
+    histories: (phase name, columns as read_history returns them) per phase, in the order they ran.
+    metric: the compiled metric to draw beside the loss.
+  """
+  fig = Figure(figsize=(8, 9))
+  axes = fig.subplots(3, 1, sharex=True)
+  start = 0
+  for index, (phase, columns) in enumerate(histories):
+    epochs = len(columns.get("loss", []))
+    x = np.arange(start + 1, start + epochs + 1)
+    for ax, key in ((axes[0], "loss"), (axes[1], metric)):
+      for prefix, style in (("", "-o"), ("val_", "--s")):
+        if key in columns or prefix + key in columns:
+          values = columns.get(prefix + key)
+          if values:
+            ax.plot(x, values, style, color=f"C{index}", markersize=3,
+                    label=f"{phase} {'val' if prefix else 'train'}")
+    if "learning_rate" in columns:
+      axes[2].plot(x, columns["learning_rate"], "-o", color=f"C{index}", markersize=3, label=phase)
+    if index:
+      for ax in axes:
+        ax.axvline(start + 0.5, color="gray", linestyle=":")
+      axes[0].annotate(f"{phase} starts", (start + 0.5, 1.0), xycoords=("data", "axes fraction"),
+                       ha="left", va="top", fontsize=8, color="gray")
+    start += epochs
+  axes[0].set_ylabel("loss")
+  axes[1].set_ylabel(metric)
+  axes[2].set_ylabel("learning rate")
+  axes[2].set_xlabel("epoch (across phases)")
+  axes[2].ticklabel_format(axis="y", style="sci", scilimits=(-3, 3))
+  axes[2].xaxis.set_major_locator(MaxNLocator(integer=True))
+  for ax in axes:
+    ax.grid(alpha=0.3)
+    if ax.get_legend_handles_labels()[0]:
+      ax.legend(fontsize=8)
+  axes[0].set_title("Training curves: train and val per epoch, phase boundary dotted")
+  _save(fig, path)

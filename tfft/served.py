@@ -1,0 +1,144 @@
+"""An exported SavedModel as TF Serving sees it: where it is, its labels and task, and its serving_default signature."""
+
+import json
+import pathlib
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from tfft.data.split import LABELS, read_labels
+from tfft.errors import UserError
+
+META = "tfft.json"  # in assets.extra/: {"task": "text"|"image", "input": NAME, "model_dir": ..., ...}
+TASKS = ("text", "image")
+RUN_STATE = "run_state.json"
+
+
+def _versions(base: pathlib.Path) -> List[int]:
+  return sorted(int(p.name) for p in base.iterdir()
+                if p.is_dir() and p.name.isdigit() and (p / "saved_model.pb").is_file())
+
+
+def locate(value: str, flag: str = "model") -> Tuple[pathlib.Path, Optional[pathlib.Path]]:
+  """Finds the export a `--model` value names, without loading TensorFlow.
+
+  Accepts an export version dir (EXPORT_DIR/NAME/VERSION), a model base dir (EXPORT_DIR/NAME: its highest version,
+  as TF Serving picks) or a run dir (the export its run wrote).
+
+  Returns:
+    (export version dir, the run dir when `value` is one, else None).
+
+  Raises:
+    UserError: if the path holds none of these.
+  """
+  path = pathlib.Path(value).expanduser()
+  if not path.exists():
+    raise UserError(f"--{flag}={value}: no such file or directory; pass an export dir (EXPORT_DIR/NAME/VERSION), "
+                    "a model base dir or a run dir")
+  if (path / "saved_model.pb").is_file():
+    return path, None
+  if (path / RUN_STATE).is_file():
+    export = json.loads((path / RUN_STATE).read_text()).get("export_path")
+    if not export or not (pathlib.Path(export) / "saved_model.pb").is_file():
+      raise UserError(f"--{flag}={value} is a run dir without an export ({export or 'the run did not finish'}); "
+                      f"export it with python -m tfft.export --model_dir={value}, or pass the export dir")
+    return pathlib.Path(export), path
+  if path.is_dir() and _versions(path):
+    return path / str(_versions(path)[-1]), None
+  raise UserError(f"--{flag}={value} is not a SavedModel (no saved_model.pb): pass an export dir "
+                  "(EXPORT_DIR/NAME/VERSION), a model base dir or a run dir")
+
+
+def read_meta(export: pathlib.Path) -> Dict:
+  """tfft.json from the export's assets.extra/, or {} for an export without it."""
+  path = export / "assets.extra" / META
+  return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def read_class_names(export: pathlib.Path) -> List[str]:
+  """The export's labels.txt: class names in the order of its probabilities.
+
+  Raises:
+    UserError: if the export has none.
+  """
+  path = export / "assets.extra" / LABELS
+  if not path.is_file():
+    raise UserError(f"{export} has no assets.extra/{LABELS}; it was not exported by tfft (re-export it with "
+                    "python -m tfft.export --model_dir=RUN_DIR)")
+  return read_labels(path)
+
+
+def as_bytes(task: str, inputs: Sequence[str]) -> List[bytes]:
+  """What the signature is fed, as TF Serving's REST API hands it over: UTF-8 text, or an image file's bytes.
+
+  Raises:
+    UserError: for an image path that cannot be read.
+  """
+  if task == "text":
+    return [text.encode("utf-8") for text in inputs]
+  out = []
+  for path in inputs:
+    try:
+      out.append(pathlib.Path(path).read_bytes())
+    except OSError as e:
+      raise UserError(f"{path}: cannot read this image ({e.strerror}); check the path") from None
+  return out
+
+
+class ServedModel:
+  """The export's `serving_default`, loaded with TensorFlow and TF Text only, as TF Serving would run it.
+
+  Attributes:
+    path: the export version dir.
+    class_names: labels.txt.
+    task: "text" or "image", from tfft.json (else guessed from the input's name).
+    input_name: the signature's one input, a [None] tf.string.
+    output_names: the signature's outputs.
+
+  Raises:
+    UserError: if the SavedModel cannot be loaded or its signature is not tfft's contract.
+  """
+
+  def __init__(self, path: pathlib.Path):
+    import tensorflow as tf  # pylint: disable=g-import-not-at-top
+    import tensorflow_text  # pylint: disable=g-import-not-at-top,unused-import  (registers the tokenizer ops)
+
+    self.path = path
+    self.class_names = read_class_names(path)
+    meta = read_meta(path)
+    try:
+      self._loaded = tf.saved_model.load(str(path))
+    except Exception as e:  # pylint: disable=broad-except
+      raise UserError(f"{path}: TensorFlow cannot load this SavedModel ({type(e).__name__}: "
+                      f"{str(e).splitlines()[0][:200]})") from None
+    self._fn = self._loaded.signatures.get("serving_default")
+    if self._fn is None:
+      raise UserError(f"{path} has no serving_default signature; export it with tfft")
+    _, inputs = self._fn.structured_input_signature
+    if len(inputs) != 1 or next(iter(inputs.values())).dtype != tf.string:
+      raise UserError(f"{path}: serving_default takes {sorted(inputs)}; tfft reads exports whose serving_default "
+                      "takes one batch of strings (texts or encoded images)")
+    self.input_name = next(iter(inputs))
+    self.output_names = sorted(self._fn.structured_outputs)
+    if "probabilities" not in self.output_names:
+      raise UserError(f"{path}: serving_default returns {self.output_names}, not probabilities")
+    self.task = meta.get("task") or ("image" if "image" in self.input_name else "text")
+    self.signature = {"inputs": {name: (spec.dtype.name, spec.shape.as_list()) for name, spec in inputs.items()},
+                      "outputs": {name: (spec.dtype.name, spec.shape.as_list())
+                                  for name, spec in self._fn.structured_outputs.items()}}
+
+  def predict(self, values: Sequence[bytes], *, batch_size: int = 32) -> np.ndarray:
+    """Probabilities [N, C] from serving_default, a batch at a time."""
+    import tensorflow as tf  # pylint: disable=g-import-not-at-top
+
+    if not values:
+      return np.zeros((0, len(self.class_names)), np.float32)
+    parts = []
+    for i in range(0, len(values), batch_size):
+      out = self._fn(**{self.input_name: tf.constant(list(values[i:i + batch_size]), tf.string)})
+      parts.append(out["probabilities"].numpy())
+    probabilities = np.concatenate(parts)
+    if probabilities.shape[1] != len(self.class_names):
+      raise UserError(f"{self.path}: serving_default gives {probabilities.shape[1]} probabilities per input but "
+                      f"labels.txt names {len(self.class_names)} classes; re-export the model")
+    return probabilities

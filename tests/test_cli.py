@@ -8,7 +8,7 @@ import textwrap
 
 import numpy as np
 
-from conftest import run_tfft
+from conftest import run_tfft, tiny_flags
 
 # The last text is longer than one 16-token window, so the export must read it as two (--eval_windows=2).
 TEXTS = ["cat dog horse", "red blue green", "one two three four", "the very purple fox",

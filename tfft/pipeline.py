@@ -1,4 +1,4 @@
-"""The train job: load and split data, tokenize once, build the model, run the phases, score, export."""
+"""The train job, for text and images alike: load and split data, build the model, run the phases, score, export."""
 
 import dataclasses
 import json
@@ -11,7 +11,7 @@ from typing import Dict, List
 import numpy as np
 from absl import logging
 
-from tfft.backbones import text as text_backbones
+from tfft import tasks
 from tfft.config import Config, RunConfig
 from tfft.data import split as split_lib
 from tfft.data import text as text_data
@@ -30,6 +30,7 @@ class RunResult:
   phases: List[PhaseResult]
   metrics: Dict
   export_path: str
+  skipped_files: int = 0
 
 
 def check_model_dir(run: RunConfig) -> pathlib.Path:
@@ -73,7 +74,7 @@ def _persist_labels(model_dir: pathlib.Path, class_names: List[str]):
 
 
 def run(config: Config, *, flagfile: str) -> RunResult:
-  """Runs the whole train job for a validated config.
+  """Runs the whole train job for a validated config, text or images (see tfft.tasks for what differs).
 
   Args:
     config: the validated run configuration.
@@ -83,41 +84,35 @@ def run(config: Config, *, flagfile: str) -> RunResult:
     The run's summary.
 
   Raises:
-    UserError: for bad data, backbone or output paths.
+    UserError: for bad data, backbone, weights or output paths.
   """
   model_dir = check_model_dir(config.run)
-  examples = text_data.load_examples(config.data)
+  task = tasks.build_task(config)
+  examples = task.load_examples()
   class_names = text_data.sorted_class_names(examples.labels)
   labels = np.array([class_names.index(label) for label in examples.labels])
   split = split_lib.stratified_split(examples.labels, val_fraction=config.data.val_fraction,
                                      test_fraction=config.data.test_fraction, seed=config.train.seed)
-  spec = text_backbones.resolve(config.model.backbone)
-  pooling = spec.default_pooling if config.model.pooling == "auto" else config.model.pooling
+  if config.data.train_examples_per_class:
+    split["train"] = split_lib.few_shot(split["train"], examples.labels, config.data.train_examples_per_class,
+                                        seed=config.train.seed)
 
   sizes = {name: int(len(split[name])) for name in split_lib.SPLITS}
   logging.info("%d examples of %d classes from %s; split %s", len(examples), len(class_names), examples.source, sizes)
 
   # Heavy imports only once the config, data and paths are known to be good.
   import keras  # pylint: disable=g-import-not-at-top
-  from tfft import caching, distribute, modeling, serving, training, windows  # pylint: disable=g-import-not-at-top
-  from tfft.data import tensors  # pylint: disable=g-import-not-at-top
+  from tfft import caching, distribute, modeling, training  # pylint: disable=g-import-not-at-top
   from tfft import metrics as metrics_lib  # pylint: disable=g-import-not-at-top
+  from tfft.data import tensors  # pylint: disable=g-import-not-at-top
 
   keras.utils.set_random_seed(config.train.seed)
   strategy = distribute.build_strategy(config.train.strategy, tpu=config.train.tpu)
-  preprocessor = text_backbones.load_preprocessor(spec, config.model.sequence_length)
-  with strategy.scope():
-    backbone = text_backbones.load_backbone(spec)
-    text_backbones.check_sequence_length(backbone, spec, config.model.sequence_length)
-    model = modeling.build_text_classifier(
-        backbone, num_classes=len(class_names), pooling=pooling, head_units=config.model.head_units,
-        dropout=config.model.dropout, l1=config.model.l1, l2=config.model.l2)
-  blocks = text_backbones.transformer_blocks(backbone)
+  model = task.build_model(len(class_names), strategy)  # under strategy.scope()
+  backbone, blocks = task.backbone, task.blocks
   phases = training.plan_phases(config.train)
   for phase in phases:  # a bad --freeze fails now, not after phase 1
     modeling.apply_freeze(model, backbone, phase.freeze, blocks=blocks)
-  logging.info("backbone %s (%s pooling), sequence length %d", spec.flag_value, pooling,
-               config.model.sequence_length)
 
   # Every check a user can fail has run: only now does the run write anything.
   create_model_dir(model_dir, config.run)
@@ -125,18 +120,16 @@ def run(config: Config, *, flagfile: str) -> RunResult:
   _persist_labels(model_dir, class_names)
   split_lib.write_manifest(model_dir / split_lib.MANIFEST, examples.ids, examples.labels, split)
 
-  features = tensors.tokenize(preprocessor, examples.texts)
   batch = config.train.batch_size
-  make = lambda name, **kw: tensors.make_dataset(features, labels, split[name], num_classes=len(class_names),
-                                                 batch_size=batch, **kw)
+  make = task.dataset_fn(examples, labels, split)
   train_ds = make("train", shuffle=True, seed=config.train.seed)
   val_ds = make("val")
   steps_per_epoch = math.ceil(sizes["train"] / batch)
 
   state = RunState(model_dir)
-  top_k = config.train.freeze.k if config.train.freeze.kind == "top_k" else None
+  top_k = task.cache_top_k()
   cache = None
-  if config.train.cache_features:
+  if config.train.cache_features and top_k is not False:
     cache = caching.FeatureCache(model, backbone, blocks, make, strategy=strategy, top_k=top_k)
   results = []
   for phase in phases:
@@ -162,9 +155,9 @@ def run(config: Config, *, flagfile: str) -> RunResult:
     state.mark_phase(result)
     results.append(result)
   del cache
+  task.save_artifacts(model, model_dir)
 
-  logits = windows.predict_logits(model, preprocessor, [examples.texts[i] for i in split["test"]],
-                                  config.model.eval_windows, batch_size=batch)
+  logits = task.predict_logits(model, examples, split["test"], make)
   probabilities = keras.ops.convert_to_numpy(keras.ops.softmax(logits, axis=-1))
   metrics = metrics_lib.classification_metrics(labels[split["test"]], probabilities, class_names)
   metrics["split_sizes"] = sizes
@@ -173,18 +166,19 @@ def run(config: Config, *, flagfile: str) -> RunResult:
   tmp.replace(model_dir / METRICS)
   logging.info("test metrics:\n%s", metrics_lib.format_table(metrics))
 
-  export_path = serving.export_text_classifier(
-      model, preprocessor, class_names,
-      export_base=pathlib.Path(config.run.export_dir).expanduser() / config.run.name,
-      eval_windows=config.model.eval_windows)
+  export_path = task.export(
+      model, class_names, export_base=pathlib.Path(config.run.export_dir).expanduser() / config.run.name)
   state.mark_finished(str(export_path))
-  return RunResult(str(model_dir), sizes, results, metrics, str(export_path))
+  return RunResult(str(model_dir), sizes, results, metrics, str(export_path),
+                   skipped_files=getattr(examples, "skipped", 0))
 
 
 def format_summary(result: RunResult) -> str:
   """The final summary the CLI prints: split sizes, parameters per phase, test scores and the export path."""
   lines = ["", "tfft summary", "============",
            "data:     " + "  ".join(f"{k}={v}" for k, v in result.split_sizes.items())]
+  if result.skipped_files:
+    lines.append(f"skipped:  {result.skipped_files} file(s) that do not decode as images (paths in the log)")
   for phase in result.phases:
     best = "n/a" if phase.best is None else f"{phase.best:.4f}"
     lines.append(f"phase {phase.name:<9} trainable={phase.trainable_params:,}  frozen={phase.frozen_params:,}  "

@@ -94,3 +94,70 @@ def tiny_run(tiny_bert_preset, tiny_textdir, tmp_path_factory):
   proc = run_tfft("train", [f"--flagfile={flagfile}"])
   assert proc.returncode == 0, proc.stderr[-3000:]
   return tmp, proc
+
+
+# Images: three classes told apart by their stripes, so grayscale files carry the class too. The names check that
+# class order is natural ("2" before "10") in labels.txt and every class index.
+IMAGE_CLASSES = ("2", "10", "dots")
+# (suffix, Pillow format, mode): every supported format, grayscale, RGB and RGBA where the format can hold it.
+IMAGE_KINDS = (("jpg", "JPEG", "L"), ("jpg", "JPEG", "RGB"), ("png", "PNG", "L"), ("png", "PNG", "RGB"),
+               ("png", "PNG", "RGBA"), ("gif", "GIF", "L"), ("gif", "GIF", "RGB"), ("bmp", "BMP", "L"),
+               ("bmp", "BMP", "RGB"), ("bmp", "BMP", "RGBA"))
+
+
+def make_image(label: str, index: int, size: int = 16):
+  """A size x size RGBA uint8 array: horizontal stripes ("2"), vertical stripes ("10") or a checkerboard."""
+  import numpy as np
+
+  rng = np.random.default_rng(index)
+  yy, xx = np.mgrid[:size, :size]
+  pattern = {"2": yy // 2 % 2, "10": xx // 2 % 2, "dots": (yy // 2 + xx // 2) % 2}[label]
+  grey = np.where(pattern == 1, 220, 30) + rng.integers(-20, 20, (size, size))
+  tint = rng.uniform(0.7, 1.0, 3)
+  rgb = np.clip(grey[..., None] * tint, 0, 255)
+  alpha = np.full((size, size, 1), 255)
+  return np.concatenate([rgb, alpha], -1).astype(np.uint8)
+
+
+def write_image(path, array, fmt: str, mode: str):
+  from PIL import Image
+
+  Image.fromarray(array, "RGBA").convert(mode).save(path, format=fmt)
+
+
+@pytest.fixture(scope="session")
+def tiny_imagedir(tmp_path_factory) -> pathlib.Path:
+  """ROOT/<class>/<n>.<ext>: 12 16x16 images per class, cycling through every format and colour mode."""
+  root = tmp_path_factory.mktemp("imagedir")
+  for label in IMAGE_CLASSES:
+    (root / label).mkdir()
+    for i in range(12):
+      suffix, fmt, mode = IMAGE_KINDS[i % len(IMAGE_KINDS)]
+      write_image(root / label / f"{i:02d}_{mode}.{suffix}", make_image(label, i), fmt, mode)
+  return root
+
+
+@pytest.fixture(scope="session")
+def tiny_cnn_weights(tmp_path_factory) -> pathlib.Path:
+  """A .weights.h5 of the built-in tiny_cnn backbone with seeded random weights, written as a user would."""
+  import keras
+
+  from tfft.backbones import image as image_backbones
+
+  keras.utils.set_random_seed(7)
+  backbone = image_backbones.load_backbone(image_backbones.resolve("tiny_cnn"), image_size=16, weights="none")
+  path = tmp_path_factory.mktemp("weights") / "tiny_cnn.weights.h5"
+  backbone.save_weights(str(path))
+  return path
+
+
+def image_flags(data, tmp_path, **overrides):
+  """Flag lines for a fast tiny image run on tiny_cnn at 16x16: both phases, one epoch each."""
+  flags = {
+      "dataset": f"imagedir:{data}", "backbone": "tiny_cnn", "backbone_weights": "none", "image_size": 16,
+      "batch_size": 8, "head_epochs": 1, "head_learning_rate": 1e-2, "epochs": 1, "learning_rate": 1e-3,
+      "val_fraction": 0.2, "test_fraction": 0.2, "model_dir": tmp_path / "run", "export_dir": tmp_path / "exports",
+      "name": "img", "seed": 1,
+  }
+  flags.update(overrides)
+  return [f"--{k}={v}" for k, v in flags.items()]

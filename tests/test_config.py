@@ -20,7 +20,7 @@ def _with(section, **changes):
 BAD = [
     ("data", dict(dataset="nope"), "--dataset='nope'"),
     ("data", dict(dataset="textdir:"), "--dataset='textdir:'"),
-    ("data", dict(dataset="tfds:imdb"), "--dataset='tfds:imdb'"),
+    ("data", dict(dataset="hdf5:imdb"), "--dataset='hdf5:imdb'"),
     ("data", dict(val_fraction=0.0), "--val_fraction=0.0"),
     ("data", dict(val_fraction=1.0), "--val_fraction=1.0"),
     ("data", dict(val_fraction=-0.1), "--val_fraction=-0.1"),
@@ -153,7 +153,7 @@ def test_split_dataset_spec(spec, expected):
   assert config.split_dataset_spec(spec) == expected
 
 
-@pytest.mark.parametrize("spec", ["", "bbc", "textdir", "textdir:", "csv:", "tfds:imdb", "/data/news", "bbc_news:x"])
+@pytest.mark.parametrize("spec", ["", "bbc", "textdir", "textdir:", "csv:", "tfds:", "hdf5:imdb", "digits:x", "/data/news", "bbc_news:x"])
 def test_split_dataset_spec_rejects(spec):
   with pytest.raises(UserError, match="^--dataset="):
     config.split_dataset_spec(spec)

@@ -21,9 +21,15 @@ TOP_K = (2, 3, 5)
 GATE_METRICS = (("accuracy",) + tuple(f"top_{k}_accuracy" for k in TOP_K)
                 + tuple(f"{a}_{m}" for a in ("micro", "macro", "weighted") for m in ("precision", "recall", "f1"))
                 + ("roc_auc", "pr_auc"))
+BN_POLICIES = ("frozen", "train")
+ON_BAD_FILE = ("skip", "fail")
+FLIPS = ("none", "horizontal", "vertical", "horizontal_and_vertical")
+BACKBONE_WEIGHTS_HELP = "imagenet, none, or a path to a .weights.h5 / .keras file"
 
-_DATASET_SCHEMES = ("textdir", "csv")
-_BUILTIN_DATASETS = ("bbc_news",)
+_DATASET_SCHEMES = ("textdir", "csv", "imagedir", "tfds")
+_BUILTIN_DATASETS = ("bbc_news", "digits")
+# Sources whose examples are images; csv: holds images when --image_column is set.
+_IMAGE_KINDS = ("imagedir", "tfds", "digits")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -35,6 +41,12 @@ class DataConfig:
   val_fraction: float = 0.1
   test_fraction: float = 0.2
   examples_per_class: int = 0  # 0 keeps every example.
+  train_examples_per_class: int = 0  # 0 keeps the whole train split.
+  classes: Tuple[str, ...] = ()  # empty keeps every class.
+  image_column: str = ""  # csv: set -> the column holds image paths.
+  on_bad_file: str = "skip"
+  tfds_data_dir: str = ""
+  tfds_split: str = "train"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,16 +60,34 @@ class ModelConfig:
   dropout: float = 0.1
   l1: float = 0.0
   l2: float = 0.0
+  # Images.
+  image_size: int = 0  # 0: the backbone's default.
+  backbone_weights: str = "imagenet"
+  bn: str = "frozen"
+  flip: str = "none"
+  rotation: float = 0.0
+  zoom: float = 0.0
+  translation: float = 0.0
+  contrast: float = 0.0
+
+  @property
+  def augments(self) -> bool:
+    return self.flip != "none" or any((self.rotation, self.zoom, self.translation, self.contrast))
 
 
 @dataclasses.dataclass(frozen=True)
 class Freeze:
-  """Which backbone weights train in the fine-tuning phase: all frozen, none frozen, or the top k blocks."""
-  kind: str  # "all" | "none" | "top_k"
+  """Which backbone weights train in the fine-tuning phase: all, none, the top k blocks, or from a named layer on."""
+  kind: str  # "all" | "none" | "top_k" | "from_layer"
   k: int = 0
+  layer: str = ""
 
   def __str__(self):
-    return f"top_k:{self.k}" if self.kind == "top_k" else self.kind
+    if self.kind == "top_k":
+      return f"top_k:{self.k}"
+    if self.kind == "from_layer":
+      return f"from_layer:{self.layer}"
+    return self.kind
 
 
 @dataclasses.dataclass(frozen=True)
@@ -121,7 +151,7 @@ class Config:
 
 
 def parse_freeze(value: str) -> Freeze:
-  """Parses `all`, `none` or `top_k:N`.
+  """Parses `all`, `none`, `top_k:N` or `from_layer:NAME`.
 
   Raises:
     UserError: naming --freeze when the value has another form.
@@ -132,7 +162,11 @@ def parse_freeze(value: str) -> Freeze:
   match = re.fullmatch(r"top_k:(\d+)", value)
   if match and int(match.group(1)) >= 1:
     return Freeze("top_k", int(match.group(1)))
-  raise UserError(f"--freeze={value!r} is not a freezing policy: use all, none or top_k:N with N >= 1")
+  match = re.fullmatch(r"from_layer:(\S+)", value)
+  if match:
+    return Freeze("from_layer", layer=match.group(1))
+  raise UserError(f"--freeze={value!r} is not a freezing policy: use all, none, top_k:N with N >= 1 or "
+                  "from_layer:NAME")
 
 
 def parse_min_metric(values: Sequence[str]) -> Tuple[Tuple[str, float], ...]:
@@ -171,7 +205,7 @@ def check_min_metric(gates: Tuple[Tuple[str, float], ...], num_classes: int):
 
 
 def split_dataset_spec(dataset: str) -> Tuple[str, Optional[str]]:
-  """Splits `--dataset` into (kind, path): ('bbc_news', None), ('textdir', PATH) or ('csv', PATH)."""
+  """Splits `--dataset` into (kind, path): ('bbc_news', None), ('digits', None), or (scheme, PATH or NAME)."""
   if dataset in _BUILTIN_DATASETS:
     return dataset, None
   scheme, sep, path = dataset.partition(":")
@@ -179,7 +213,14 @@ def split_dataset_spec(dataset: str) -> Tuple[str, Optional[str]]:
     return scheme, path
   raise UserError(
       f"--dataset={dataset!r} is not a dataset: use one of {', '.join(_BUILTIN_DATASETS)}, "
-      "textdir:PATH (one subfolder per class) or csv:PATH (.csv, .tsv or .jsonl)")
+      "textdir:PATH (one subfolder per class), imagedir:PATH (one subfolder of images per class), tfds:NAME "
+      "or csv:PATH (.csv, .tsv or .jsonl)")
+
+
+def modality(data: DataConfig) -> str:
+  """'image' for image sources (imagedir, tfds, digits, csv with --image_column), else 'text'."""
+  kind, _ = split_dataset_spec(data.dataset)
+  return "image" if kind in _IMAGE_KINDS or (kind == "csv" and data.image_column) else "text"
 
 
 def _fail(flag: str, value, fix: str):
@@ -215,9 +256,20 @@ def validate(config: Config) -> Config:
           f"val_fraction + test_fraction ({d.val_fraction + d.test_fraction:g}) must leave examples to train on")
   if d.examples_per_class < 0:
     _fail("examples_per_class", d.examples_per_class, "must be >= 0 (0 keeps every example)")
+  if d.train_examples_per_class < 0:
+    _fail("train_examples_per_class", d.train_examples_per_class, "must be >= 0 (0 keeps the whole train split)")
   for flag, column in (("text_column", d.text_column), ("label_column", d.label_column)):
     if not column or column != column.strip():
       _fail(flag, column, "must name a column, without surrounding spaces (headers are matched stripped)")
+  if d.image_column != d.image_column.strip():
+    _fail("image_column", d.image_column, "must name a column, without surrounding spaces")
+  if any(not c or c != c.strip() for c in d.classes) or len(set(d.classes)) != len(d.classes):
+    _fail("classes", ",".join(d.classes), "must be distinct, non-empty class names separated by commas")
+  if len(d.classes) == 1:
+    _fail("classes", ",".join(d.classes), "a classifier needs at least two classes")
+  _check_choice("on_bad_file", d.on_bad_file, ON_BAD_FILE)
+  if not d.tfds_split.strip():
+    _fail("tfds_split", d.tfds_split, "must name a tfds split, e.g. train or train+test")
 
   if not m.backbone:
     _fail("backbone", m.backbone, "must name a backbone: an alias, a keras-hub preset, hf://…, kaggle://… or a directory")
@@ -233,6 +285,23 @@ def validate(config: Config) -> Config:
   for flag, value in (("l1", m.l1), ("l2", m.l2)):
     if value < 0:
       _fail(flag, value, "regularisation strength must be >= 0")
+  if m.image_size < 0:
+    _fail("image_size", m.image_size, "must be >= 0 (0 uses the backbone's default size)")
+  if not m.backbone_weights.strip():
+    _fail("backbone_weights", m.backbone_weights, f"must be {BACKBONE_WEIGHTS_HELP}")
+  _check_choice("bn", m.bn, BN_POLICIES)
+  _check_choice("flip", m.flip, FLIPS)
+  for flag, value in (("rotation", m.rotation), ("zoom", m.zoom), ("translation", m.translation),
+                      ("contrast", m.contrast)):
+    if not 0.0 <= value < 1.0:
+      _fail(flag, value, "must be in [0, 1) (0 turns it off)")
+  if modality(d) == "text":
+    for flag, value, default in (("image_size", m.image_size, 0), ("flip", m.flip, "none"),
+                                 ("rotation", m.rotation, 0.0), ("zoom", m.zoom, 0.0),
+                                 ("translation", m.translation, 0.0), ("contrast", m.contrast, 0.0)):
+      if value != default:
+        _fail(flag, value, "applies to image datasets only (imagedir:, tfds:, digits, csv: with --image_column); "
+              "drop it for text")
 
   if t.batch_size <= 0:
     _fail("batch_size", t.batch_size, "must be a positive integer (it is the global batch)")

@@ -15,13 +15,28 @@ _d = config_lib.Config()
 
 # Data.
 flags.DEFINE_string("dataset", _d.data.dataset,
-                    "bbc_news (built in), textdir:PATH (one subfolder per class) or csv:PATH (.csv, .tsv, .jsonl).")
+                    "Text: bbc_news (built in), textdir:PATH (one subfolder per class), csv:PATH (.csv, .tsv, "
+                    ".jsonl). Images: digits (built in), imagedir:PATH (one subfolder per class), tfds:NAME, "
+                    "csv:PATH with --image_column.")
 flags.DEFINE_string("text_column", _d.data.text_column, "csv/tsv/jsonl: the column holding the text.")
 flags.DEFINE_string("label_column", _d.data.label_column, "csv/tsv/jsonl: the column holding the label.")
 flags.DEFINE_float("val_fraction", _d.data.val_fraction, "Fraction of each class held out for validation.")
 flags.DEFINE_float("test_fraction", _d.data.test_fraction, "Fraction of each class held out for the test.")
 flags.DEFINE_integer("examples_per_class", _d.data.examples_per_class,
                      "Keep at most this many examples per class before splitting (0 keeps all).")
+flags.DEFINE_integer("train_examples_per_class", _d.data.train_examples_per_class,
+                     "Few-shot: after splitting, train on the first N training examples of each class; val and "
+                     "test keep their full size (0 trains on the whole train split).")
+flags.DEFINE_list("classes", list(_d.data.classes),
+                  "Keep only these classes, e.g. 0,1,2,3,4 (empty keeps every class).")
+flags.DEFINE_string("image_column", _d.data.image_column,
+                    "csv/tsv/jsonl of images: the column holding image paths (relative to the file's folder).")
+flags.DEFINE_enum("on_bad_file", _d.data.on_bad_file, config_lib.ON_BAD_FILE,
+                  "An image file that does not decode: skip it (logged by path, counted in the summary) or fail.")
+flags.DEFINE_string("tfds_data_dir", _d.data.tfds_data_dir,
+                    "tfds:NAME: the prepared TFDS data directory (empty: TFDS's default).")
+flags.DEFINE_string("tfds_split", _d.data.tfds_split,
+                    "tfds:NAME: the TFDS split(s) to read, e.g. train or train+test; tfft splits them itself.")
 
 # Model.
 flags.DEFINE_string("backbone", _d.model.backbone,
@@ -38,6 +53,19 @@ flags.DEFINE_list("head_units", list(map(str, _d.model.head_units)),
 flags.DEFINE_float("dropout", _d.model.dropout, "Dropout before each head layer.")
 flags.DEFINE_float("l1", _d.model.l1, "L1 regularisation on the head kernels.")
 flags.DEFINE_float("l2", _d.model.l2, "L2 regularisation on the head kernels.")
+flags.DEFINE_integer("image_size", _d.model.image_size,
+                     "Images: height and width the model reads (0: the backbone's default size).")
+flags.DEFINE_string("backbone_weights", _d.model.backbone_weights,
+                    "Images: imagenet (Keras' download and cache), none (random init), or a path to a "
+                    ".weights.h5 / .keras file of the same backbone.")
+flags.DEFINE_enum("bn", _d.model.bn, config_lib.BN_POLICIES,
+                  "Images: frozen keeps BatchNorm in inference mode (moving statistics fixed) even where the "
+                  "backbone trains; train lets unfrozen BatchNorm layers use and update batch statistics.")
+flags.DEFINE_enum("flip", _d.model.flip, config_lib.FLIPS, "Images: random flips while training.")
+flags.DEFINE_float("rotation", _d.model.rotation, "Images: random rotation, as a fraction of a full turn.")
+flags.DEFINE_float("zoom", _d.model.zoom, "Images: random zoom, as a fraction of the size.")
+flags.DEFINE_float("translation", _d.model.translation, "Images: random shift, as a fraction of the size.")
+flags.DEFINE_float("contrast", _d.model.contrast, "Images: random contrast factor range.")
 
 # Training.
 flags.DEFINE_integer("batch_size", _d.train.batch_size, "Global batch size, split across replicas.")
@@ -51,7 +79,9 @@ flags.DEFINE_bool("cache_features", _d.train.cache_features,
                   "on pooled features, a top_k phase on the states entering its blocks. Much faster; frozen "
                   "layers then skip their dropout.")
 flags.DEFINE_string("freeze", str(_d.train.freeze),
-                    "Phase 2 policy: all (only the head ever trains), none (fine-tune all), top_k:N (last N blocks).")
+                    "Phase 2 policy: all (only the head ever trains), none (fine-tune all), top_k:N (last N "
+                    "blocks: transformer blocks for text, layers holding weights for images), from_layer:NAME "
+                    "(that backbone layer and every layer after it).")
 flags.DEFINE_enum("optimizer", _d.train.optimizer, config_lib.OPTIMIZERS, "Optimiser.")
 flags.DEFINE_float("weight_decay", _d.train.weight_decay, "Decoupled weight decay (adamw; sgd uses it too).")
 flags.DEFINE_float("momentum", _d.train.momentum, "sgd momentum.")
@@ -115,10 +145,14 @@ def config_from_flags(flag_values=FLAGS) -> config_lib.Config:
   cfg = config_lib.Config(
       data=config_lib.DataConfig(
           dataset=f.dataset, text_column=f.text_column, label_column=f.label_column,
-          val_fraction=f.val_fraction, test_fraction=f.test_fraction, examples_per_class=f.examples_per_class),
+          val_fraction=f.val_fraction, test_fraction=f.test_fraction, examples_per_class=f.examples_per_class,
+          train_examples_per_class=f.train_examples_per_class, classes=tuple(c.strip() for c in f.classes),
+          image_column=f.image_column, on_bad_file=f.on_bad_file, tfds_data_dir=f.tfds_data_dir,
+          tfds_split=f.tfds_split),
       model=config_lib.ModelConfig(
           backbone=f.backbone, sequence_length=f.sequence_length, eval_windows=f.eval_windows, pooling=f.pooling, head_units=head_units,
-          dropout=f.dropout, l1=f.l1, l2=f.l2),
+          dropout=f.dropout, l1=f.l1, l2=f.l2, image_size=f.image_size, backbone_weights=f.backbone_weights,
+          bn=f.bn, flip=f.flip, rotation=f.rotation, zoom=f.zoom, translation=f.translation, contrast=f.contrast),
       train=config_lib.TrainConfig(
           batch_size=f.batch_size, head_epochs=f.head_epochs, head_learning_rate=f.head_learning_rate,
           epochs=f.epochs, learning_rate=f.learning_rate, warmup_fraction=f.warmup_fraction,

@@ -1,6 +1,6 @@
-"""The classifier: a pretrained backbone, a pooling, a named Dense head, and the freezing policy."""
+"""The classifier: a pretrained backbone, a pooling, a named Dense head, and the freezing and BatchNorm policies."""
 
-from typing import Sequence
+from typing import Optional, Sequence
 
 import keras
 import numpy as np
@@ -17,24 +17,28 @@ BACKBONE = "backbone"
 
 @keras.saving.register_keras_serializable(package="tfft")
 class BackboneCall(keras.layers.Layer):
-  """Calls the backbone in inference mode unless `train_mode` is set.
+  """Calls the backbone in inference mode unless `train_mode` is set and `inference_only` is not.
 
   A `training=False` given when a functional model is built does not hold in Keras 3: the model passes its own
   `training` to every node that takes one. This layer decides instead. Frozen, the backbone is a pure function
   (no dropout, BatchNorm statistics untouched), so its features can be cached; fine-tuned, text backbones train
-  with their dropout, as in the BERT recipe. Set `train_mode` between phases, then compile.
+  with their dropout, as in the BERT recipe. Image backbones under --bn=frozen are `inference_only`: even while
+  their weights train, BatchNorm normalises with its moving statistics and never updates them. Set `train_mode`
+  between phases, then compile.
   """
 
-  def __init__(self, backbone, **kwargs):
+  def __init__(self, backbone, inference_only: bool = False, **kwargs):
     super().__init__(**kwargs)
     self.backbone = backbone
+    self.inference_only = inference_only
     self.train_mode = False
 
   def call(self, inputs, training=None):
-    return self.backbone(inputs, training=bool(training) and self.train_mode)
+    return self.backbone(inputs, training=bool(training) and self.train_mode and not self.inference_only)
 
   def get_config(self):
-    return {**super().get_config(), "backbone": keras.saving.serialize_keras_object(self.backbone)}
+    return {**super().get_config(), "backbone": keras.saving.serialize_keras_object(self.backbone),
+            "inference_only": self.inference_only}
 
   @classmethod
   def from_config(cls, config):
@@ -63,6 +67,12 @@ def build_text_classifier(backbone, *, num_classes: int, pooling: str, head_unit
             for name, tensor in backbone.input.items()}
   sequence = BackboneCall(backbone, name=BACKBONE)(inputs)["sequence_output"]
   x = _pool(sequence, inputs["padding_mask"], pooling)
+  return keras.Model(inputs, _head(x, num_classes=num_classes, head_units=head_units, dropout=dropout, l1=l1, l2=l2),
+                     name="tfft_classifier")
+
+
+def _head(x, *, num_classes: int, head_units: Sequence[int], dropout: float, l1: float, l2: float):
+  """The named head on pooled features: [Dropout, Dense(gelu)] per hidden width, Dropout, float32 logits."""
   x = keras.layers.Identity(name=POOLED)(x)  # the seam between encoder and head, see split_at_pooling
   regularizer = keras.regularizers.L1L2(l1=l1, l2=l2) if (l1 or l2) else None
   for i, units in enumerate(head_units):
@@ -70,8 +80,96 @@ def build_text_classifier(backbone, *, num_classes: int, pooling: str, head_unit
     x = keras.layers.Dense(units, activation="gelu", kernel_regularizer=regularizer, name=f"head_dense_{i}")(x)
   x = keras.layers.Dropout(dropout, name="head_dropout")(x)
   # Logits stay float32 under any mixed-precision policy.
-  logits = keras.layers.Dense(num_classes, kernel_regularizer=regularizer, dtype="float32", name="logits")(x)
-  return keras.Model(inputs, logits, name="tfft_classifier")
+  return keras.layers.Dense(num_classes, kernel_regularizer=regularizer, dtype="float32", name="logits")(x)
+
+
+_IMAGENET_MEAN = (0.485, 0.456, 0.406)
+_IMAGENET_STD = (0.229, 0.224, 0.225)
+_CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
+
+
+@keras.saving.register_keras_serializable(package="tfft")
+class ImagePreprocessing(keras.layers.Layer):
+  """Maps RGB pixels in [0, 255] to what the backbone was trained on; the model's only normalisation.
+
+  Modes reproduce keras.applications' preprocess_input (see tfft.backbones.image.PREPROCESS_MODES); `affine`
+  is a keras-hub image converter's `x * scale + offset`; `none` leaves the pixels to a backbone that rescales
+  them itself.
+  """
+
+  def __init__(self, mode: str, scale: Optional[Sequence[float]] = None, offset: Optional[Sequence[float]] = None,
+               **kwargs):
+    super().__init__(**kwargs)
+    if mode not in ("caffe", "tf", "torch", "none", "affine"):
+      raise ValueError(f"unknown preprocessing mode {mode!r}")
+    self.mode, self.scale, self.offset = mode, scale, offset
+
+  def call(self, x):
+    x = keras.ops.cast(x, self.compute_dtype)
+    if self.mode == "tf":
+      return x / 127.5 - 1.0
+    if self.mode == "torch":
+      return (x / 255.0 - keras.ops.array(_IMAGENET_MEAN, x.dtype)) / keras.ops.array(_IMAGENET_STD, x.dtype)
+    if self.mode == "caffe":
+      return keras.ops.flip(x, axis=-1) - keras.ops.array(_CAFFE_MEAN_BGR, x.dtype)
+    if self.mode == "affine":
+      return x * keras.ops.array(self.scale, x.dtype) + keras.ops.array(self.offset, x.dtype)
+    return x
+
+  def get_config(self):
+    return {**super().get_config(), "mode": self.mode, "scale": self.scale, "offset": self.offset}
+
+
+def build_augmentation(*, flip: str = "none", rotation: float = 0.0, zoom: float = 0.0, translation: float = 0.0,
+                       contrast: float = 0.0, seed: int = 0):
+  """Keras preprocessing layers for the augmentation flags; they act only when called with training=True.
+
+  Returns:
+    A list of layers, empty when every flag is off.
+  """
+  layers = keras.layers
+  out = []
+  if flip != "none":
+    out.append(layers.RandomFlip(flip, seed=seed, name="augment_flip"))
+  if rotation:
+    out.append(layers.RandomRotation(rotation, seed=seed + 1, name="augment_rotation"))
+  if zoom:
+    out.append(layers.RandomZoom(zoom, seed=seed + 2, name="augment_zoom"))
+  if translation:
+    out.append(layers.RandomTranslation(translation, translation, seed=seed + 3, name="augment_translation"))
+  if contrast:
+    # RandomContrast clips to value_range, so it must see the [0, 255] pixels, before the preprocessing.
+    out.append(layers.RandomContrast(contrast, value_range=(0, 255), seed=seed + 4, name="augment_contrast"))
+  return out
+
+
+def build_image_classifier(backbone, *, num_classes: int, image_size: int, preprocessing: dict,
+                           augmentation: Sequence = (), bn_frozen: bool = True, head_units: Sequence[int] = (),
+                           dropout: float = 0.1, l1: float = 0.0, l2: float = 0.0) -> keras.Model:
+  """Puts augmentation, the backbone's own preprocessing, and a new head around an image backbone.
+
+  Args:
+    backbone: a headless image model mapping [N, H, W, 3] to a feature map ([N, h, w, C]) or tokens ([N, T, C]).
+    num_classes: width of the output layer.
+    image_size: input height and width.
+    preprocessing: keyword arguments of ImagePreprocessing for this backbone (tfft.backbones.image.preprocessing).
+    augmentation: layers from build_augmentation, applied before the preprocessing; inert at inference.
+    bn_frozen: call the backbone in inference mode in every phase (--bn=frozen).
+    head_units, dropout, l1, l2: as build_text_classifier.
+
+  Returns:
+    A functional keras.Model mapping float32 RGB pixels in [0, 255] ("image") to float32 logits.
+  """
+  inputs = keras.Input(shape=(image_size, image_size, 3), dtype="float32", name="image")
+  x = inputs
+  for layer in augmentation:
+    x = layer(x)
+  x = ImagePreprocessing(**preprocessing, name="preprocessing")(x)
+  features = BackboneCall(backbone, inference_only=bn_frozen, name=BACKBONE)(x)
+  pool = keras.layers.GlobalAveragePooling2D if len(features.shape) == 4 else keras.layers.GlobalAveragePooling1D
+  x = pool(name="avg_pool")(features)
+  return keras.Model(inputs, _head(x, num_classes=num_classes, head_units=head_units, dropout=dropout, l1=l1, l2=l2),
+                     name="tfft_image_classifier")
 
 
 def _pool(sequence, padding_mask, pooling: str):
@@ -143,17 +241,28 @@ def apply_freeze(model: keras.Model, backbone, policy: Freeze, *, blocks=None):
   Args:
     model: the classifier built by build_text_classifier.
     backbone: the keras-hub backbone inside the model.
-    policy: all (frozen), none (everything trains) or top_k:N (only the last N blocks train).
-    blocks: the backbone's transformer blocks in order; needed for top_k.
+    policy: all (frozen), none (everything trains), top_k:N (only the last N blocks train) or from_layer:NAME
+      (that layer and every later one in backbone.layers train).
+    blocks: the backbone's blocks in order, for top_k: transformer blocks for text, layers holding weights for
+      images.
 
   Raises:
-    UserError: if top_k names more blocks than exist, or the backbone has no blocks to count.
+    UserError: if top_k names more blocks than exist, the backbone has no blocks to count, or from_layer names
+      no layer of the backbone.
   """
   model.get_layer(BACKBONE).train_mode = policy.kind != "all"
   if policy.kind == "all":
     backbone.trainable = False
     return
   backbone.trainable = True
+  if policy.kind == "from_layer":
+    names = [layer.name for layer in backbone.layers]
+    if policy.layer not in names:
+      raise UserError(f"--freeze={policy}: the backbone has no layer {policy.layer!r}; its last layers are "
+                      f"{', '.join(names[-6:])} (model.summary() lists them all)")
+    start = names.index(policy.layer)
+    for i, layer in enumerate(backbone.layers):
+      layer.trainable = i >= start
   if policy.kind == "top_k":
     if not blocks:
       raise UserError(f"--freeze={policy}: this backbone exposes no transformer blocks; use --freeze=none or all")

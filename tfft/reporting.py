@@ -1,6 +1,7 @@
 """After training: the test report with its baseline, the quality gate, and an export checked before it is published."""
 
 import dataclasses
+import io
 import pathlib
 from typing import Callable, Dict, List, Optional, Sequence
 
@@ -50,7 +51,9 @@ def _fit_baseline(data: RunData):
         data.take("train"), data.labels[train], data.take("test"), num_classes=len(data.class_names))
   from PIL import Image  # pylint: disable=g-import-not-at-top
 
-  pixels = lambda paths: [np.asarray(Image.open(p).convert("RGB")) for p in paths]
+  # Each input is an image file's path, or its encoded bytes for images held in memory.
+  pixels = lambda inputs: [np.asarray(Image.open(io.BytesIO(x) if isinstance(x, bytes) else x).convert("RGB"))
+                           for x in inputs]
   return baseline_lib.IMAGE_METHOD.format(size=16), baseline_lib.image_baseline(
       pixels(data.take("train")), data.labels[train], pixels(data.take("test")), num_classes=len(data.class_names))
 
@@ -76,7 +79,8 @@ def report_test(model_dir: pathlib.Path, config: Config, data: RunData, probabil
                            "per_class": base["per_class"], "confusion_matrix": base["confusion_matrix"]}
     metrics["baseline_difference"] = metrics_lib.compare(metrics, base)
   metrics_lib.write_report(model_dir, metrics, y_true=y_true, probabilities=probabilities,
-                           inputs=data.take("test"), ids=[data.ids[i] for i in test])
+                           inputs=[x if isinstance(x, str) else "(in memory; see id)" for x in data.take("test")],
+                           ids=[data.ids[i] for i in test])
   from tfft import plots  # pylint: disable=g-import-not-at-top
 
   histories = [(p.name, plots.read_history(model_dir / f"history_{p.name}.csv")) for p in phases
@@ -158,7 +162,8 @@ def _model_card(config: Config, data: RunData, *, metrics: Dict, parity: Dict, p
            + ", ".join(f"{k} {v}" for k, v in sizes.items()) + " (manifest: `split_manifest.csv` in the run dir)",
            "", "## Backbone", "",
            f"- `--backbone={config.model.backbone}`",
-           f"- Weights: {'local checkpoint at' if local else 'downloaded through keras-hub from'} `{source}`",
+           (f"- Weights: `--backbone_weights={config.model.backbone_weights}`" if data.task == "image" else
+            f"- Weights: {'local checkpoint at' if local else 'downloaded through keras-hub from'} `{source}`"),
            "", "## Phases and freezing", "",
            "| phase | freezing | epochs run / planned | peak LR | trainable / frozen params | best |",
            "|---|---|---|---|---|---|"]

@@ -94,8 +94,6 @@ def export_run(value: str, *, export_dir: Optional[str] = None, name: Optional[s
     UserError: for a dir that is not a finished run, or a dataset that no longer matches its manifest.
     RunFailed: if the gate is unmet or the export disagrees with the model.
   """
-  from tfft.backbones import text as text_backbones  # pylint: disable=g-import-not-at-top
-  from tfft.data import text as text_data  # pylint: disable=g-import-not-at-top
   from tfft import training  # pylint: disable=g-import-not-at-top
 
   run = load_run(value)
@@ -113,24 +111,26 @@ def export_run(value: str, *, export_dir: Optional[str] = None, name: Optional[s
   if run.manifest is None:
     raise UserError(f"--model_dir={value}: {split_lib.MANIFEST} is missing; it is needed to feed the test split to "
                     "the parity check and validation examples to the warmup file")
-  examples = text_data.load_examples(cfg.data)
+  from tfft import tasks  # pylint: disable=g-import-not-at-top
+  task = tasks.build_task(cfg)
+  examples = task.load_examples()
   where = f"--dataset={cfg.data.dataset}"
   labels = label_indices(examples.labels, run.class_names, where=where)
   split = {s: select_split(run.manifest, examples.ids, s, where=where) for s in split_lib.SPLITS}
-  spec = text_backbones.resolve(cfg.model.backbone)
-  pooling = spec.default_pooling if cfg.model.pooling == "auto" else cfg.model.pooling
 
   import functools  # pylint: disable=g-import-not-at-top
   import keras  # pylint: disable=g-import-not-at-top
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  from tfft import metrics as metrics_lib, pipeline, reporting, serving, windows  # pylint: disable=g-import-not-at-top
+  from tfft import metrics as metrics_lib, reporting  # pylint: disable=g-import-not-at-top
 
-  model, _, preprocessor = pipeline.build_model(cfg, spec, pooling=pooling, num_classes=len(run.class_names),
-                                                strategy=tf.distribute.get_strategy())
+  strategy = tf.distribute.get_strategy()
+  # Built in float32 whatever the run trained in: the weights file holds float32 variables either way.
+  task.config = cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, mixed_precision="float32"))
+  model = task.build_model(len(run.class_names), strategy, weights="none")  # the run's weights are loaded next
   model.load_weights(str(weights))
-  data = reporting.RunData("text", examples.texts, examples.ids, labels, split, run.class_names)
-  logits = windows.predict_logits(model, preprocessor, data.take("test"), cfg.model.eval_windows,
-                                  batch_size=cfg.train.batch_size, pad_to_multiple_of=pipeline.trim_multiple(cfg))
+  make = task.dataset_fn(examples, labels, split)
+  data = task.run_data(examples, labels, split, run.class_names)
+  logits = task.predict_logits(model, examples, split["test"], make)
   probabilities = keras.ops.convert_to_numpy(keras.ops.softmax(logits, axis=-1))
   metrics = metrics_lib.classification_metrics(labels[split["test"]], probabilities, run.class_names)
   metrics["split_sizes"] = {s: int(len(i)) for s, i in split.items()}
@@ -140,9 +140,8 @@ def export_run(value: str, *, export_dir: Optional[str] = None, name: Optional[s
   reporting.check_gate(metrics, cfg.report.min_metric, model_dir=run.path)
   phases = [run.state.phase_result(p.name) for p in plan if run.state.phase_result(p.name)]
   path = reporting.export_checked(
-      functools.partial(serving.export_text_classifier, model, preprocessor, run.class_names,
-                        export_base=pathlib.Path(cfg.run.export_dir).expanduser() / cfg.run.name,
-                        eval_windows=cfg.model.eval_windows, pad_to_multiple_of=pipeline.trim_multiple(cfg)),
-      cfg, data, model_dir=run.path, probabilities=probabilities, metrics=metrics, phases=phases, backbone=spec,
-      contract=reporting.text_contract(preprocessor, cfg.model), write_metrics=False)
+      functools.partial(task.export, model, run.class_names,
+                        export_base=pathlib.Path(cfg.run.export_dir).expanduser() / cfg.run.name),
+      cfg, data, model_dir=run.path, probabilities=probabilities, metrics=metrics, phases=phases,
+      backbone=task.spec, contract=task.contract(), write_metrics=False)
   return path, metrics

@@ -78,6 +78,9 @@ def as_bytes(task: str, inputs: Sequence[str]) -> List[bytes]:
     return [text.encode("utf-8") for text in inputs]
   out = []
   for path in inputs:
+    if isinstance(path, bytes):  # an image held in memory, already encoded
+      out.append(path)
+      continue
     try:
       out.append(pathlib.Path(path).read_bytes())
     except OSError as e:

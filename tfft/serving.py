@@ -12,6 +12,7 @@ import tensorflow as tf
 from absl import logging
 
 from tfft import windows
+from tfft.data import image_tensors
 from tfft.data.split import write_labels
 
 
@@ -54,26 +55,84 @@ def export_text_classifier(model: keras.Model, preprocessor, class_names: Sequen
     The version directory.
   """
   preprocessor(tf.constant(["build"]))  # ExportArchive tracks only built layers.
-  names = tf.constant(list(class_names))
+  outputs = _outputs(class_names)
 
   def serve(text):
-    logits = windows.windowed_logits(model, preprocessor, text, eval_windows, pad_to_multiple_of)
-    probabilities = tf.nn.softmax(logits, axis=-1)
-    class_id = tf.argmax(probabilities, axis=-1)
-    return {"probabilities": probabilities, "class_id": class_id, "class_name": tf.gather(names, class_id)}
+    return outputs(windows.windowed_logits(model, preprocessor, text, eval_windows, pad_to_multiple_of))
 
   archive = keras.export.ExportArchive()
   archive.track(model)
   archive.track(preprocessor)
   archive.add_endpoint("serving_default", serve, input_signature=[tf.TensorSpec([None], tf.string, name="text")])
+  return write_export(archive, class_names, export_base=export_base, info={"task": "text", "input": "text"},
+                      metadata=metadata, finalize=finalize)
 
+
+def export_image_classifier(model: keras.Model, class_names: Sequence[str], *, export_base: pathlib.Path,
+                            image_size: int, finalize: Optional[Callable[[pathlib.Path], None]] = None,
+                            metadata: Optional[Dict] = None) -> pathlib.Path:
+  """Exports two signatures that decode/resize in the graph; the model inside holds the preprocessing.
+
+  `serving_default` takes `image_bytes`, a [None] tf.string batch of encoded JPEG/PNG/GIF/BMP files. TF Serving's
+  REST API turns {"b64": ...} into these raw bytes before the graph runs, so nothing here decodes base64.
+  `serving_images` takes `images`, uint8 [None, H, W, 3] pixels of any H and W. Both resize to the model's
+  `image_size` exactly as training did (tfft.data.image_tensors.resize); augmentation layers are inert at
+  inference. Outputs, versioning, `finalize` and `metadata` as export_text_classifier.
+
+  Returns:
+    The version directory.
+  """
+  outputs = _outputs(class_names)
+
+  def serve_bytes(image_bytes):
+    pixels = tf.map_fn(lambda b: image_tensors.decode(b, image_size), image_bytes,
+                       fn_output_signature=tf.TensorSpec([image_size, image_size, 3], tf.float32))
+    return outputs(model(pixels, training=False))
+
+  def serve_images(images):
+    return outputs(model(image_tensors.resize(images, image_size), training=False))
+
+  archive = keras.export.ExportArchive()
+  archive.track(model)
+  archive.add_endpoint("serving_default", serve_bytes,
+                       input_signature=[tf.TensorSpec([None], tf.string, name="image_bytes")])
+  archive.add_endpoint("serving_images", serve_images,
+                       input_signature=[tf.TensorSpec([None, None, None, 3], tf.uint8, name="images")])
+  return write_export(archive, class_names, export_base=export_base,
+                      info={"task": "image", "input": "image_bytes", "image_size": image_size},
+                      metadata=metadata, finalize=finalize)
+
+
+def _outputs(class_names: Sequence[str]):
+  """Logits -> the served outputs: float32 probabilities, int64 class_id, string class_name."""
+  names = tf.constant(list(class_names))
+
+  def outputs(logits):
+    probabilities = tf.nn.softmax(tf.cast(logits, tf.float32), axis=-1)
+    class_id = tf.argmax(probabilities, axis=-1)
+    return {"probabilities": probabilities, "class_id": class_id, "class_name": tf.gather(names, class_id)}
+
+  return outputs
+
+
+def write_export(archive: keras.export.ExportArchive, class_names: Sequence[str], *, export_base: pathlib.Path,
+                 info: Dict, metadata: Optional[Dict] = None,
+                 finalize: Optional[Callable[[pathlib.Path], None]] = None) -> pathlib.Path:
+  """Writes the archive under a temporary name, then renames it to the next version.
+
+  assets.extra/ gets labels.txt and tfft.json (`info`, which names the task and the input, plus `metadata`).
+  `finalize(tmp_dir)` runs on the complete export before the rename; if it raises, nothing is published.
+
+  Returns:
+    The version directory.
+  """
   export_base.mkdir(parents=True, exist_ok=True)
   tmp = export_base / f".tmp-{uuid.uuid4().hex}"
   try:
     archive.write_out(str(tmp), verbose=False)
     (tmp / "assets.extra").mkdir()
     write_labels(tmp / "assets.extra" / "labels.txt", class_names)
-    (tmp / "assets.extra" / "tfft.json").write_text(json.dumps({"task": "text", "input": "text", **(metadata or {})}))
+    (tmp / "assets.extra" / "tfft.json").write_text(json.dumps({**info, **(metadata or {})}))
     if finalize:
       finalize(tmp)
     path = _publish(tmp, export_base)

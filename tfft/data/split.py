@@ -54,8 +54,37 @@ def stratified_split(labels: Sequence[str], *, val_fraction: float, test_fractio
   return {"train": np.sort(train), "val": np.sort(val), "test": np.sort(test)}
 
 
+def select_classes(labels: Sequence[str], classes: Sequence[str], *, flag_value: str) -> np.ndarray:
+  """Indices of the examples whose label is one of `classes` (--classes), in source order.
+
+  Raises:
+    UserError: naming a requested class the data does not have, and listing the ones it has.
+  """
+  present = set(labels)
+  missing = [c for c in classes if c not in present]
+  if missing:
+    raise UserError(f"--classes={','.join(classes)}: {', '.join(map(repr, missing))} not in --dataset={flag_value}; "
+                    f"its classes are: {', '.join(sorted(present))}")
+  wanted = set(classes)
+  return np.array([i for i, label in enumerate(labels) if label in wanted], dtype=np.int64)
+
+
+def few_shot(train: np.ndarray, labels: Sequence[str], per_class: int, *, seed: int) -> np.ndarray:
+  """Keeps `per_class` training examples of each class, drawn with `seed` (--train_examples_per_class).
+
+  Val and test are left as they are, so a few-shot run is scored on the same full test split.
+
+  Returns:
+    The kept train indices, sorted.
+  """
+  labels = np.asarray(labels)
+  rng = np.random.default_rng(seed)
+  kept = [rng.permutation(train[labels[train] == label])[:per_class] for label in sorted(set(labels[train]))]
+  return np.sort(np.concatenate(kept))
+
+
 def write_manifest(path: pathlib.Path, ids: Sequence[str], labels: Sequence[str], split: Dict[str, np.ndarray]):
-  """Writes which example went to which split, one row per example: id,label,split."""
+  """Writes which example went to which split, one row per example: id,label,split ("unused" if in none)."""
   where = {}
   for name in SPLITS:
     for i in split[name]:
@@ -65,7 +94,7 @@ def write_manifest(path: pathlib.Path, ids: Sequence[str], labels: Sequence[str]
     writer = csv.writer(f)
     writer.writerow(["id", "label", "split"])
     for i, (example_id, label) in enumerate(zip(ids, labels)):
-      writer.writerow([example_id, label, where[i]])
+      writer.writerow([example_id, label, where.get(i, "unused")])
   tmp.replace(path)
 
 

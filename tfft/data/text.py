@@ -124,8 +124,11 @@ def _read_table(path: pathlib.Path, flag_value: str) -> List[dict]:
                     "re-save it as UTF-8, e.g. iconv -f latin1 -t utf-8") from None
 
 
-def load_table(path: pathlib.Path, flag_value: str, *, text_column: str, label_column: str) -> Examples:
+def load_table(path: pathlib.Path, flag_value: str, *, text_column: str, label_column: str,
+               text_flag: str = "text_column") -> Examples:
   """Reads texts and labels from a .csv, .tsv or .jsonl file.
+
+  `text_flag` is the flag that named `text_column`, for errors (image tables read their paths as the "text").
 
   Raises:
     UserError: for a missing file, a missing column, or a row without a label.
@@ -140,7 +143,7 @@ def load_table(path: pathlib.Path, flag_value: str, *, text_column: str, label_c
   if not rows:
     raise UserError(f"--dataset={flag_value}: {path.name} holds no rows")
   columns = list(rows[0].keys())
-  for flag, column in (("text_column", text_column), ("label_column", label_column)):
+  for flag, column in ((text_flag, text_column), ("label_column", label_column)):
     if column not in columns:
       raise UserError(f"--{flag}={column!r} is not a column of {path.name}; its columns are: {', '.join(columns)}")
   texts, labels, ids = [], [], []

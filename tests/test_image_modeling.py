@@ -1,0 +1,114 @@
+"""Image classifier on the tiny CNN: BatchNorm policy across the phases, freezing by layer, augmentation at inference,
+and cached head features."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tfft import modeling, training
+from tfft.backbones import image as image_backbones
+from tfft.config import Freeze, TrainConfig
+from tfft.errors import UserError
+
+SIZE, CLASSES = 16, 3
+
+
+def _model(bn_frozen=True, augmentation=()):
+  import keras
+
+  keras.utils.set_random_seed(0)
+  backbone = image_backbones.load_backbone(image_backbones.resolve("tiny_cnn"), image_size=SIZE, weights="none")
+  model = modeling.build_image_classifier(backbone, num_classes=CLASSES, image_size=SIZE,
+                                          preprocessing={"mode": "tf"}, augmentation=augmentation,
+                                          bn_frozen=bn_frozen)
+  return backbone, model
+
+
+def _data(n=24, seed=0):
+  rng = np.random.default_rng(seed)
+  # Bright, uneven pixels: batch statistics far from BatchNorm's initial moving mean 0 / variance 1.
+  x = rng.uniform(100, 255, (n, SIZE, SIZE, 3)).astype("float32")
+  y = np.eye(CLASSES, dtype="float32")[rng.integers(0, CLASSES, n)]
+  return tf.data.Dataset.from_tensor_slices((x, y)).batch(8)
+
+
+def _bn_stats(backbone):
+  return {w.path: np.array(w) for layer in backbone.layers
+          if layer.__class__.__name__ == "BatchNormalization" for w in layer.non_trainable_weights}
+
+
+def _run(model, backbone, phase, tmp_path):
+  ds = _data()
+  return training.run_phase(model, backbone, phase, train_ds=ds, val_ds=ds, steps_per_epoch=3,
+                            train=TrainConfig(early_stopping_patience=0), model_dir=tmp_path,
+                            strategy=tf.distribute.get_strategy())
+
+
+@pytest.mark.parametrize("bn", ["frozen", "train"])
+def test_batchnorm_statistics_across_the_phases(bn, tmp_path):
+  backbone, model = _model(bn_frozen=bn == "frozen")
+  start = _bn_stats(backbone)
+  assert len(start) == 12  # 6 BatchNorm layers, moving mean and variance each
+  first_kernel = np.array(backbone.get_layer("stage1_conv1").kernel)
+
+  _run(model, backbone, training.Phase("head", 1, 1e-2, 0.0, Freeze("all")), tmp_path)
+  after_head = _bn_stats(backbone)
+  for path, value in start.items():  # a frozen backbone never changes its statistics
+    np.testing.assert_array_equal(after_head[path], value, err_msg=path)
+
+  _run(model, backbone, training.Phase("finetune", 1, 1e-3, 0.0, Freeze("none")), tmp_path)
+  after_finetune = _bn_stats(backbone)
+  assert not np.array_equal(np.array(backbone.get_layer("stage1_conv1").kernel), first_kernel)  # it did train
+  changed = [path for path, value in start.items() if not np.array_equal(after_finetune[path], value)]
+  if bn == "frozen":
+    assert changed == []  # unfrozen weights trained, but BatchNorm stayed in inference mode
+  else:
+    assert len(changed) == len(start)  # --bn=train: the statistics follow the batches
+
+
+def test_freeze_from_layer_trains_that_layer_and_everything_after(tmp_path):
+  backbone, model = _model()
+  modeling.apply_freeze(model, backbone, Freeze("from_layer", layer="stage3_conv1"))
+  names = [layer.name for layer in backbone.layers]
+  start = names.index("stage3_conv1")
+  assert all(layer.trainable == (i >= start) for i, layer in enumerate(backbone.layers))
+  trainable = {w.path.split("/")[0] for w in model.trainable_weights}
+  assert trainable == {"stage3_conv1", "stage3_bn1", "stage3_conv2", "stage3_bn2", "logits"}
+  with pytest.raises(UserError, match=r"--freeze=from_layer:nope: the backbone has no layer 'nope'; its last layers "
+                                      r"are .*stage3_relu2"):
+    modeling.apply_freeze(model, backbone, Freeze("from_layer", layer="nope"))
+
+
+def test_freeze_top_k_counts_the_layers_holding_weights():
+  backbone, model = _model()
+  blocks = image_backbones.weighted_layers(backbone)
+  assert [b.name for b in blocks[-2:]] == ["stage3_conv2", "stage3_bn2"] and len(blocks) == 12
+  modeling.apply_freeze(model, backbone, Freeze("top_k", 2), blocks=blocks)
+  assert {w.path.split("/")[0] for w in model.trainable_weights} == {"stage3_conv2", "stage3_bn2", "logits"}
+  with pytest.raises(UserError, match=r"--freeze=top_k:13 names more blocks than the backbone has \(12\)"):
+    modeling.apply_freeze(model, backbone, Freeze("top_k", 13), blocks=blocks)
+
+
+def test_augmentation_acts_only_in_training():
+  augmentation = modeling.build_augmentation(flip="horizontal", rotation=0.1, zoom=0.1, translation=0.1,
+                                             contrast=0.3)
+  assert len(augmentation) == 5
+  _, model = _model(augmentation=augmentation)
+  _, plain = _model()
+  x = next(iter(_data()))[0]
+  inference = model(x, training=False).numpy()
+  np.testing.assert_array_equal(inference, model(x, training=False).numpy())
+  np.testing.assert_allclose(inference, plain(x, training=False).numpy(), rtol=1e-6, atol=1e-6)  # same seed
+  assert np.abs(model(x, training=True).numpy() - inference).max() > 1e-4
+
+
+def test_cached_head_features_equal_the_models():
+  from tfft import caching
+
+  backbone, model = _model()
+  x = next(iter(_data()))[0]
+  make = lambda name, **kw: tf.data.Dataset.from_tensor_slices((x, tf.zeros((len(x), CLASSES)))).batch(8)
+  cache = caching.FeatureCache(model, backbone, None, make, strategy=tf.distribute.get_strategy())
+  head, inputs = cache.plan(training.Phase("head", 1, 1e-2, 0.0, Freeze("all")))
+  np.testing.assert_allclose(head(inputs("train")).numpy(), model(x, training=False).numpy(), rtol=1e-5, atol=1e-5)
+  assert cache.plan(training.Phase("finetune", 1, 1e-3, 0.0, Freeze("none"))) is None

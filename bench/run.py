@@ -127,6 +127,7 @@ def train_flops_per_example(checkpoint: str, seq: int, classes: int = 5) -> floa
 def serving_bench(export: pathlib.Path, texts, checkpoint_run: pathlib.Path):
   code = r"""
 import json, sys, time, pathlib
+import tfft  # first: it sets TF's kernel options before TensorFlow loads, as in a tfft run
 import numpy as np
 import tensorflow as tf
 import tensorflow_text  # noqa

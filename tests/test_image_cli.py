@@ -182,3 +182,16 @@ def test_bad_image_inputs(tiny_imagedir, tmp_path):
     proc = run_tfft("train", image_flags(tiny_imagedir, tmp_path, **overrides))
     _assert_user_error(proc, *needles)
     assert not (tmp_path / "run").exists() and not (tmp_path / "exports").exists()
+
+
+def test_evaluate_scores_the_image_export_as_train_did(image_run):
+  tmp, _ = image_run
+  run = tmp / "run"
+  proc = run_tfft("evaluate", [f"--model={tmp / 'exports' / 'img' / '1'}", f"--report_dir={tmp / 'eval'}"])
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  evaluated = json.loads((tmp / "eval" / "metrics.json").read_text())
+  trained = json.loads((run / "metrics.json").read_text())
+  assert evaluated["num_examples"] == trained["num_examples"] == 6
+  assert evaluated["accuracy"] == pytest.approx(trained["accuracy"])
+  assert evaluated["confusion_matrix"] == trained["confusion_matrix"]
+  assert (tmp / "eval" / "misclassified.csv").exists() and (tmp / "eval" / "confusion_matrix.png").exists()

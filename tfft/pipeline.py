@@ -17,6 +17,7 @@ from tfft.data import split as split_lib
 from tfft.data import text as text_data
 from tfft.errors import UserError
 from tfft.state import PhaseResult, RunState
+from tfft.testhooks import pause_point
 
 FLAGFILE = "flags.cfg"
 
@@ -115,14 +116,16 @@ def run(config: Config, *, flagfile: str) -> RunResult:
 
   # Every check a user can fail has run: only now does the run write anything.
   create_model_dir(model_dir, config.run)
-  (model_dir / FLAGFILE).write_text(flagfile)
+  (model_dir / (FLAGFILE + ".tmp")).write_text(flagfile)
+  (model_dir / (FLAGFILE + ".tmp")).replace(model_dir / FLAGFILE)
   _persist_labels(model_dir, class_names)
   split_lib.write_manifest(model_dir / split_lib.MANIFEST, examples.ids, examples.labels, split)
 
   batch = config.train.batch_size
   make = task.dataset_fn(examples, labels, split)
   padding = {"padding": config.train.padding, "pad_to_multiple_of": config.train.pad_to_multiple_of}
-  train_ds = make("train", shuffle=True, seed=config.train.seed)
+  # Epoch e is shuffled with seed + e, so a resumed phase sees the order an uninterrupted one would.
+  train_ds = lambda first, stop: make("train", shuffle=True, seed=config.train.seed, epochs=(first, stop))
   val_ds = make("val")
   steps_per_epoch = task.num_batches(split["train"])
 
@@ -142,26 +145,32 @@ def run(config: Config, *, flagfile: str) -> RunResult:
       continue
     start = time.perf_counter()
     datasets = {"train_ds": train_ds, "val_ds": val_ds}
+    steps = steps_per_epoch
     plan = cache.plan(phase) if cache else None
     if plan:
       fit_model, inputs = plan
       cached = lambda name, **kw: tensors.make_dataset(
           inputs(name), labels[split[name]], np.arange(sizes[name]), num_classes=len(class_names),
           batch_size=batch, **{**padding, **kw})
-      datasets = {"train_ds": cached("train", shuffle=True, seed=config.train.seed), "val_ds": cached("val"),
-                  "fit_model": fit_model}
-    result = training.run_phase(model, backbone, phase, steps_per_epoch=steps_per_epoch,
+      datasets = {"train_ds": lambda first, stop: cached("train", shuffle=True, seed=config.train.seed,
+                                                         epochs=(first, stop)),
+                  "val_ds": cached("val"), "fit_model": fit_model}
+      steps = tensors.num_batches(inputs("train"), np.arange(sizes["train"]), batch_size=batch, **padding)
+    result = training.run_phase(model, backbone, phase, steps_per_epoch=steps,
                                 examples_per_epoch=sizes["train"], train=config.train,
                                 model_dir=model_dir, strategy=strategy, blocks=blocks, **datasets)
     result.seconds = time.perf_counter() - start
-    model.save_weights(str(after))
+    pause_point(f"phase_fitted:{phase.name}")
+    training.save_weights_atomically(model, after)
     state.mark_phase(result)
+    shutil.rmtree(model_dir / "backup" / phase.name, ignore_errors=True)  # the phase is done; its backup is not needed
     results.append(result)
   del cache
   task.save_artifacts(model, model_dir)
 
   if config.train.mixed_precision != "float32":  # score and export the float32 model TF Serving will run
     model = task.float32_model(model, strategy)
+  pause_point("evaluate")
   logits = task.predict_logits(model, examples, split["test"], make)
   probabilities = keras.ops.convert_to_numpy(keras.ops.softmax(logits, axis=-1))
   # Report (with the baseline) and quality gate, then an export checked for parity before it is published.

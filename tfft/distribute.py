@@ -1,14 +1,28 @@
-"""tf.distribute strategies by name."""
+"""tf.distribute strategies by name, and which process of a multi-worker job writes the outputs."""
+
+import json
+import os
+from typing import Sequence
 
 import tensorflow as tf
 from absl import logging
 
 
-def build_strategy(name: str, *, tpu: str = "") -> tf.distribute.Strategy:
+def tf_config(worker_hosts: Sequence[str], task_index: int) -> str:
+  """The TF_CONFIG that --worker_hosts and --task_index stand for: worker 0 is the chief."""
+  return json.dumps({"cluster": {"worker": list(worker_hosts)}, "task": {"type": "worker", "index": task_index}})
+
+
+def build_strategy(name: str, *, tpu: str = "", worker_hosts: Sequence[str] = (),
+                   task_index: int = 0) -> tf.distribute.Strategy:
   """Returns the strategy `--strategy` names; `auto` is mirrored with more than one GPU, else the default.
 
   The batch size given to tfft is the global batch: Keras splits each batch across the replicas.
+  multi_worker_mirrored reads TF_CONFIG, which `worker_hosts` and `task_index` set when given; it must be
+  built before TensorFlow runs any op.
   """
+  if worker_hosts:
+    os.environ["TF_CONFIG"] = tf_config(worker_hosts, task_index)
   gpus = tf.config.list_logical_devices("GPU")
   if name == "auto":
     name = "mirrored" if len(gpus) > 1 else "default"
@@ -32,3 +46,8 @@ def build_strategy(name: str, *, tpu: str = "") -> tf.distribute.Strategy:
     raise ValueError(f"unknown strategy {name!r}")
   logging.info("strategy %s with %d replica(s)", type(strategy).__name__, strategy.num_replicas_in_sync)
   return strategy
+
+
+def is_chief(strategy: tf.distribute.Strategy) -> bool:
+  """Whether this process writes the real checkpoints, report and export (always, outside multi-worker jobs)."""
+  return bool(getattr(strategy.extended, "should_checkpoint", True))

@@ -2,9 +2,11 @@
 
 import dataclasses
 import functools
+import hashlib
 import os
 import pathlib
 import shutil
+import tempfile
 import time
 from typing import Dict, List
 
@@ -33,29 +35,55 @@ class RunResult:
   skipped_files: int = 0
 
 
-def check_model_dir(run: RunConfig) -> pathlib.Path:
+# Flags that fix the split, the model or the data order: an interrupted run resumes only with the same values.
+RESUME_FLAGS = ("dataset", "text_column", "label_column", "image_column", "classes", "val_fraction", "test_fraction",
+                "examples_per_class", "train_examples_per_class", "seed", "backbone", "sequence_length", "pooling",
+                "head_units", "image_size", "freeze", "batch_size", "cache_features", "padding")
+RUN_FILES = (FLAGFILE, "run_state.json")
+
+
+def _flag_values(flagfile: str) -> Dict[str, str]:
+  lines = (line.strip() for line in flagfile.splitlines())
+  return dict(line[2:].split("=", 1) for line in lines if line.startswith("--") and "=" in line)
+
+
+def check_model_dir(run: RunConfig, *, flagfile: str = "") -> pathlib.Path:
   """Checks the run directory without touching it, so a bad run leaves nothing behind.
 
   Raises:
-    UserError: if the path is a file, or holds a finished run without --overwrite.
+    UserError: if the path is a file; holds a finished run without --overwrite; holds files that are not a tfft
+      run; or holds an interrupted run whose split, model or data order flags differ from these.
   """
   path = pathlib.Path(run.model_dir).expanduser()
   if path.exists() and not path.is_dir():
     raise UserError(f"--model_dir={run.model_dir} is a file; name a directory")
-  if path.is_dir() and RunState(path).finished and not run.overwrite:
+  if not path.is_dir():
+    return path
+  is_run = any((path / name).exists() for name in RUN_FILES)
+  if not is_run and any(path.iterdir()):
+    raise UserError(f"--model_dir={run.model_dir} holds files that are not a tfft run; choose a new or empty "
+                    "directory, so that nothing there is overwritten")
+  if RunState(path).finished and not run.overwrite:
     raise UserError(f"--model_dir={run.model_dir} holds a finished run; pass --overwrite to start afresh or "
                     "choose another --model_dir")
+  if is_run and not run.overwrite and (path / FLAGFILE).is_file() and flagfile:
+    before, now = _flag_values((path / FLAGFILE).read_text()), _flag_values(flagfile)
+    for name in RESUME_FLAGS:
+      if name in before and name in now and before[name] != now[name]:
+        raise UserError(f"--model_dir={run.model_dir} holds an interrupted run started with --{name}={before[name]} "
+                        f"(now {now[name]}); re-run with --flagfile={path / FLAGFILE} to resume it, or pass "
+                        "--overwrite to start afresh, or choose another --model_dir")
   return path
 
 
 def create_model_dir(path: pathlib.Path, run: RunConfig) -> pathlib.Path:
-  """Creates the run directory, clearing a finished run first when --overwrite asks for it.
+  """Creates the run directory, clearing an earlier run first when --overwrite asks for it.
 
   Raises:
     UserError: if it cannot be created or written.
   """
-  if run.overwrite and path.is_dir() and RunState(path).finished:
-    shutil.rmtree(path)
+  if run.overwrite and path.is_dir() and any((path / name).exists() for name in RUN_FILES):
+    shutil.rmtree(path)  # only a tfft run dir (check_model_dir refuses others), finished or interrupted
   try:
     path.mkdir(parents=True, exist_ok=True)
   except OSError as e:
@@ -63,6 +91,41 @@ def create_model_dir(path: pathlib.Path, run: RunConfig) -> pathlib.Path:
   if not os.access(path, os.W_OK | os.X_OK):
     raise UserError(f"--model_dir={run.model_dir} is not writable; choose a writable path")
   return path
+
+
+def check_export_base(run: RunConfig) -> pathlib.Path:
+  """EXPORT_DIR/NAME, checked before anything runs: a file in the way would otherwise fail after training.
+
+  Raises:
+    UserError: if --export_dir or EXPORT_DIR/NAME is a file.
+  """
+  base = pathlib.Path(run.export_dir).expanduser()
+  for path, flag in ((base, f"--export_dir={run.export_dir}"), (base / run.name, f"--export_dir/--name {base / run.name}")):
+    if path.exists() and not path.is_dir():
+      raise UserError(f"{flag} is a file; name a directory for the exports")
+  return base / run.name
+
+
+def _warn_duplicates(examples, split, dataset: str):
+  """Warns when the same text, or the same image file content, is in more than one split."""
+  texts = getattr(examples, "texts", None)
+  if texts is not None:
+    keys = [" ".join(t.split()).lower() for t in texts]
+  elif getattr(examples, "paths", None) is not None:
+    keys = []
+    for path in examples.paths:
+      try:
+        keys.append(hashlib.sha1(pathlib.Path(path).read_bytes()).hexdigest())
+      except OSError:
+        keys.append(path)
+  else:
+    keys = [hashlib.sha1(np.ascontiguousarray(p).tobytes()).hexdigest() for p in examples.pixels]
+  groups = split_lib.cross_split_duplicates(keys, split)
+  if groups:
+    ids = [examples.ids[i] for i in groups[0]]
+    logging.warning("--dataset=%s: %d example(s) have a duplicate in another split (e.g. %s), so test scores read "
+                    "optimistic; remove the duplicates from the data", dataset, sum(len(g) for g in groups),
+                    ", ".join(ids))
 
 
 def _persist_labels(model_dir: pathlib.Path, class_names: List[str]):
@@ -73,7 +136,7 @@ def _persist_labels(model_dir: pathlib.Path, class_names: List[str]):
   split_lib.write_labels(path, class_names)
 
 
-def run(config: Config, *, flagfile: str) -> RunResult:
+def run(config: Config, *, flagfile: str, _strategy=None) -> RunResult:
   """Runs the whole train job for a validated config, text or images (see tfft.tasks for what differs).
 
   Args:
@@ -86,7 +149,14 @@ def run(config: Config, *, flagfile: str) -> RunResult:
   Raises:
     UserError: for bad data, backbone, weights or output paths.
   """
-  model_dir = check_model_dir(config.run)
+  model_dir = check_model_dir(config.run, flagfile=flagfile)
+  export_base = check_export_base(config.run)
+  strategy = _strategy
+  if strategy is None and config.train.strategy in ("multi_worker_mirrored", "tpu"):
+    from tfft import distribute  # pylint: disable=g-import-not-at-top
+    # Before any TensorFlow op runs (loading a tokenizer runs some): collectives are configured at startup.
+    strategy = distribute.build_strategy(config.train.strategy, tpu=config.train.tpu,
+                                         worker_hosts=config.train.worker_hosts, task_index=config.train.task_index)
   task = tasks.build_task(config)
   examples = task.load_examples()
   class_names = text_data.sorted_class_names(examples.labels)
@@ -98,6 +168,7 @@ def run(config: Config, *, flagfile: str) -> RunResult:
     split["train"] = split_lib.few_shot(split["train"], examples.labels, config.data.train_examples_per_class,
                                         seed=config.train.seed)
 
+  _warn_duplicates(examples, split, config.data.dataset)
   sizes = {name: int(len(split[name])) for name in split_lib.SPLITS}
   logging.info("%d examples of %d classes from %s; split %s", len(examples), len(class_names), examples.source, sizes)
 
@@ -107,7 +178,17 @@ def run(config: Config, *, flagfile: str) -> RunResult:
   from tfft.data import tensors  # pylint: disable=g-import-not-at-top
 
   keras.utils.set_random_seed(config.train.seed)
-  strategy = distribute.build_strategy(config.train.strategy, tpu=config.train.tpu)
+  strategy = strategy or distribute.build_strategy(config.train.strategy, tpu=config.train.tpu)
+  if not distribute.is_chief(strategy):
+    # Every worker runs every step (checkpoint saves and exports included, which may need collectives), but only
+    # the chief writes to the real paths; the others write to a temporary dir that is removed at the end.
+    scratch = pathlib.Path(tempfile.mkdtemp(prefix="tfft-worker-"))
+    try:
+      return run(dataclasses.replace(config, run=dataclasses.replace(
+          config.run, model_dir=str(scratch / "run"), export_dir=str(scratch / "exports"), overwrite=False)),
+          flagfile=flagfile, _strategy=strategy)
+    finally:
+      shutil.rmtree(scratch, ignore_errors=True)
   model = task.build_model(len(class_names), strategy)  # under strategy.scope()
   backbone, blocks = task.backbone, task.blocks
   phases = training.plan_phases(config.train)
@@ -179,7 +260,7 @@ def run(config: Config, *, flagfile: str) -> RunResult:
   reporting.check_gate(metrics, config.report.min_metric, model_dir=model_dir)
   export_path = reporting.export_checked(
       functools.partial(task.export, model, class_names,
-                        export_base=pathlib.Path(config.run.export_dir).expanduser() / config.run.name),
+                        export_base=export_base),
       config, data, model_dir=model_dir, probabilities=probabilities, metrics=metrics, phases=results,
       backbone=task.spec, contract=task.contract())
   state.mark_finished(str(export_path))

@@ -65,4 +65,5 @@ def make_dataset(examples, labels: np.ndarray, indices: np.ndarray, *, num_class
                              epochs=epochs)
   if shuffle:
     ds = ds.shuffle(len(indices), seed=seed, reshuffle_each_iteration=True)
-  return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+  from tfft.data import tensors  # pylint: disable=g-import-not-at-top
+  return tensors.shard_by_data(ds.batch(batch_size).prefetch(tf.data.AUTOTUNE))

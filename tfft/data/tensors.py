@@ -79,7 +79,7 @@ def make_dataset(features: Union[Dict[str, np.ndarray], np.ndarray], labels: np.
                                         pad_to_multiple_of), seed=seed, epochs=epochs)
   if shuffle:
     ds = ds.shuffle(len(indices), seed=seed, reshuffle_each_iteration=True)
-  return _batched(ds, features, batch_size, padding, pad_to_multiple_of).prefetch(tf.data.AUTOTUNE)
+  return shard_by_data(_batched(ds, features, batch_size, padding, pad_to_multiple_of).prefetch(tf.data.AUTOTUNE))
 
 
 def per_epoch(epoch_dataset, *, seed: int, epochs: Tuple[int, int]) -> tf.data.Dataset:
@@ -89,8 +89,16 @@ def per_epoch(epoch_dataset, *, seed: int, epochs: Tuple[int, int]) -> tf.data.D
   epoch e's order depends on (seed, e) alone. Fit it with steps_per_epoch, since its length is unknown to tf.data.
   """
   first, stop = epochs
-  return tf.data.Dataset.range(first, stop).flat_map(
-      lambda e: epoch_dataset(tf.constant(seed, tf.int64) + e)).prefetch(tf.data.AUTOTUNE)
+  ds = tf.data.Dataset.range(first, stop).flat_map(lambda e: epoch_dataset(tf.constant(seed, tf.int64) + e))
+  return shard_by_data(ds.prefetch(tf.data.AUTOTUNE))
+
+
+def shard_by_data(ds: tf.data.Dataset) -> tf.data.Dataset:
+  """In a multi-worker job each worker takes its share of every global batch: the data is in memory, not in
+  files that could be split between workers (elsewhere the option does nothing)."""
+  options = tf.data.Options()
+  options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+  return ds.with_options(options)
 
 
 def _batched(ds: tf.data.Dataset, features, batch_size: int, padding: str, pad_to_multiple_of: int):

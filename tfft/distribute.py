@@ -23,6 +23,10 @@ def build_strategy(name: str, *, tpu: str = "", worker_hosts: Sequence[str] = ()
   """
   if worker_hosts:
     os.environ["TF_CONFIG"] = tf_config(worker_hosts, task_index)
+  if name == "multi_worker_mirrored":  # first: listing devices would start TF before collectives are configured
+    strategy = tf.distribute.MultiWorkerMirroredStrategy()  # reads TF_CONFIG
+    logging.info("strategy %s with %d replica(s)", type(strategy).__name__, strategy.num_replicas_in_sync)
+    return strategy
   gpus = tf.config.list_logical_devices("GPU")
   if name == "auto":
     name = "mirrored" if len(gpus) > 1 else "default"
@@ -35,8 +39,6 @@ def build_strategy(name: str, *, tpu: str = "", worker_hosts: Sequence[str] = ()
     # tf.config.set_logical_device_configuration, as the tests do).
     devices = [d.name for d in (gpus or tf.config.list_logical_devices("CPU"))]
     strategy = tf.distribute.MirroredStrategy(devices)
-  elif name == "multi_worker_mirrored":
-    strategy = tf.distribute.MultiWorkerMirroredStrategy()  # reads TF_CONFIG
   elif name == "tpu":
     resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu=tpu)
     tf.config.experimental_connect_to_cluster(resolver)

@@ -136,7 +136,7 @@ def _persist_labels(model_dir: pathlib.Path, class_names: List[str]):
   split_lib.write_labels(path, class_names)
 
 
-def run(config: Config, *, flagfile: str, _strategy=None) -> RunResult:
+def run(config: Config, *, flagfile: str, _strategy=None, _scratch: bool = False) -> RunResult:
   """Runs the whole train job for a validated config, text or images (see tfft.tasks for what differs).
 
   Args:
@@ -179,14 +179,14 @@ def run(config: Config, *, flagfile: str, _strategy=None) -> RunResult:
 
   keras.utils.set_random_seed(config.train.seed)
   strategy = strategy or distribute.build_strategy(config.train.strategy, tpu=config.train.tpu)
-  if not distribute.is_chief(strategy):
+  if not distribute.is_chief(strategy) and not _scratch:
     # Every worker runs every step (checkpoint saves and exports included, which may need collectives), but only
     # the chief writes to the real paths; the others write to a temporary dir that is removed at the end.
     scratch = pathlib.Path(tempfile.mkdtemp(prefix="tfft-worker-"))
     try:
       return run(dataclasses.replace(config, run=dataclasses.replace(
           config.run, model_dir=str(scratch / "run"), export_dir=str(scratch / "exports"), overwrite=False)),
-          flagfile=flagfile, _strategy=strategy)
+          flagfile=flagfile, _strategy=strategy, _scratch=True)
     finally:
       shutil.rmtree(scratch, ignore_errors=True)
   model = task.build_model(len(class_names), strategy)  # under strategy.scope()

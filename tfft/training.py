@@ -3,6 +3,7 @@
 import contextlib
 import csv
 import dataclasses
+import io
 import json
 import math
 import os
@@ -90,19 +91,38 @@ class LearningRateLogger(keras.callbacks.Callback):
       logs["learning_rate"] = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
 
 
+def _weights_h5_bytes(model: keras.Model) -> bytes:
+  """The bytes of `model.save_weights(...)`'s .weights.h5 file, built in memory.
+
+  h5py crashes the process (a segfault after a storm of RuntimeErrors) when the disk refuses a write halfway
+  through a file, so the file is built in memory and written with plain file I/O, which fails with an OSError.
+  This uses the H5IOStore behind keras.Model.save_weights (Keras 3), which accepts a BytesIO.
+  """
+  from keras.src.saving import saving_lib  # pylint: disable=g-import-not-at-top
+  buffer = io.BytesIO()
+  store = saving_lib.H5IOStore(buffer, mode="w")
+  saving_lib._save_state(model, weights_store=store, assets_store=None, inner_path="",  # pylint: disable=protected-access
+                         visited_saveables=set())
+  store.close()
+  return buffer.getvalue()
+
+
 def save_weights_atomically(model: keras.Model, path: pathlib.Path):
   """Writes `model`'s weights (with its optimizer's state, once compiled) to a temporary name, then renames.
 
   A kill mid-write leaves the previous file intact; a disk that refuses the write (full, quota, file size limit)
-  is a one-line error and also leaves it intact.
+  is a one-line error and also leaves it intact. The file is the same as `model.save_weights(path)` writes.
 
   Raises:
     UserError: if the file cannot be written.
   """
-  stem = path.name[:-len(".weights.h5")] if path.name.endswith(".weights.h5") else path.name
-  tmp = path.with_name(f".{stem}.tmp-{os.getpid()}.weights.h5")  # Keras insists on the .weights.h5 suffix
+  tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+  data = _weights_h5_bytes(model)
   try:
-    model.save_weights(str(tmp))
+    with open(tmp, "wb") as f:
+      f.write(data)
+      f.flush()
+      os.fsync(f.fileno())
     os.replace(tmp, path)
   except OSError as e:
     tmp.unlink(missing_ok=True)

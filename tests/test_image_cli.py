@@ -13,7 +13,7 @@ import textwrap
 import numpy as np
 import pytest
 
-from conftest import image_flags, make_image, run_tfft, write_image
+from conftest import image_flags, make_image, run_tfft
 
 NAMES = ["2", "10", "dots"]
 

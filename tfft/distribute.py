@@ -53,3 +53,44 @@ def build_strategy(name: str, *, tpu: str = "", worker_hosts: Sequence[str] = ()
 def is_chief(strategy: tf.distribute.Strategy) -> bool:
   """Whether this process writes the real checkpoints, report and export (always, outside multi-worker jobs)."""
   return bool(getattr(strategy.extended, "should_checkpoint", True))
+
+
+def build_for_multi_worker(model, strategy: tf.distribute.Strategy, batch):
+  """Works around Keras 3's fit/evaluate under MultiWorkerMirroredStrategy (keras-team/keras#20585).
+
+  Before its first step, Keras builds the optimizer and metrics from one batch, which it first averages across
+  replicas with strategy.reduce; under MultiWorkerMirroredStrategy that reduce fails on the PerReplica batch
+  ("Attempt to convert a value (PerReplica...) to a Tensor"). Here the same build runs on one local,
+  undistributed batch, and Keras' own attempt is skipped for this model. Other strategies are left alone.
+  """
+  if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy) or model.optimizer.built:
+    return
+  patch_keras_multi_worker_reduce()
+  with strategy.scope():
+    model._symbolic_build(data_batch=batch)  # pylint: disable=protected-access
+  model._maybe_symbolic_build = lambda iterator=None, data_batch=None: None  # pylint: disable=protected-access
+
+
+def patch_keras_multi_worker_reduce():
+  """Works around Keras 3 reducing each step's scalar logs with strategy.reduce("MEAN", v, axis=0) under
+  MultiWorkerMirroredStrategy, which fails for a scalar ("Invalid reduction dimension 0 for input with 0
+  dimensions", keras-team/keras#20585): scalars are averaged across replicas without an axis instead."""
+  from keras.src.backend.tensorflow import trainer as tf_trainer  # pylint: disable=g-import-not-at-top
+  if getattr(tf_trainer.reduce_per_replica, "_tfft_patched", False):
+    return
+  original = tf_trainer.reduce_per_replica
+
+  def reduce_per_replica(values, strategy, reduction):
+    if reduction in ("auto", "mean") and isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+      def reduce(v):
+        if isinstance(v, tf.distribute.DistributedValues) or tf.is_tensor(v):
+          rank = v.shape.rank if tf.is_tensor(v) else strategy.experimental_local_results(v)[0].shape.rank
+          if rank == 0:
+            return strategy.reduce("MEAN", v, axis=None)
+        return original(v, strategy, reduction)
+      import keras  # pylint: disable=g-import-not-at-top
+      return keras.tree.map_structure(reduce, values)
+    return original(values, strategy, reduction)
+
+  reduce_per_replica._tfft_patched = True  # pylint: disable=protected-access
+  tf_trainer.reduce_per_replica = reduce_per_replica

@@ -384,9 +384,12 @@ def run_phase(model: keras.Model, backbone, phase: Phase, *, train_ds, val_ds, s
                  backup.directory)
   if first < phase.epochs and not backup.state.get("stopped"):
     per_epoch = callable(train_ds)
+    data = train_ds(first, phase.epochs) if per_epoch else train_ds
+    from tfft import distribute  # pylint: disable=g-import-not-at-top
+    distribute.build_for_multi_worker(fit_model, strategy, next(iter(data)))
     with preemption.handling_sigterm():
       fit_model.fit(
-          train_ds(first, phase.epochs) if per_epoch else train_ds, validation_data=val_ds, epochs=phase.epochs,
+          data, validation_data=val_ds, epochs=phase.epochs,
           initial_epoch=first, steps_per_epoch=steps_per_epoch if per_epoch else None,
           shuffle=False,  # train_ds shuffles itself
           callbacks=callbacks, verbose=1 if sys.stdout.isatty() else 2)

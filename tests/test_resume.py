@@ -143,3 +143,19 @@ def test_a_finished_run_is_not_clobbered(runs):
   proc = run_tfft("train", [a for a in args if a.startswith("--model_dir")] + ["--dataset=textdir:/nonexistent"])
   assert proc.returncode == 2 and "holds a finished run; pass --overwrite" in proc.stderr, proc.stderr[-2000:]
   assert sorted(str(p) for p in (tmp / "interrupted").rglob("*")) == before
+
+
+def test_nan_fails_the_run_keeps_the_checkpoint_and_exports_nothing(tiny_bert_preset, tiny_textdir, tmp_path):
+  proc = run_tfft("train", tiny_flags(tiny_bert_preset, tiny_textdir, tmp_path, head_epochs=3,
+                                      head_learning_rate=1e30, epochs=1))
+  assert proc.returncode == 1, proc.stderr[-3000:]
+  assert "Traceback" not in proc.stderr
+  failed = [line for line in proc.stderr.splitlines() if line.startswith("tfft.train: failed:")]
+  assert len(failed) == 1, proc.stderr[-2000:]
+  assert "phase head diverged" in failed[0] and "lower --head_learning_rate (it is 1e+30)" in failed[0]
+  assert "nothing was exported" in failed[0]
+  assert not (tmp_path / "exports").exists()
+  assert not (tmp_path / "run" / "checkpoints" / "after_head.weights.h5").exists()
+  # No NaN epoch reached the history or the backup.
+  rows = _history(tmp_path / "run" / "history_head.csv") if (tmp_path / "run" / "history_head.csv").exists() else []
+  assert all(float(r["loss"]) == float(r["loss"]) for r in rows)

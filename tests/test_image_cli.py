@@ -141,3 +141,16 @@ def test_saved_model_cli_shows_both_signatures(image_run):
                        capture_output=True, text=True, check=True).stdout
   assert "signature_def['serving_default']" in out and "inputs['image_bytes']" in out and "DT_STRING" in out
   assert "signature_def['serving_images']" in out and "inputs['images']" in out and "DT_UINT8" in out
+
+
+def test_evaluate_scores_the_image_export_as_train_did(image_run):
+  tmp, _ = image_run
+  run = tmp / "run"
+  proc = run_tfft("evaluate", [f"--model={tmp / 'exports' / 'img' / '1'}", f"--report_dir={tmp / 'eval'}"])
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  evaluated = json.loads((tmp / "eval" / "metrics.json").read_text())
+  trained = json.loads((run / "metrics.json").read_text())
+  assert evaluated["num_examples"] == trained["num_examples"] == 6
+  assert evaluated["accuracy"] == pytest.approx(trained["accuracy"])
+  assert evaluated["confusion_matrix"] == trained["confusion_matrix"]
+  assert (tmp / "eval" / "misclassified.csv").exists() and (tmp / "eval" / "confusion_matrix.png").exists()

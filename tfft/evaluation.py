@@ -16,10 +16,11 @@ SPLIT_CHOICES = split_lib.SPLITS + ("all",)
 
 
 def _load_examples(data: DataConfig, task: str):
-  """The dataset's examples as (inputs, labels, ids); inputs are texts, or image file paths."""
-  if task != "text":
-    # The image loaders arrive with the image pipeline; they return file paths as inputs.
-    raise UserError(f"--dataset={data.dataset}: evaluating {task} models needs tfft's image data loaders")
+  """The dataset's examples as (inputs, labels, ids); inputs are texts, image file paths, or encoded images."""
+  if task == "image":
+    from tfft.data import images as image_data  # pylint: disable=g-import-not-at-top
+    examples = image_data.load_examples(data)
+    return image_data.served_inputs(examples), examples.labels, examples.ids
   from tfft.data import text as text_data  # pylint: disable=g-import-not-at-top
 
   examples = text_data.load_examples(data)
@@ -99,7 +100,8 @@ def evaluate(model: str, *, model_dir: Optional[str] = None, data: Optional[Data
   tmp = target.parent / f".tmp-{uuid.uuid4().hex}"
   tmp.mkdir()
   try:
-    metrics_lib.write_report(tmp, metrics, y_true=y_true, probabilities=probabilities, inputs=chosen,
+    metrics_lib.write_report(tmp, metrics, y_true=y_true, probabilities=probabilities,
+                             inputs=[x if isinstance(x, str) else "(in memory; see id)" for x in chosen],
                              ids=[ids[i] for i in indices])
     if target.exists():
       target.rmdir()  # checked empty above

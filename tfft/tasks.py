@@ -192,12 +192,7 @@ class ImageTask:
   def run_data(self, examples, labels, split, class_names):
     """The report's view: each image as its file path, or, for images held in memory, as PNG bytes."""
     from tfft import reporting  # pylint: disable=g-import-not-at-top
-    if examples.paths is not None:
-      inputs = list(examples.paths)
-    else:
-      import tensorflow as tf  # pylint: disable=g-import-not-at-top
-      inputs = [tf.io.encode_png(p).numpy() for p in examples.pixels]  # lossless: the same pixels reach the model
-    return reporting.RunData("image", inputs, examples.ids, labels, split, class_names)
+    return reporting.RunData("image", image_data.served_inputs(examples), examples.ids, labels, split, class_names)
 
   def contract(self):
     return [f"Input `image_bytes`: encoded JPEG, PNG, GIF or BMP files (REST: {{\"b64\": ...}}); decoded to 3 "

@@ -208,3 +208,12 @@ def load_examples(data: DataConfig) -> ImageExamples:
     raise UserError(f"--dataset={data.dataset}: found only class {classes[0]!r}; a classifier needs at least two "
                     "classes")
   return examples
+
+
+def served_inputs(examples: ImageExamples) -> List:
+  """What a serving signature is fed for each image: its file path (read as bytes later), or, for images held in
+  memory (digits, tfds), the pixels encoded as PNG, which decodes back to exactly the same pixels."""
+  if examples.paths is not None:
+    return list(examples.paths)
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  return [tf.io.encode_png(p).numpy() for p in examples.pixels]

@@ -2,7 +2,7 @@
 
 import json
 import os
-from typing import Sequence
+from typing import Callable, Sequence
 
 import tensorflow as tf
 from absl import logging
@@ -55,19 +55,20 @@ def is_chief(strategy: tf.distribute.Strategy) -> bool:
   return bool(getattr(strategy.extended, "should_checkpoint", True))
 
 
-def build_for_multi_worker(model, strategy: tf.distribute.Strategy, batch):
+def build_for_multi_worker(model, strategy: tf.distribute.Strategy, batch: Callable):
   """Works around Keras 3's fit/evaluate under MultiWorkerMirroredStrategy (keras-team/keras#20585).
 
   Before its first step, Keras builds the optimizer and metrics from one batch, which it first averages across
   replicas with strategy.reduce; under MultiWorkerMirroredStrategy that reduce fails on the PerReplica batch
   ("Attempt to convert a value (PerReplica...) to a Tensor"). Here the same build runs on one local,
-  undistributed batch, and Keras' own attempt is skipped for this model. Other strategies are left alone.
+  undistributed batch (`batch()`), and Keras' own attempt is skipped for this model. Other strategies are left
+  alone (and `batch` is not called).
   """
   if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy) or model.optimizer.built:
     return
   patch_keras_multi_worker_reduce()
   with strategy.scope():
-    model._symbolic_build(data_batch=batch)  # pylint: disable=protected-access
+    model._symbolic_build(data_batch=batch())  # pylint: disable=protected-access
   model._maybe_symbolic_build = lambda iterator=None, data_batch=None: None  # pylint: disable=protected-access
 
 

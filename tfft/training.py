@@ -386,7 +386,7 @@ def run_phase(model: keras.Model, backbone, phase: Phase, *, train_ds, val_ds, s
     per_epoch = callable(train_ds)
     data = train_ds(first, phase.epochs) if per_epoch else train_ds
     from tfft import distribute  # pylint: disable=g-import-not-at-top
-    distribute.build_for_multi_worker(fit_model, strategy, next(iter(data)))
+    distribute.build_for_multi_worker(fit_model, strategy, lambda: next(iter(data)))
     with preemption.handling_sigterm():
       fit_model.fit(
           data, validation_data=val_ds, epochs=phase.epochs,

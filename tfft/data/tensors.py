@@ -1,5 +1,6 @@
 """From texts to tensors: tokenize each text once, then batch the cached token ids with tf.data."""
 
+import functools
 import math
 from typing import Dict, Optional, Sequence, Tuple, Union
 
@@ -89,7 +90,9 @@ def per_epoch(epoch_dataset, *, seed: int, epochs: Tuple[int, int]) -> tf.data.D
   epoch e's order depends on (seed, e) alone. Fit it with steps_per_epoch, since its length is unknown to tf.data.
   """
   first, stop = epochs
-  ds = tf.data.Dataset.range(first, stop).flat_map(lambda e: epoch_dataset(tf.constant(seed, tf.int64) + e))
+  # One dataset per epoch, chained: Python seeds, since tf.data rejects a tensor seed when the global seed is 0.
+  ds = functools.reduce(lambda a, b: a.concatenate(b),
+                        [epoch_dataset(seed + e) for e in range(first, max(stop, first + 1))])
   return shard_by_data(ds.prefetch(tf.data.AUTOTUNE))
 
 

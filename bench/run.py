@@ -84,7 +84,8 @@ def tfft_train(tmp: pathlib.Path, name: str, data: pathlib.Path, *extra, env=Non
   run_dir = tmp / name
   args = [PY, "-m", "tfft.train", f"--dataset=csv:{data}", "--backbone=minilm-l6", f"--sequence_length={SEQ}",
           f"--batch_size={BATCH}", "--val_fraction=0.05", "--test_fraction=0.05", f"--model_dir={run_dir}",
-          f"--export_dir={tmp / 'exports'}", f"--name={name}", "--early_stopping_patience=0", *extra]
+          f"--export_dir={tmp / 'exports'}", f"--name={name}", "--early_stopping_patience=0",
+          "--baseline=none", "--nowarmup", *extra]
   _, rss = _peak_rss_mb(args, env)
   state = json.loads((run_dir / "run_state.json").read_text())
   state["split_sizes"] = json.loads((run_dir / "metrics.json").read_text())["split_sizes"]
@@ -187,7 +188,7 @@ def main():
     tmp = pathlib.Path(tmp)
     paths, n_full, n_head = write_data(tmp, args.examples)
     ckpt = minilm_dir()
-    full_ft = ["--head_epochs=0", "--epochs=2", "--freeze=none", "--no-cache_features", "--learning_rate=5e-5"]
+    full_ft = ["--head_epochs=0", "--epochs=2", "--freeze=none", "--nocache_features", "--learning_rate=5e-5"]
 
     # 7. The machine's own matmul peak, for MFU.
     note("matmul_peak_gflops", {"float32": matmul_peak("float32"), "bfloat16": matmul_peak("bfloat16")})
@@ -217,7 +218,7 @@ def main():
     for cached in (True, False):
       state, _ = tfft_train(tmp, f"frozen_{cached}", paths["full"], "--head_epochs=3", "--epochs=0",
                             "--freeze=all", "--head_learning_rate=1e-3",
-                            "--cache_features" if cached else "--no-cache_features")
+                            "--cache_features" if cached else "--nocache_features")
       head = state["phases"]["head"]
       examples = head["epochs_run"] * state["split_sizes"]["train"]
       note(f"frozen_head_cached_{cached}", {"phase_seconds": head["seconds"], "epochs": head["epochs_run"],

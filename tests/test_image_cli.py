@@ -1,6 +1,6 @@
 """The train CLI on images end to end: a 16x16 image folder, tiny_cnn weights written by the test and loaded through
 --backbone_weights, both phases, export, and a clean-process round trip of both signatures with raw JPEG bytes.
-Then the bad inputs: one line, exit 2, nothing written."""
+The bad image inputs are rows of the catalogue in tests/test_cli_errors.py."""
 
 import io
 import json
@@ -13,7 +13,7 @@ import textwrap
 import numpy as np
 import pytest
 
-from conftest import image_flags, make_image, run_tfft, write_image
+from conftest import image_flags, make_image, run_tfft
 
 NAMES = ["2", "10", "dots"]
 
@@ -141,47 +141,6 @@ def test_saved_model_cli_shows_both_signatures(image_run):
                        capture_output=True, text=True, check=True).stdout
   assert "signature_def['serving_default']" in out and "inputs['image_bytes']" in out and "DT_STRING" in out
   assert "signature_def['serving_images']" in out and "inputs['images']" in out and "DT_UINT8" in out
-
-
-def _assert_user_error(proc, *needles):
-  assert proc.returncode == 2, (proc.returncode, proc.stderr[-2000:])
-  assert "Traceback" not in proc.stderr, proc.stderr[-2000:]
-  errors = [line for line in proc.stderr.splitlines() if line.startswith("tfft.train: error:")]
-  assert len(errors) == 1, proc.stderr[-2000:]
-  for needle in needles:
-    assert needle in errors[0], errors[0]
-
-
-def _folder(tmp_path, layout):
-  root = tmp_path / "data"
-  for label in ("a", "b"):
-    (root / label).mkdir(parents=True)
-  if layout == "empty_class":
-    for i in range(4):
-      write_image(root / "a" / f"{i}.png", make_image("2", i), "PNG", "RGB")
-  else:  # no images at all
-    (root / "a" / "x.txt").write_text("text")
-    (root / "b" / "y.csv").write_text("1,2")
-  return root
-
-
-def test_bad_image_inputs(tiny_imagedir, tmp_path):
-  import keras
-
-  wrong = tmp_path / "wrong.weights.h5"
-  keras.Sequential([keras.Input((16, 16, 3)), keras.layers.Conv2D(4, 5, name="conv")]).save_weights(str(wrong))
-  cases = [
-      (dict(backbone="resnet51"), ["--backbone=resnet51 is not an image backbone", "resnet50", "tiny_cnn"]),
-      (dict(backbone="inceptionv3", image_size=32), ["--image_size=32 is too small for --backbone=inceptionv3",
-                                                      "at least 75"]),
-      (dict(backbone_weights=wrong), [f"--backbone_weights={wrong} does not fit --backbone=tiny_cnn"]),
-      (dict(dataset=f"imagedir:{_folder(tmp_path / 'e', 'empty_class')}"), ["class folder", "b is empty"]),
-      (dict(dataset=f"imagedir:{_folder(tmp_path / 'n', 'no_images')}"), ["no decodable images"]),
-  ]
-  for overrides, needles in cases:
-    proc = run_tfft("train", image_flags(tiny_imagedir, tmp_path, **overrides))
-    _assert_user_error(proc, *needles)
-    assert not (tmp_path / "run").exists() and not (tmp_path / "exports").exists()
 
 
 def test_evaluate_scores_the_image_export_as_train_did(image_run):

@@ -170,3 +170,33 @@ def test_rest_bodies_for_a_text_and_an_image(tiny_run, image_export):
   assert prediction["class_name"] == "green" and prediction["class_id"] == 1
   expected = served.ServedModel(export).predict([(images / "green.jpg").read_bytes()])[0]
   np.testing.assert_allclose(prediction["probabilities"], expected, atol=1e-6)
+
+
+def test_concurrent_exports_get_distinct_versions(tmp_path):
+  """Eight writers publish complete exports into one base at the same moment: each gets its own version."""
+  import threading
+
+  from tfft import serving
+
+  base = tmp_path / "model"
+  base.mkdir()
+  (base / "1").mkdir()  # an existing version is never overwritten
+  (base / "1" / "who").write_text("earlier")
+  barrier = threading.Barrier(8)
+  published = {}
+
+  def export(i):
+    tmp = base / f"{serving.TMP_PREFIX}{i}"
+    tmp.mkdir()
+    (tmp / "who").write_text(str(i))
+    barrier.wait()
+    published[i] = serving._publish(tmp, base)  # pylint: disable=protected-access
+
+  threads = [threading.Thread(target=export, args=(i,)) for i in range(8)]
+  for t in threads:
+    t.start()
+  for t in threads:
+    t.join()
+  assert sorted(int(p.name) for p in published.values()) == list(range(2, 10))
+  assert all((path / "who").read_text() == str(i) for i, path in published.items())
+  assert (base / "1" / "who").read_text() == "earlier"

@@ -45,6 +45,7 @@ class DataConfig:
   classes: Tuple[str, ...] = ()  # empty keeps every class.
   image_column: str = ""  # csv: set -> the column holds image paths.
   on_bad_file: str = "skip"
+  allow_external_paths: bool = False  # image tables: paths may leave the table's folder
   tfds_data_dir: str = ""
   tfds_split: str = "train"
 
@@ -114,6 +115,8 @@ class TrainConfig:
   early_stopping_patience: int = 2
   strategy: str = "auto"
   tpu: str = ""
+  worker_hosts: Tuple[str, ...] = ()  # multi_worker_mirrored: host:port of every worker, chief first
+  task_index: int = 0
   seed: int = 42
   # Speed: none of these changes results beyond float round-off, except mixed precision and --padding=bucket
   # (which regroups batches by length).
@@ -338,6 +341,18 @@ def validate(config: Config) -> Config:
   if t.early_stopping_patience < 0:
     _fail("early_stopping_patience", t.early_stopping_patience, "must be >= 0 (0 turns early stopping off)")
   _check_choice("strategy", t.strategy, STRATEGIES)
+  if t.worker_hosts:
+    if t.strategy != "multi_worker_mirrored":
+      _fail("worker_hosts", ",".join(t.worker_hosts), "needs --strategy=multi_worker_mirrored")
+    for host in t.worker_hosts:
+      if not re.fullmatch(r"[^:\s]+:\d{1,5}", host):
+        _fail("worker_hosts", ",".join(t.worker_hosts), f"{host!r} is not HOST:PORT; list every worker, e.g. "
+              "10.0.0.1:12345,10.0.0.2:12345")
+    if not 0 <= t.task_index < len(t.worker_hosts):
+      _fail("task_index", t.task_index, f"must be in [0, {len(t.worker_hosts)}): this worker's position in "
+            "--worker_hosts (0 is the chief)")
+  elif t.task_index:
+    _fail("task_index", t.task_index, "needs --worker_hosts (or set TF_CONFIG instead of both)")
   if t.strategy == "tpu" and not t.tpu:
     _fail("tpu", t.tpu, "--strategy=tpu needs --tpu=NAME (the TPU name, grpc:// address or 'local')")
   _check_choice("mixed_precision", t.mixed_precision, PRECISIONS)

@@ -1,14 +1,32 @@
-"""tf.distribute strategies by name."""
+"""tf.distribute strategies by name, and which process of a multi-worker job writes the outputs."""
+
+import json
+import os
+from typing import Callable, Sequence
 
 import tensorflow as tf
 from absl import logging
 
 
-def build_strategy(name: str, *, tpu: str = "") -> tf.distribute.Strategy:
+def tf_config(worker_hosts: Sequence[str], task_index: int) -> str:
+  """The TF_CONFIG that --worker_hosts and --task_index stand for: worker 0 is the chief."""
+  return json.dumps({"cluster": {"worker": list(worker_hosts)}, "task": {"type": "worker", "index": task_index}})
+
+
+def build_strategy(name: str, *, tpu: str = "", worker_hosts: Sequence[str] = (),
+                   task_index: int = 0) -> tf.distribute.Strategy:
   """Returns the strategy `--strategy` names; `auto` is mirrored with more than one GPU, else the default.
 
   The batch size given to tfft is the global batch: Keras splits each batch across the replicas.
+  multi_worker_mirrored reads TF_CONFIG, which `worker_hosts` and `task_index` set when given; it must be
+  built before TensorFlow runs any op.
   """
+  if worker_hosts:
+    os.environ["TF_CONFIG"] = tf_config(worker_hosts, task_index)
+  if name == "multi_worker_mirrored":  # first: listing devices would start TF before collectives are configured
+    strategy = tf.distribute.MultiWorkerMirroredStrategy()  # reads TF_CONFIG
+    logging.info("strategy %s with %d replica(s)", type(strategy).__name__, strategy.num_replicas_in_sync)
+    return strategy
   gpus = tf.config.list_logical_devices("GPU")
   if name == "auto":
     name = "mirrored" if len(gpus) > 1 else "default"
@@ -21,8 +39,6 @@ def build_strategy(name: str, *, tpu: str = "") -> tf.distribute.Strategy:
     # tf.config.set_logical_device_configuration, as the tests do).
     devices = [d.name for d in (gpus or tf.config.list_logical_devices("CPU"))]
     strategy = tf.distribute.MirroredStrategy(devices)
-  elif name == "multi_worker_mirrored":
-    strategy = tf.distribute.MultiWorkerMirroredStrategy()  # reads TF_CONFIG
   elif name == "tpu":
     resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu=tpu)
     tf.config.experimental_connect_to_cluster(resolver)
@@ -32,3 +48,50 @@ def build_strategy(name: str, *, tpu: str = "") -> tf.distribute.Strategy:
     raise ValueError(f"unknown strategy {name!r}")
   logging.info("strategy %s with %d replica(s)", type(strategy).__name__, strategy.num_replicas_in_sync)
   return strategy
+
+
+def is_chief(strategy: tf.distribute.Strategy) -> bool:
+  """Whether this process writes the real checkpoints, report and export (always, outside multi-worker jobs)."""
+  return bool(getattr(strategy.extended, "should_checkpoint", True))
+
+
+def build_for_multi_worker(model, strategy: tf.distribute.Strategy, batch: Callable):
+  """Works around Keras 3's fit/evaluate under MultiWorkerMirroredStrategy (keras-team/keras#20585).
+
+  Before its first step, Keras builds the optimizer and metrics from one batch, which it first averages across
+  replicas with strategy.reduce; under MultiWorkerMirroredStrategy that reduce fails on the PerReplica batch
+  ("Attempt to convert a value (PerReplica...) to a Tensor"). Here the same build runs on one local,
+  undistributed batch (`batch()`), and Keras' own attempt is skipped for this model. Other strategies are left
+  alone (and `batch` is not called).
+  """
+  if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy) or model.optimizer.built:
+    return
+  patch_keras_multi_worker_reduce()
+  with strategy.scope():
+    model._symbolic_build(data_batch=batch())  # pylint: disable=protected-access
+  model._maybe_symbolic_build = lambda iterator=None, data_batch=None: None  # pylint: disable=protected-access
+
+
+def patch_keras_multi_worker_reduce():
+  """Works around Keras 3 reducing each step's scalar logs with strategy.reduce("MEAN", v, axis=0) under
+  MultiWorkerMirroredStrategy, which fails for a scalar ("Invalid reduction dimension 0 for input with 0
+  dimensions", keras-team/keras#20585): scalars are averaged across replicas without an axis instead."""
+  from keras.src.backend.tensorflow import trainer as tf_trainer  # pylint: disable=g-import-not-at-top
+  if getattr(tf_trainer.reduce_per_replica, "_tfft_patched", False):
+    return
+  original = tf_trainer.reduce_per_replica
+
+  def reduce_per_replica(values, strategy, reduction):
+    if reduction in ("auto", "mean") and isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+      def reduce(v):
+        if isinstance(v, tf.distribute.DistributedValues) or tf.is_tensor(v):
+          rank = v.shape.rank if tf.is_tensor(v) else strategy.experimental_local_results(v)[0].shape.rank
+          if rank == 0:
+            return strategy.reduce("MEAN", v, axis=None)
+        return original(v, strategy, reduction)
+      import keras  # pylint: disable=g-import-not-at-top
+      return keras.tree.map_structure(reduce, values)
+    return original(values, strategy, reduction)
+
+  reduce_per_replica._tfft_patched = True  # pylint: disable=protected-access
+  tf_trainer.reduce_per_replica = reduce_per_replica

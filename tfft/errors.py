@@ -13,3 +13,10 @@ class RunFailed(Exception):
 
   Entry points print the message as one line and exit 1: it is a result, not bad input.
   """
+
+
+class Preempted(Exception):
+  """SIGTERM arrived during training: the epoch in progress finished and was checkpointed, then the run stopped.
+
+  Entry points print the message as one line and exit 143 (128 + SIGTERM); re-running the command resumes.
+  """

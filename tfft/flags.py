@@ -33,6 +33,8 @@ flags.DEFINE_string("image_column", _d.data.image_column,
                     "csv/tsv/jsonl of images: the column holding image paths (relative to the file's folder).")
 flags.DEFINE_enum("on_bad_file", _d.data.on_bad_file, config_lib.ON_BAD_FILE,
                   "An image file that does not decode: skip it (logged by path, counted in the summary) or fail.")
+flags.DEFINE_bool("allow_external_paths", _d.data.allow_external_paths,
+                  "csv: with --image_column: allow image paths outside the table's folder (absolute, or with ..).")
 flags.DEFINE_string("tfds_data_dir", _d.data.tfds_data_dir,
                     "tfds:NAME: the prepared TFDS data directory (empty: TFDS's default).")
 flags.DEFINE_string("tfds_split", _d.data.tfds_split,
@@ -98,6 +100,10 @@ flags.DEFINE_integer("early_stopping_patience", _d.train.early_stopping_patience
 flags.DEFINE_enum("strategy", _d.train.strategy, config_lib.STRATEGIES,
                   "tf.distribute strategy; auto picks mirrored with >1 GPU, else default.")
 flags.DEFINE_string("tpu", _d.train.tpu, "--strategy=tpu: TPU name or address.")
+flags.DEFINE_list("worker_hosts", list(_d.train.worker_hosts),
+                  "--strategy=multi_worker_mirrored without TF_CONFIG: HOST:PORT of every worker, chief first; "
+                  "each worker gets the same list and its own --task_index.")
+flags.DEFINE_integer("task_index", _d.train.task_index, "This worker's position in --worker_hosts (0: the chief).")
 flags.DEFINE_enum("mixed_precision", _d.train.mixed_precision, config_lib.PRECISIONS,
                   "Compute dtype policy for training. The logits and the export stay float32. bfloat16 pays off "
                   "only on CPUs with native bf16 (AVX512_BF16/AMX) or TPUs; float16 on GPUs.")
@@ -147,7 +153,8 @@ def config_from_flags(flag_values=FLAGS) -> config_lib.Config:
           dataset=f.dataset, text_column=f.text_column, label_column=f.label_column,
           val_fraction=f.val_fraction, test_fraction=f.test_fraction, examples_per_class=f.examples_per_class,
           train_examples_per_class=f.train_examples_per_class, classes=tuple(c.strip() for c in f.classes),
-          image_column=f.image_column, on_bad_file=f.on_bad_file, tfds_data_dir=f.tfds_data_dir,
+          image_column=f.image_column, on_bad_file=f.on_bad_file, allow_external_paths=f.allow_external_paths,
+          tfds_data_dir=f.tfds_data_dir,
           tfds_split=f.tfds_split),
       model=config_lib.ModelConfig(
           backbone=f.backbone, sequence_length=f.sequence_length, eval_windows=f.eval_windows, pooling=f.pooling, head_units=head_units,
@@ -160,7 +167,8 @@ def config_from_flags(flag_values=FLAGS) -> config_lib.Config:
           momentum=f.momentum, clipnorm=f.clipnorm, lr_schedule=f.lr_schedule, lr_decay_rate=f.lr_decay_rate,
           lr_alpha=f.lr_alpha, lr_restart_epochs=f.lr_restart_epochs, label_smoothing=f.label_smoothing,
           monitor=f.monitor, early_stopping_patience=f.early_stopping_patience, strategy=f.strategy,
-          tpu=f.tpu, seed=f.seed, mixed_precision=f.mixed_precision, jit_compile=f.jit_compile,
+          tpu=f.tpu, worker_hosts=tuple(h.strip() for h in f.worker_hosts if h.strip()),
+          task_index=f.task_index, seed=f.seed, mixed_precision=f.mixed_precision, jit_compile=f.jit_compile,
           steps_per_execution=f.steps_per_execution, padding=f.padding, pad_to_multiple_of=f.pad_to_multiple_of),
       run=config_lib.RunConfig(
           model_dir=f.model_dir, export_dir=f.export_dir, name=f.name, overwrite=f.overwrite),
@@ -218,9 +226,31 @@ def parser_for(prog: str):
 
   def parse(argv):
     try:
+      _check_flagfiles(argv[1:], chain=())
       return FLAGS(argv)
     except flags.Error as e:
       print(f"{prog}: error: {e}. See --helpfull for the flags.", file=sys.stderr)
       sys.exit(2)
 
   return parse
+
+
+def _check_flagfiles(args: Sequence[str], *, chain):
+  """Follows --flagfile includes, so that a missing file or a loop is an error (absl only warns about a loop).
+
+  Raises:
+    flags.Error: naming the missing file, or the loop.
+  """
+  for arg in args:
+    if not arg.startswith("--flagfile="):
+      continue
+    path = pathlib.Path(arg[len("--flagfile="):]).expanduser()
+    key = str(path.resolve())
+    if key in chain:
+      loop = " -> ".join([*chain[chain.index(key):], key])
+      raise flags.Error(f"--flagfile={path} includes itself ({loop}); remove the --flagfile line that closes the loop")
+    try:
+      lines = path.read_text().splitlines()
+    except OSError as e:
+      raise flags.Error(f"--flagfile={path}: cannot read it ({e.strerror})") from None
+    _check_flagfiles([line.strip() for line in lines], chain=(*chain, key))

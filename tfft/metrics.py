@@ -111,9 +111,11 @@ def write_report(report_dir: pathlib.Path, result: Dict, *, y_true: Sequence[int
   probabilities = np.asarray(probabilities)
   y_pred = probabilities.argmax(axis=-1)
   write_json(report_dir / METRICS_JSON, result)
-  (report_dir / REPORT_TXT).write_text(skm.classification_report(
+  tmp = report_dir / (REPORT_TXT + ".tmp")
+  tmp.write_text(skm.classification_report(
       y_true, y_pred, labels=list(range(len(class_names))), target_names=list(class_names), digits=4,
       zero_division=0))
+  tmp.replace(report_dir / REPORT_TXT)
   plots.plot_confusion_matrix(report_dir / CONFUSION_PNG, np.array(result["confusion_matrix"]), class_names)
   _write_misclassified(report_dir / MISCLASSIFIED_CSV, y_true, probabilities, class_names, inputs, ids)
 
@@ -124,7 +126,8 @@ def _write_misclassified(path: pathlib.Path, y_true, probabilities, class_names,
   confidence = probabilities.max(axis=-1)
   wrong = np.flatnonzero(y_pred != y_true)
   wrong = wrong[np.argsort(-confidence[wrong], kind="stable")][:limit]
-  with path.open("w", newline="", encoding="utf-8") as f:
+  tmp = path.with_name(path.name + ".tmp")
+  with tmp.open("w", newline="", encoding="utf-8") as f:
     writer = csv.writer(f)
     writer.writerow(["id", "input", "true_label", "predicted_label", "confidence", "true_label_probability",
                      "probabilities"])
@@ -132,3 +135,4 @@ def _write_misclassified(path: pathlib.Path, y_true, probabilities, class_names,
       writer.writerow([ids[i], inputs[i], class_names[y_true[i]], class_names[y_pred[i]], f"{confidence[i]:.6f}",
                        f"{probabilities[i, y_true[i]]:.6f}",
                        json.dumps({name: round(float(p), 6) for name, p in zip(class_names, probabilities[i])})])
+  tmp.replace(path)

@@ -14,12 +14,30 @@ from absl import logging
 from tfft import windows
 from tfft.data import image_tensors
 from tfft.data.split import write_labels
+from tfft.testhooks import pause_point
 
 
 def next_version(base: pathlib.Path) -> int:
   """One past the highest integer version directory under `base` (TF Serving serves the highest)."""
   versions = [int(p.name) for p in base.iterdir() if p.is_dir() and p.name.isdigit()] if base.is_dir() else []
   return max(versions, default=0) + 1
+
+
+TMP_PREFIX = ".tmp-"  # TF Serving loads only integer directory names, so it never sees these
+
+
+def _remove_abandoned(base: pathlib.Path):
+  """Removes temporary exports whose writer process is gone (killed mid-export); a live one's is left alone."""
+  for tmp in base.glob(TMP_PREFIX + "*"):
+    pid = tmp.name[len(TMP_PREFIX):].split("-")[0]
+    if not pid.isdigit():
+      continue
+    try:
+      os.kill(int(pid), 0)
+    except ProcessLookupError:
+      shutil.rmtree(tmp, ignore_errors=True)
+    except PermissionError:
+      pass  # another user's live process
 
 
 def _publish(tmp: pathlib.Path, base: pathlib.Path) -> pathlib.Path:
@@ -127,7 +145,8 @@ def write_export(archive: keras.export.ExportArchive, class_names: Sequence[str]
     The version directory.
   """
   export_base.mkdir(parents=True, exist_ok=True)
-  tmp = export_base / f".tmp-{uuid.uuid4().hex}"
+  _remove_abandoned(export_base)
+  tmp = export_base / f"{TMP_PREFIX}{os.getpid()}-{uuid.uuid4().hex}"
   try:
     archive.write_out(str(tmp), verbose=False)
     (tmp / "assets.extra").mkdir()
@@ -135,6 +154,7 @@ def write_export(archive: keras.export.ExportArchive, class_names: Sequence[str]
     (tmp / "assets.extra" / "tfft.json").write_text(json.dumps({**info, **(metadata or {})}))
     if finalize:
       finalize(tmp)
+    pause_point("export")
     path = _publish(tmp, export_base)
   finally:
     shutil.rmtree(tmp, ignore_errors=True)

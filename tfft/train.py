@@ -6,7 +6,7 @@ from absl import app
 
 from tfft import flags as tfft_flags
 from tfft import pipeline
-from tfft.errors import RunFailed, UserError
+from tfft.errors import Preempted, RunFailed, UserError
 
 PROG = "tfft.train"
 
@@ -24,6 +24,9 @@ def main(argv):
   except RunFailed as e:
     print(f"{PROG}: failed: {e}", file=sys.stderr)
     sys.exit(1)
+  except Preempted as e:
+    print(f"{PROG}: stopped: {e}", file=sys.stderr)
+    sys.exit(143)
   print(pipeline.format_summary(result))
 
 

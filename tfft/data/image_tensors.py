@@ -1,6 +1,6 @@
 """From image files or pixels to batches: decode and resize in tf.data, the same ops the export runs in its graph."""
 
-from typing import Optional
+from typing import Optional, Tuple
 
 import numpy as np
 import tensorflow as tf
@@ -28,8 +28,8 @@ def decode(contents, size: int):
 
 
 def make_dataset(examples, labels: np.ndarray, indices: np.ndarray, *, num_classes: int, image_size: int,
-                 batch_size: int, shuffle: bool = False, seed: int = 0,
-                 cache: Optional[bool] = None) -> tf.data.Dataset:
+                 batch_size: int, shuffle: bool = False, seed: int = 0, cache: Optional[bool] = None,
+                 epochs: Optional[Tuple[int, int]] = None) -> tf.data.Dataset:
   """A batched dataset of (float32 [B, size, size, 3] pixels, one-hot labels) for the given example indices.
 
   Files are read and decoded in parallel; the decoded split is cached in memory when it fits, so later epochs
@@ -45,6 +45,8 @@ def make_dataset(examples, labels: np.ndarray, indices: np.ndarray, *, num_class
     shuffle: reshuffle every epoch (training only).
     seed: shuffle seed.
     cache: force caching on or off; None caches when the decoded split fits CACHE_BUDGET_BYTES.
+    epochs: with `shuffle`, (first, stop): those epochs back to back, epoch e shuffled with seed + e, as
+      tfft.data.tensors.per_epoch.
   """
   y = np.eye(num_classes, dtype="float32")[labels[indices]]
   if examples.paths is not None:
@@ -57,6 +59,11 @@ def make_dataset(examples, labels: np.ndarray, indices: np.ndarray, *, num_class
     ds = ds.map(lambda x, t: (resize(x, image_size), t), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
   if cache if cache is not None else len(indices) * image_size * image_size * 3 * 4 <= CACHE_BUDGET_BYTES:
     ds = ds.cache()
+  if shuffle and epochs:
+    from tfft.data import tensors  # pylint: disable=g-import-not-at-top
+    return tensors.per_epoch(lambda s: ds.shuffle(len(indices), seed=s).batch(batch_size), seed=seed,
+                             epochs=epochs)
   if shuffle:
     ds = ds.shuffle(len(indices), seed=seed, reshuffle_each_iteration=True)
-  return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+  from tfft.data import tensors  # pylint: disable=g-import-not-at-top
+  return tensors.shard_by_data(ds.batch(batch_size).prefetch(tf.data.AUTOTUNE))

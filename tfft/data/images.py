@@ -109,17 +109,26 @@ def load_imagedir(root: pathlib.Path, data: DataConfig) -> ImageExamples:
 def load_image_table(path: pathlib.Path, data: DataConfig) -> ImageExamples:
   """Reads image paths (relative to the table's folder, or absolute) and labels from a .csv, .tsv or .jsonl.
 
+  Paths must stay inside the table's folder (symlinks resolved) unless --allow_external_paths.
+
   Raises:
-    UserError: as tfft.data.text.load_table, for an empty path, or when no image decodes.
+    UserError: as tfft.data.text.load_table, for an empty path, a path outside the table's folder, or when no
+      image decodes.
   """
   table = load_table(path, data.dataset, text_column=data.image_column, label_column=data.label_column,
                      text_flag="image_column")
   paths = []
+  root = path.parent.resolve()
   for value, row in zip(table.texts, table.ids):
     if not value.strip():
       raise UserError(f"--dataset={data.dataset}: {row} has no path in column {data.image_column!r}; fill it in")
     image = pathlib.Path(value.strip()).expanduser()
-    paths.append(str(image if image.is_absolute() else path.parent / image))
+    image = image if image.is_absolute() else path.parent / image
+    # A table from elsewhere must not make training read (and the report quote) files outside its folder.
+    if not data.allow_external_paths and not image.resolve().is_relative_to(root):
+      raise UserError(f"--dataset={data.dataset}: {row} names {value.strip()!r}, outside the table's folder {root}; "
+                      "move the images under it, or pass --allow_external_paths if the table is yours")
+    paths.append(str(image))
   # A missing file is a bad file too: check_files reports it by path.
   return check_files(paths, table.labels, table.ids, flag_value=data.dataset, on_bad_file=data.on_bad_file,
                      source=str(path))

@@ -112,3 +112,15 @@ def read_manifest(path: pathlib.Path) -> Dict[str, str]:
   """Reads write_manifest's file back: example id -> split name."""
   with path.open(newline="", encoding="utf-8") as f:
     return {row["id"]: row["split"] for row in csv.DictReader(f)}
+
+
+def cross_split_duplicates(keys: Sequence, split: Dict[str, np.ndarray]) -> List[Sequence[int]]:
+  """Groups of examples with the same key (e.g. the same text or the same file bytes) found in more than one split.
+
+  Such duplicates leak the test split into training, so scores read optimistic. Returns each group's indices.
+  """
+  where = {}
+  for name in SPLITS:
+    for i in split[name]:
+      where.setdefault(keys[i], []).append((name, int(i)))
+  return [[i for _, i in group] for group in where.values() if len({name for name, _ in group}) > 1]

@@ -1,7 +1,8 @@
 """From texts to tensors: tokenize each text once, then batch the cached token ids with tf.data."""
 
+import functools
 import math
-from typing import Dict, Optional, Sequence, Union
+from typing import Dict, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import tensorflow as tf
@@ -53,7 +54,7 @@ def num_batches(features, indices: np.ndarray, *, batch_size: int, padding: str 
 
 def make_dataset(features: Union[Dict[str, np.ndarray], np.ndarray], labels: np.ndarray, indices: np.ndarray, *,
                  num_classes: int, batch_size: int, shuffle: bool = False, seed: int = 0, padding: str = "fixed",
-                 pad_to_multiple_of: int = 16) -> tf.data.Dataset:
+                 pad_to_multiple_of: int = 16, epochs: Optional[Tuple[int, int]] = None) -> tf.data.Dataset:
   """A batched dataset of (features, one-hot labels) for the given example indices.
 
   Args:
@@ -68,12 +69,42 @@ def make_dataset(features: Union[Dict[str, np.ndarray], np.ndarray], labels: np.
       to its longest example rounded up to `pad_to_multiple_of`; "bucket" also batches examples of similar
       length together (one length bucket per `pad_to_multiple_of` tokens).
     pad_to_multiple_of: the rounding of dynamic and bucketed lengths, which bounds the number of shapes.
+    epochs: with `shuffle`, (first, stop): one dataset holding epochs first..stop-1 back to back, epoch e
+      shuffled with seed + e (see per_epoch), so a resumed run sees the same order as an uninterrupted one.
   """
   x = {k: v[indices] for k, v in features.items()} if isinstance(features, dict) else features[indices]
   y = np.eye(num_classes, dtype="float32")[labels[indices]]
   ds = tf.data.Dataset.from_tensor_slices((x, y))
+  if shuffle and epochs:
+    return per_epoch(lambda s: _batched(ds.shuffle(len(indices), seed=s), features, batch_size, padding,
+                                        pad_to_multiple_of), seed=seed, epochs=epochs)
   if shuffle:
     ds = ds.shuffle(len(indices), seed=seed, reshuffle_each_iteration=True)
+  return shard_by_data(_batched(ds, features, batch_size, padding, pad_to_multiple_of).prefetch(tf.data.AUTOTUNE))
+
+
+def per_epoch(epoch_dataset, *, seed: int, epochs: Tuple[int, int]) -> tf.data.Dataset:
+  """Epochs first..stop-1 of `epoch_dataset(shuffle_seed)` back to back, epoch e drawn with seed + e.
+
+  Keras reshuffles a dataset per iterator, so a run resumed at epoch e would replay epoch 0's order; here
+  epoch e's order depends on (seed, e) alone. Fit it with steps_per_epoch, since its length is unknown to tf.data.
+  """
+  first, stop = epochs
+  # One dataset per epoch, chained: Python seeds, since tf.data rejects a tensor seed when the global seed is 0.
+  ds = functools.reduce(lambda a, b: a.concatenate(b),
+                        [epoch_dataset(seed + e) for e in range(first, max(stop, first + 1))])
+  return shard_by_data(ds.prefetch(tf.data.AUTOTUNE))
+
+
+def shard_by_data(ds: tf.data.Dataset) -> tf.data.Dataset:
+  """In a multi-worker job each worker takes its share of every global batch: the data is in memory, not in
+  files that could be split between workers (elsewhere the option does nothing)."""
+  options = tf.data.Options()
+  options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+  return ds.with_options(options)
+
+
+def _batched(ds: tf.data.Dataset, features, batch_size: int, padding: str, pad_to_multiple_of: int):
   maskable = isinstance(features, dict) and "padding_mask" in features
   if padding == "bucket" and maskable:
     full = features["padding_mask"].shape[1]
@@ -88,7 +119,7 @@ def make_dataset(features: Union[Dict[str, np.ndarray], np.ndarray], labels: np.
     if padding == "dynamic" and maskable:
       ds = ds.map(lambda x, y: (trim_to_longest(x, pad_to_multiple_of), y), num_parallel_calls=tf.data.AUTOTUNE,
                   deterministic=True)
-  return ds.prefetch(tf.data.AUTOTUNE)
+  return ds
 
 
 def _trim_example(x: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:

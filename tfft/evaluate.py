@@ -1,12 +1,10 @@
 """Entry point: python -m tfft.evaluate --model=saved_models/NAME/VERSION [--dataset=…] [--split=test]."""
 
-import sys
-
 from absl import app, flags
 
 from tfft import flags as tfft_flags
 from tfft.config import DataConfig
-from tfft.errors import UserError
+from tfft.errors import UserError, run_entry_point
 
 PROG = "tfft.evaluate"
 _SHARED = ("dataset", "text_column", "label_column", "batch_size", "model_dir")
@@ -20,10 +18,7 @@ FLAGS = flags.FLAGS
 
 
 def main(argv):
-  if len(argv) > 1:
-    print(f"{PROG}: error: unexpected arguments {argv[1:]}; every setting is a --flag", file=sys.stderr)
-    sys.exit(2)
-  try:
+  def body():
     if not FLAGS.model:
       raise UserError("--model is required: an export dir (EXPORT_DIR/NAME/VERSION) or a run dir")
     tfft_flags.reject_train_flags(PROG, _SHARED)
@@ -33,11 +28,10 @@ def main(argv):
     result, report_dir = evaluation.evaluate(
         FLAGS.model, model_dir=FLAGS.model_dir if FLAGS["model_dir"].present else None, data=data,
         split=FLAGS.split, report_dir=FLAGS.report_dir, batch_size=FLAGS.batch_size)
-  except UserError as e:
-    print(f"{PROG}: error: {e}", file=sys.stderr)
-    sys.exit(2)
-  print(f"{result['model']} on {result['split']} of {result['dataset']} ({result['num_examples']} examples)\n"
-        f"{metrics.format_table(result)}\nreport:   {report_dir}")
+    return (f"{result['model']} on {result['split']} of {result['dataset']} ({result['num_examples']} examples)\n"
+            f"{metrics.format_table(result)}\nreport:   {report_dir}")
+
+  run_entry_point(PROG, argv, body)
 
 
 def run():

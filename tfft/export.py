@@ -1,11 +1,9 @@
 """Entry point: python -m tfft.export --model_dir=RUN_DIR [--export_dir=… --name=…] [--models_config=BASE_DIR]."""
 
-import sys
-
 from absl import app, flags
 
 from tfft import flags as tfft_flags
-from tfft.errors import RunFailed, UserError
+from tfft.errors import UserError, run_entry_point
 
 PROG = "tfft.export"
 _SHARED = ("model_dir", "export_dir", "name", "warmup")
@@ -19,11 +17,8 @@ FLAGS = flags.FLAGS
 
 
 def main(argv):
-  if len(argv) > 1:
-    print(f"{PROG}: error: unexpected arguments {argv[1:]}; every setting is a --flag", file=sys.stderr)
-    sys.exit(2)
-  lines = []
-  try:
+  def body():
+    lines = []
     tfft_flags.reject_train_flags(PROG, _SHARED)
     if not FLAGS["model_dir"].present and not FLAGS.models_config:
       raise UserError("pass --model_dir=RUN_DIR to re-export a run, and/or --models_config=BASE_DIR")
@@ -40,13 +35,9 @@ def main(argv):
       base = pathlib.Path(FLAGS.models_config).expanduser()
       names = serving_kit.write_models_config(base, serving_base=FLAGS.serving_base)
       lines.append(f"config:   {base / serving_kit.MODELS_CONFIG}  ({', '.join(names)})")
-  except UserError as e:
-    print(f"{PROG}: error: {e}", file=sys.stderr)
-    sys.exit(2)
-  except RunFailed as e:
-    print(f"{PROG}: failed: {e}", file=sys.stderr)
-    sys.exit(1)
-  print("\n".join(lines))
+    return "\n".join(lines)
+
+  run_entry_point(PROG, argv, body)
 
 
 def run():

@@ -1,11 +1,9 @@
 """Entry point: python -m tfft.predict --model=saved_models/NAME/VERSION INPUT… (texts, or image paths and globs)."""
 
-import sys
-
 from absl import app, flags
 
 from tfft import flags as tfft_flags
-from tfft.errors import UserError
+from tfft.errors import UserError, run_entry_point
 
 PROG = "tfft.predict"
 flags.DEFINE_string("model", None, "Export dir (EXPORT_DIR/NAME/VERSION), model base dir (its highest version) or run dir.")
@@ -16,7 +14,7 @@ FLAGS = flags.FLAGS
 
 
 def main(argv):
-  try:
+  def body():
     if not FLAGS.model:
       raise UserError("--model is required: an export dir (EXPORT_DIR/NAME/VERSION) or a run dir")
     if FLAGS.top_k < 1:
@@ -25,10 +23,9 @@ def main(argv):
     from tfft import prediction  # pylint: disable=g-import-not-at-top
     values = prediction.read_inputs(argv[1:], input_file=FLAGS.input_file)
     rows = prediction.predict(FLAGS.model, values, top_k=FLAGS.top_k)
-  except UserError as e:
-    print(f"{PROG}: error: {e}", file=sys.stderr)
-    sys.exit(2)
-  print(prediction.format_json(rows) if FLAGS.format == "json" else prediction.format_table(rows))
+    return prediction.format_json(rows) if FLAGS.format == "json" else prediction.format_table(rows)
+
+  run_entry_point(PROG, argv, body, takes_arguments=True)
 
 
 def run():

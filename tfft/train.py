@@ -1,33 +1,20 @@
 """Entry point: python -m tfft.train --flagfile=configs/quickstart.cfg (fine-tune, evaluate, export)."""
 
-import sys
-
 from absl import app
 
 from tfft import flags as tfft_flags
 from tfft import pipeline
-from tfft.errors import Preempted, RunFailed, UserError
+from tfft.errors import run_entry_point
 
 PROG = "tfft.train"
 
 
 def main(argv):
-  if len(argv) > 1:
-    print(f"{PROG}: error: unexpected arguments {argv[1:]}; every setting is a --flag", file=sys.stderr)
-    sys.exit(2)
-  try:
+  def body():
     config = tfft_flags.config_from_flags()
-    result = pipeline.run(config, flagfile=tfft_flags.serialize())
-  except UserError as e:
-    print(f"{PROG}: error: {e}", file=sys.stderr)
-    sys.exit(2)
-  except RunFailed as e:
-    print(f"{PROG}: failed: {e}", file=sys.stderr)
-    sys.exit(1)
-  except Preempted as e:
-    print(f"{PROG}: stopped: {e}", file=sys.stderr)
-    sys.exit(143)
-  print(pipeline.format_summary(result))
+    return pipeline.format_summary(pipeline.run(config, flagfile=tfft_flags.serialize()))
+
+  run_entry_point(PROG, argv, body)
 
 
 def run():

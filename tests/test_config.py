@@ -34,6 +34,8 @@ BAD = [
     ("data", dict(label_column=""), "--label_column=''"),
     ("model", dict(backbone=""), "--backbone=''"),
     ("model", dict(sequence_length=7), "--sequence_length=7"),
+    ("model", dict(eval_windows=0), "--eval_windows=0"),
+    ("model", dict(train_windows=0), "--train_windows=0"),
     ("model", dict(pooling="max"), "--pooling='max'"),
     ("model", dict(head_units=(64, 0)), "--head_units='64,0'"),
     ("model", dict(head_units=(-1,)), "--head_units='-1'"),

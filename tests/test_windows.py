@@ -58,3 +58,62 @@ def test_windowed_logits_average_the_windows(tiny):
   doc = doc.numpy()
   expected = np.stack([per_window[doc == i].mean(0) for i in range(len(TEXTS))])
   np.testing.assert_allclose(logits, expected, atol=1e-5)
+
+
+def test_window_arrays_batch_like_one_call(tiny):
+  _, pre = tiny
+  features, doc = _features(pre, TEXTS, 3)
+  arrays, doc_arrays = windows.window_arrays(pre, TEXTS, 3, batch_size=2)  # the second batch's indices are offset
+  np.testing.assert_array_equal(doc_arrays, doc.numpy())
+  for name, value in features.items():
+    np.testing.assert_array_equal(arrays[name], value.numpy())
+
+
+def test_train_windows_make_each_window_an_example_of_its_texts_split(tiny_bert_preset):
+  from tfft import config as config_lib
+  from tfft import tasks
+  from tfft.data import text as text_data
+
+  config = config_lib.Config(model=config_lib.ModelConfig(backbone=str(tiny_bert_preset), sequence_length=8,
+                                                          train_windows=2, pooling="mean"),
+                             train=config_lib.TrainConfig(batch_size=2))
+  task = tasks.TextTask(config)
+  task.preprocessor = text_backbones.load_preprocessor(task.spec, 8)
+  texts = TEXTS + ["red blue", "one two three four five six seven eight nine"]
+  examples = text_data.Examples(texts, ["a", "b", "c", "a", "b"], [str(i) for i in range(5)], "test")
+  labels = np.array([0, 1, 2, 0, 1])
+  split = {"train": np.array([0, 3]), "val": np.array([4, 1]), "test": np.array([2])}
+  make = task.dataset_fn(examples, labels, split)
+  unit_labels, unit_split = task.training_units(labels, split)
+  # Windows (6 tokens each, at most 2 per text): text 0 -> 2, 1 -> 1, 2 -> 1, 3 -> 1, 4 -> 2 (the third is cut).
+  assert unit_split["train"].tolist() == [0, 1, 4] and unit_split["val"].tolist() == [2, 5, 6]
+  assert unit_split["test"].tolist() == [3]
+  assert unit_labels.tolist() == [0, 0, 1, 2, 0, 1, 1]
+  batches = list(make("val"))
+  assert [int(y.shape[0]) for _, y in batches] == [2, 1]
+  assert np.concatenate([y.numpy().argmax(1) for _, y in batches]).tolist() == [1, 1, 1]
+  assert task.num_batches(unit_split["train"]) == 2
+
+
+def test_train_on_windows_end_to_end_with_cached_lower_blocks(tiny_bert_preset, tmp_path):
+  """Train on every window through the feature cache (head on pooled vectors, top_k:1 on cached states)."""
+  import json
+
+  from conftest import make_texts, run_tfft, tiny_flags
+
+  root = tmp_path / "long"
+  for i, (text, label) in enumerate(make_texts(8)):
+    (root / label).mkdir(parents=True, exist_ok=True)
+    (root / label / f"{i:03d}.txt").write_text(" ".join([text] * 3))  # 18 words -> 2 windows of 14 at length 16
+  args = tiny_flags(tiny_bert_preset, root, tmp_path, train_windows=2, eval_windows=2, freeze="top_k:1",
+                    epochs=1, cache_features=True)
+  proc = run_tfft("train", args)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  manifest = (tmp_path / "run" / "split_manifest.csv").read_text().splitlines()[1:]
+  texts = {name: sum(line.endswith("," + name) for line in manifest) for name in ("train", "val", "test")}
+  windows_per_split = {name: 2 * n for name, n in texts.items()}  # every text has 2 windows
+  assert f"--train_windows=2: {windows_per_split} windows per split" in proc.stderr
+  metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+  assert metrics["num_examples"] == texts["test"]  # scored per text (its windows averaged), not per window
+  history = (tmp_path / "run" / "history_finetune.csv").read_text().splitlines()
+  assert len(history) == 2, history  # header + one epoch

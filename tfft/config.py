@@ -56,6 +56,7 @@ class ModelConfig:
   backbone: str = "minilm-l6"
   sequence_length: int = 128
   eval_windows: int = 1
+  train_windows: int = 1
   pooling: str = "auto"
   head_units: Tuple[int, ...] = ()
   dropout: float = 0.1
@@ -280,6 +281,8 @@ def validate(config: Config) -> Config:
     _fail("sequence_length", m.sequence_length, "must be at least 8 tokens")
   if m.eval_windows < 1:
     _fail("eval_windows", m.eval_windows, "must be >= 1 (1 reads only the first --sequence_length tokens)")
+  if m.train_windows < 1:
+    _fail("train_windows", m.train_windows, "must be >= 1 (1 trains on the first --sequence_length tokens only)")
   _check_choice("pooling", m.pooling, POOLINGS)
   if any(u <= 0 for u in m.head_units):
     _fail("head_units", ",".join(map(str, m.head_units)), "every hidden head width must be a positive integer")

@@ -47,7 +47,10 @@ flags.DEFINE_string("backbone", _d.model.backbone,
 flags.DEFINE_integer("sequence_length", _d.model.sequence_length, "Tokens per example, [CLS] and [SEP] included.")
 flags.DEFINE_integer("eval_windows", _d.model.eval_windows,
                      "Scoring and the export read up to N windows of --sequence_length tokens per text and average "
-                     "their logits; training and validation use the first window.")
+                     "their logits.")
+flags.DEFINE_integer("train_windows", _d.model.train_windows,
+                     "Training and validation read up to N windows of --sequence_length tokens per text, each window "
+                     "an example with its text's label (1: the first window only). Pair it with --eval_windows.")
 flags.DEFINE_enum("pooling", _d.model.pooling, config_lib.POOLINGS,
                   "How the head sees the sequence: cls token or mean over tokens; auto picks per backbone.")
 flags.DEFINE_list("head_units", list(map(str, _d.model.head_units)),
@@ -157,7 +160,8 @@ def config_from_flags(flag_values=FLAGS) -> config_lib.Config:
           tfds_data_dir=f.tfds_data_dir,
           tfds_split=f.tfds_split),
       model=config_lib.ModelConfig(
-          backbone=f.backbone, sequence_length=f.sequence_length, eval_windows=f.eval_windows, pooling=f.pooling, head_units=head_units,
+          backbone=f.backbone, sequence_length=f.sequence_length, eval_windows=f.eval_windows,
+          train_windows=f.train_windows, pooling=f.pooling, head_units=head_units,
           dropout=f.dropout, l1=f.l1, l2=f.l2, image_size=f.image_size, backbone_weights=f.backbone_weights,
           bn=f.bn, flip=f.flip, rotation=f.rotation, zoom=f.zoom, translation=f.translation, contrast=f.contrast),
       train=config_lib.TrainConfig(

@@ -38,7 +38,7 @@ class RunResult:
 # Flags that fix the split, the model or the data order: an interrupted run resumes only with the same values.
 RESUME_FLAGS = ("dataset", "text_column", "label_column", "image_column", "classes", "val_fraction", "test_fraction",
                 "examples_per_class", "train_examples_per_class", "seed", "backbone", "sequence_length", "pooling",
-                "head_units", "image_size", "freeze", "batch_size", "cache_features", "padding")
+                "train_windows", "head_units", "image_size", "freeze", "batch_size", "cache_features", "padding")
 RUN_FILES = (FLAGFILE, "run_state.json")
 
 
@@ -204,11 +204,14 @@ def run(config: Config, *, flagfile: str, _strategy=None, _scratch: bool = False
 
   batch = config.train.batch_size
   make = task.dataset_fn(examples, labels, split)
+  # What training and validation batch: the examples, or (--train_windows) their windows.
+  unit_labels, unit_split = task.training_units(labels, split)
+  units = {name: len(indices) for name, indices in unit_split.items()}
   padding = {"padding": config.train.padding, "pad_to_multiple_of": config.train.pad_to_multiple_of}
   # Epoch e is shuffled with seed + e, so a resumed phase sees the order an uninterrupted one would.
   train_ds = lambda first, stop: make("train", shuffle=True, seed=config.train.seed, epochs=(first, stop))
   val_ds = make("val")
-  steps_per_epoch = task.num_batches(split["train"])
+  steps_per_epoch = task.num_batches(unit_split["train"])
 
   state = RunState(model_dir)
   top_k = task.cache_top_k()
@@ -231,14 +234,14 @@ def run(config: Config, *, flagfile: str, _strategy=None, _scratch: bool = False
     if plan:
       fit_model, inputs = plan
       cached = lambda name, **kw: tensors.make_dataset(
-          inputs(name), labels[split[name]], np.arange(sizes[name]), num_classes=len(class_names),
+          inputs(name), unit_labels[unit_split[name]], np.arange(units[name]), num_classes=len(class_names),
           batch_size=batch, **{**padding, **kw})
       datasets = {"train_ds": lambda first, stop: cached("train", shuffle=True, seed=config.train.seed,
                                                          epochs=(first, stop)),
                   "val_ds": cached("val"), "fit_model": fit_model}
-      steps = tensors.num_batches(inputs("train"), np.arange(sizes["train"]), batch_size=batch, **padding)
+      steps = tensors.num_batches(inputs("train"), np.arange(units["train"]), batch_size=batch, **padding)
     result = training.run_phase(model, backbone, phase, steps_per_epoch=steps,
-                                examples_per_epoch=sizes["train"], train=config.train,
+                                examples_per_epoch=units["train"], train=config.train,
                                 model_dir=model_dir, strategy=strategy, blocks=blocks, **datasets)
     result.seconds = time.perf_counter() - start
     pause_point(f"phase_fitted:{phase.name}")

@@ -29,7 +29,7 @@ class TextTask:
     self.config = config
     self.spec = text_backbones.resolve(config.model.backbone)
     self.pooling = self.spec.default_pooling if config.model.pooling == "auto" else config.model.pooling
-    self.backbone = self.blocks = self.preprocessor = self._features = None
+    self.backbone = self.blocks = self.preprocessor = self._features = self._units = None
 
   def load_examples(self) -> text_data.Examples:
     """Raises: UserError for a bad source or --classes."""
@@ -77,14 +77,33 @@ class TextTask:
     return None if t.padding == "fixed" else t.pad_to_multiple_of
 
   def dataset_fn(self, examples, labels: np.ndarray, split) -> Callable:
-    """Tokenizes every text once; returns make(split_name, shuffle=False, seed=0) -> batched tf.data.Dataset."""
+    """Tokenizes every text once; returns make(split_name, shuffle=False, seed=0) -> batched tf.data.Dataset.
+
+    With --train_windows=N > 1, the examples of training and validation are the texts' windows (see
+    training_units); scoring still reads whole texts through predict_logits.
+    """
     from tfft.data import tensors  # pylint: disable=g-import-not-at-top
-    self._features = tensors.tokenize(self.preprocessor, examples.texts)
+    windows = self.config.model.train_windows
+    if windows > 1:
+      from tfft import windows as windows_lib  # pylint: disable=g-import-not-at-top
+      self._features, doc = windows_lib.window_arrays(self.preprocessor, examples.texts, windows)
+      self._units = labels[doc], {name: np.flatnonzero(np.isin(doc, indices)) for name, indices in split.items()}
+      logging.info("--train_windows=%d: %s windows per split", windows,
+                   {name: len(indices) for name, indices in self._units[1].items()})
+    else:
+      self._features = tensors.tokenize(self.preprocessor, examples.texts)
+      self._units = labels, split
+    unit_labels, unit_split = self._units
     num_classes = int(labels.max()) + 1
     t = self.config.train
     return lambda name, **kw: tensors.make_dataset(
-        self._features, labels, split[name], num_classes=num_classes, batch_size=t.batch_size,
+        self._features, unit_labels, unit_split[name], num_classes=num_classes, batch_size=t.batch_size,
         **{"padding": t.padding, "pad_to_multiple_of": t.pad_to_multiple_of, **kw})
+
+  def training_units(self, labels: np.ndarray, split):
+    """(labels, split) of what training and validation see, after dataset_fn: the texts themselves, or with
+    --train_windows > 1 their windows (each with its text's label; a text's windows stay in its split)."""
+    return self._units
 
   def num_batches(self, indices: np.ndarray) -> int:
     """Training batches per epoch (length bucketing leaves a partial batch per bucket)."""
@@ -188,6 +207,10 @@ class ImageTask:
 
   def num_batches(self, indices: np.ndarray) -> int:
     return math.ceil(len(indices) / self.config.train.batch_size)
+
+  def training_units(self, labels: np.ndarray, split):
+    """Training and validation see the images themselves."""
+    return labels, split
 
   def run_data(self, examples, labels, split, class_names):
     """The report's view: each image as its file path, or, for images held in memory, as PNG bytes."""

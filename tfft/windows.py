@@ -37,6 +37,23 @@ def window_features(preprocessor, texts, max_windows: int):
   return features, doc
 
 
+def window_arrays(preprocessor, texts, max_windows: int, *, batch_size: int = 256):
+  """window_features over a list of texts, a batch at a time, as numpy arrays.
+
+  Returns:
+    (features, doc): the packed features of every window (dicts of arrays), and the index into `texts` of the
+    text each window came from (non-decreasing: a text's windows are adjacent and in order).
+  """
+  fn = tf.function(lambda t: window_features(preprocessor, t, max_windows),
+                   input_signature=[tf.TensorSpec([None], tf.string)])
+  parts, docs = [], []
+  for start in range(0, len(texts), batch_size):
+    features, doc = fn(tf.constant(list(texts[start:start + batch_size]), tf.string))
+    parts.append({name: value.numpy() for name, value in features.items()})
+    docs.append(doc.numpy() + start)
+  return {name: np.concatenate([p[name] for p in parts]) for name in parts[0]}, np.concatenate(docs)
+
+
 def windowed_logits(model, preprocessor, texts, max_windows: int, pad_to_multiple_of: Optional[int] = None):
   """Logits per text: the mean of the model's logits over the text's windows.
 

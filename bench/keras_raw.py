@@ -4,6 +4,7 @@ No tfft code: this is what a user would write by hand. Prints one JSON line with
 throughput (the last epoch; the first one pays for tracing).
 
 Usage: python bench/keras_raw.py DATA.jsonl BACKBONE_DIR --precision=float32 --epochs=2 --batch_size=32 --seq=128
+       [--profile_dir=DIR --profile_batches=3,5]
 """
 
 import argparse
@@ -41,6 +42,9 @@ def main():
   parser.add_argument("--epochs", type=int, default=2)
   parser.add_argument("--batch_size", type=int, default=32)
   parser.add_argument("--seq", type=int, default=128)
+  parser.add_argument("--steps_per_execution", type=int, default=1)
+  parser.add_argument("--profile_dir", default="", help="trace --profile_batches with the TF profiler into this dir")
+  parser.add_argument("--profile_batches", default="3,5", help="FIRST,LAST batch to trace (counted across epochs)")
   args = parser.parse_args()
 
   import keras
@@ -62,11 +66,16 @@ def main():
   logits = keras.layers.Dense(len(names), dtype="float32")(keras.layers.Dropout(0.1)(pooled))
   model = keras.Model(inputs, logits)
   model.compile(optimizer=keras.optimizers.AdamW(5e-5), metrics=["accuracy"],
-                loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+                loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                steps_per_execution=args.steps_per_execution)
   timer = EpochTimer(keras)
-  model.fit(x, y, batch_size=args.batch_size, epochs=args.epochs, shuffle=True, verbose=0, callbacks=[timer.callback])
+  callbacks = [timer.callback]
+  if args.profile_dir:
+    first, last = (int(b) for b in args.profile_batches.split(","))
+    callbacks.append(keras.callbacks.TensorBoard(args.profile_dir, profile_batch=(first, last)))
+  model.fit(x, y, batch_size=args.batch_size, epochs=args.epochs, shuffle=True, verbose=0, callbacks=callbacks)
   print(json.dumps({"examples_per_sec": len(rows) / timer.seconds[-1], "epoch_seconds": timer.seconds,
-                    "examples": len(rows)}))
+                    "examples": len(rows), "steps": int(model.optimizer.iterations.numpy())}))
 
 
 if __name__ == "__main__":

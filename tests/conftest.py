@@ -85,12 +85,14 @@ def run_tfft(module: str, args, *, cwd=None, timeout=600):
 def tiny_run(tiny_bert_preset, tiny_textdir, tmp_path_factory):
   """One finished tiny train run shared by the CLI, report and serving tests: (tmp dir, CompletedProcess).
 
-  TMP/tiny.cfg is its flagfile, TMP/run its run dir, TMP/exports/tiny/1 its export. Tests that export again
+  TMP/tiny.cfg is its flagfile, TMP/run its run dir, TMP/exports/tiny/1 its export; batches 2-3 of each phase
+  are traced with the profiler. Tests that export again
   write elsewhere, so this export stays version 1.
   """
   tmp = tmp_path_factory.mktemp("cli")
   flagfile = tmp / "tiny.cfg"
-  flagfile.write_text("\n".join(tiny_flags(tiny_bert_preset, tiny_textdir, tmp, eval_windows=2)) + "\n")
+  flagfile.write_text("\n".join(tiny_flags(tiny_bert_preset, tiny_textdir, tmp, eval_windows=2,
+                                            profile_batches="2,3")) + "\n")
   proc = run_tfft("train", [f"--flagfile={flagfile}"])
   assert proc.returncode == 0, proc.stderr[-3000:]
   return tmp, proc

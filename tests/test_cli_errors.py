@@ -163,7 +163,7 @@ CASES = {
     "empty-text": (lambda c: c.text(dataset=c.table(_rows() + ['"  ",a'])), ["row:13", "empty text"]),
     "unknown-dataset-kind": (lambda c: c.text(dataset="parquet:/x"), ["--dataset='parquet:/x'", "textdir:PATH"]),
     # Images.
-    "corrupt-image": (lambda c: _image_folder(c, "corrupt"), ["broken.png is not a decodable image"]),
+    "corrupt-image": (lambda c: _image_folder(c, "corrupt"), ["broken.png is not a decodable image (Invalid PNG data"]),
     "empty-image-class": (lambda c: _image_folder(c, "empty_class"), ["class folder", "b is empty"]),
     "no-images": (lambda c: _image_folder(c, "no_images"), ["no decodable images"]),
     "csv-path-outside-root": (_escaping_csv, ["'../../etc/passwd', outside the table's folder",
@@ -172,6 +172,10 @@ CASES = {
     "image-size-too-small": (lambda c: c.image(backbone="inceptionv3", image_size=32),
                              ["--image_size=32 is too small for --backbone=inceptionv3", "at least 75"]),
     "mismatched-weights-file": (_wrong_weights, ["does not fit --backbone=tiny_cnn"]),
+    "text-flag-on-images": (lambda c: c.image(sequence_length=256),
+                            ["--sequence_length=256", "applies to text datasets only", "drop it for images"]),
+    "image-flag-on-text": (lambda c: c.text(image_size=64),
+                           ["--image_size=64", "applies to image datasets only", "drop it for text"]),
     # Models.
     "unknown-backbone": (lambda c: c.text(backbone="no_such_backbone"), ["--backbone=no_such_backbone",
                                                                           "not a known backbone"]),

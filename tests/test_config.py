@@ -2,6 +2,7 @@
 
 import dataclasses
 import math
+import re
 
 import pytest
 
@@ -75,6 +76,9 @@ BAD = [
     ("train", dict(steps_per_execution=0), "--steps_per_execution=0"),
     ("train", dict(padding="none"), "--padding='none'"),
     ("train", dict(pad_to_multiple_of=0), "--pad_to_multiple_of=0"),
+    ("train", dict(profile_batches=(5, 3)), "--profile_batches='5,3'"),
+    ("train", dict(profile_batches=(0, 2)), "--profile_batches='0,2'"),
+    ("train", dict(profile_batches=(3,)), "--profile_batches='3'"),
     ("run", dict(model_dir=""), "--model_dir=''"),
     ("run", dict(export_dir=""), "--export_dir=''"),
     ("run", dict(name=""), "--name=''"),
@@ -254,3 +258,18 @@ def test_column_names_with_surrounding_spaces_are_rejected(flag):
   # absl strips flagfile lines, so such a value could not survive flags.cfg; headers are stripped instead.
   with pytest.raises(UserError, match=f"^--{flag}=' Text '"):
     config.validate(config.Config(data=dataclasses.replace(config.DataConfig(), **{flag: " Text "})))
+
+
+@pytest.mark.parametrize("dataset,model,prefix,says", [
+    ("bbc_news", dict(image_size=32), "--image_size=32", "applies to image datasets only"),
+    ("bbc_news", dict(flip="horizontal"), "--flip='horizontal'", "applies to image datasets only"),
+    ("digits", dict(sequence_length=256), "--sequence_length=256", "applies to text datasets only"),
+    ("digits", dict(eval_windows=2), "--eval_windows=2", "applies to text datasets only"),
+    ("digits", dict(train_windows=2), "--train_windows=2", "applies to text datasets only"),
+    ("digits", dict(pooling="cls"), "--pooling='cls'", "applies to text datasets only"),
+])
+def test_a_flag_of_the_other_modality_is_an_error_not_ignored(dataset, model, prefix, says):
+  c = config.Config(data=config.DataConfig(dataset=dataset), model=config.ModelConfig(backbone="tiny_cnn", **model))
+  with pytest.raises(UserError, match="^" + re.escape(prefix) + ".*" + re.escape(says)):
+    config.validate(c)
+  config.validate(dataclasses.replace(c, model=config.ModelConfig(backbone="tiny_cnn")))  # the defaults pass

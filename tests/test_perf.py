@@ -112,3 +112,19 @@ def test_throughput_is_logged_per_epoch():
   assert len(history.history["examples_per_sec"]) == 2
   assert all(v > 0 for v in history.history["examples_per_sec"])
   assert all(s > 0 for s in history.history["train_seconds"])
+
+
+def test_profile_batches_trace_each_phase_and_the_summary_reads_the_trace(tiny_run):
+  import importlib.util
+
+  from conftest import REPO
+  tmp, _ = tiny_run
+  spec = importlib.util.spec_from_file_location("profile_summary", REPO / "bench" / "profile_summary.py")
+  profile_summary = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(profile_summary)
+  for phase in ("head", "finetune"):
+    summary = profile_summary.summarize(tmp / "run" / "logs" / phase)
+    assert summary["traces"] and summary["op_seconds"] > 0, summary
+    ops = {row["op"] for row in summary["top_ops"]}
+    assert any(profile_summary.MATMUL.search(op) for op in ops), ops  # the Dense layers' matmuls were traced
+    assert 0 < summary["matmul_share"] <= 1

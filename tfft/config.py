@@ -126,6 +126,7 @@ class TrainConfig:
   steps_per_execution: int = 1
   padding: str = "dynamic"
   pad_to_multiple_of: int = 16
+  profile_batches: Tuple[int, ...] = ()  # (first, last) training batches of each phase to trace; () traces none
 
 
 @dataclasses.dataclass(frozen=True)
@@ -308,6 +309,13 @@ def validate(config: Config) -> Config:
       if value != default:
         _fail(flag, value, "applies to image datasets only (imagedir:, tfds:, digits, csv: with --image_column); "
               "drop it for text")
+  else:
+    for flag, value, default in (("sequence_length", m.sequence_length, ModelConfig.sequence_length),
+                                 ("eval_windows", m.eval_windows, 1), ("train_windows", m.train_windows, 1),
+                                 ("pooling", m.pooling, "auto")):
+      if value != default:
+        _fail(flag, value, "applies to text datasets only (bbc_news, textdir:, csv: without --image_column); "
+              "drop it for images")
 
   if t.batch_size <= 0:
     _fail("batch_size", t.batch_size, "must be a positive integer (it is the global batch)")
@@ -364,6 +372,9 @@ def validate(config: Config) -> Config:
   _check_choice("padding", t.padding, PADDINGS)
   if t.pad_to_multiple_of < 1:
     _fail("pad_to_multiple_of", t.pad_to_multiple_of, "must be >= 1 (1 pads each batch to its longest text)")
+  if t.profile_batches and not (len(t.profile_batches) == 2 and 1 <= t.profile_batches[0] <= t.profile_batches[1]):
+    _fail("profile_batches", ",".join(map(str, t.profile_batches)),
+          "must be FIRST,LAST with 1 <= FIRST <= LAST, e.g. 3,5 (leave the first batches out: they trace the graph)")
 
   if not r.model_dir:
     _fail("model_dir", r.model_dir, "must name the run directory")

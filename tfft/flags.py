@@ -120,6 +120,10 @@ flags.DEFINE_enum("padding", _d.train.padding, config_lib.PADDINGS,
 flags.DEFINE_integer("pad_to_multiple_of", _d.train.pad_to_multiple_of,
                      "dynamic/bucket padding: round each batch's length up to a multiple of this, which bounds "
                      "the number of shapes the graph is traced for.")
+flags.DEFINE_list("profile_batches", [str(b) for b in _d.train.profile_batches],
+                  "FIRST,LAST: trace these training batches of each phase with the TensorFlow profiler, into "
+                  "MODEL_DIR/logs/PHASE (TensorBoard's Profile tab; bench/profile_summary.py prints the time per op). "
+                  "Empty: no tracing.")
 flags.DEFINE_integer("seed", _d.train.seed, "Seed for the split, the initialisation and the shuffling.")
 
 # Outputs.
@@ -151,6 +155,11 @@ def config_from_flags(flag_values=FLAGS) -> config_lib.Config:
   except ValueError:
     raise config_lib.UserError(
         f"--head_units={','.join(f.head_units)!r}: must be comma-separated integers, e.g. 256 or 512,128") from None
+  try:
+    profile_batches = tuple(int(b) for b in f.profile_batches if b.strip())
+  except ValueError:
+    raise config_lib.UserError(
+        f"--profile_batches={','.join(f.profile_batches)!r}: must be FIRST,LAST batch numbers, e.g. 3,5") from None
   cfg = config_lib.Config(
       data=config_lib.DataConfig(
           dataset=f.dataset, text_column=f.text_column, label_column=f.label_column,
@@ -167,13 +176,15 @@ def config_from_flags(flag_values=FLAGS) -> config_lib.Config:
       train=config_lib.TrainConfig(
           batch_size=f.batch_size, head_epochs=f.head_epochs, head_learning_rate=f.head_learning_rate,
           epochs=f.epochs, learning_rate=f.learning_rate, warmup_fraction=f.warmup_fraction,
-          cache_features=f.cache_features, freeze=config_lib.parse_freeze(f.freeze), optimizer=f.optimizer, weight_decay=f.weight_decay,
+          cache_features=f.cache_features, freeze=config_lib.parse_freeze(f.freeze), optimizer=f.optimizer,
+          weight_decay=f.weight_decay,
           momentum=f.momentum, clipnorm=f.clipnorm, lr_schedule=f.lr_schedule, lr_decay_rate=f.lr_decay_rate,
           lr_alpha=f.lr_alpha, lr_restart_epochs=f.lr_restart_epochs, label_smoothing=f.label_smoothing,
           monitor=f.monitor, early_stopping_patience=f.early_stopping_patience, strategy=f.strategy,
           tpu=f.tpu, worker_hosts=tuple(h.strip() for h in f.worker_hosts if h.strip()),
           task_index=f.task_index, seed=f.seed, mixed_precision=f.mixed_precision, jit_compile=f.jit_compile,
-          steps_per_execution=f.steps_per_execution, padding=f.padding, pad_to_multiple_of=f.pad_to_multiple_of),
+          steps_per_execution=f.steps_per_execution, padding=f.padding, pad_to_multiple_of=f.pad_to_multiple_of,
+          profile_batches=profile_batches),
       run=config_lib.RunConfig(
           model_dir=f.model_dir, export_dir=f.export_dir, name=f.name, overwrite=f.overwrite),
       report=config_lib.ReportConfig(

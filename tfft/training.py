@@ -302,7 +302,7 @@ def _truncate_history(path: pathlib.Path, epochs: int):
 
 
 def _callbacks(phase: Phase, *, model_dir: pathlib.Path, monitor: str, patience: int, best_path: pathlib.Path,
-               examples_per_epoch: int, preemption: Preemption):
+               examples_per_epoch: int, preemption: Preemption, profile_batches=()):
   mode = "min" if monitor.endswith("loss") else "max"
   backup_dir = model_dir / "backup" / phase.name
   best = BestCheckpoint(best_path, monitor, mode)
@@ -315,7 +315,7 @@ def _callbacks(phase: Phase, *, model_dir: pathlib.Path, monitor: str, patience:
       best,
       LearningRateLogger(),
       keras.callbacks.CSVLogger(str(model_dir / f"history_{phase.name}.csv"), append=True),
-      keras.callbacks.TensorBoard(log_dir=str(model_dir / "logs" / phase.name)),
+      keras.callbacks.TensorBoard(log_dir=str(model_dir / "logs" / phase.name), profile_batch=profile_batches or 0),
       *([stopper] if stopper else []),
       backup,  # last: it commits the epoch with the state the others reached
   ]
@@ -375,7 +375,8 @@ def run_phase(model: keras.Model, backbone, phase: Phase, *, train_ds, val_ds, s
   preemption = Preemption()
   callbacks, backup = _callbacks(phase, model_dir=model_dir, monitor=train.monitor,
                                  patience=train.early_stopping_patience, best_path=best_path,
-                                 examples_per_epoch=examples_per_epoch, preemption=preemption)
+                                 examples_per_epoch=examples_per_epoch, preemption=preemption,
+                                 profile_batches=train.profile_batches)
   with strategy.scope():
     first = backup.restore(fit_model)
   _truncate_history(model_dir / f"history_{phase.name}.csv", first)

@@ -3,6 +3,7 @@
 import concurrent.futures
 import dataclasses
 import pathlib
+import re
 from typing import List, Optional, Sequence
 
 import numpy as np
@@ -10,7 +11,7 @@ from absl import logging
 
 from tfft.config import DataConfig, split_dataset_spec
 from tfft.data.split import select_classes
-from tfft.data.text import load_table, natural_key, sorted_class_names
+from tfft.data.text import class_folder_files, load_table, natural_key, sorted_class_names
 from tfft.errors import UserError
 
 
@@ -45,7 +46,8 @@ def _decodes(path: str) -> Optional[str]:
     tf.io.decode_image(tf.io.read_file(path), channels=3, expand_animations=False)
     return None
   except (tf.errors.OpError, OSError) as e:
-    return (e.message if hasattr(e, "message") else str(e)).splitlines()[0][:120]
+    message = (e.message if hasattr(e, "message") else str(e)).splitlines()[0]
+    return re.sub(r"\{\{function_node [^}]*\}\}", "", message).strip()[:120]  # TF's op-location prefix
 
 
 def check_files(paths: Sequence[str], labels: Sequence[str], ids: Sequence[str], *, flag_value: str,
@@ -82,23 +84,10 @@ def load_imagedir(root: pathlib.Path, data: DataConfig) -> ImageExamples:
     what = "is a file" if root.exists() else "does not exist"
     raise UserError(f"--dataset={flag_value}: {root} {what}; point it at a folder with one subfolder of images "
                     "per class")
-  class_dirs = sorted((p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")),
-                      key=lambda p: natural_key(p.name))
-  if not class_dirs:
-    loose = any(p.is_file() for p in root.iterdir())
-    hint = " (its images lie loose in it)" if loose else ""
-    raise UserError(f"--dataset={flag_value}: {root} has no class subfolders{hint}; put each class's images in "
-                    "ROOT/<class>/")
-  paths, labels, ids = [], [], []
-  for class_dir in class_dirs:
-    files = sorted(p for p in class_dir.rglob("*") if p.is_file() and not p.name.startswith("."))
-    if not files:
-      raise UserError(f"--dataset={flag_value}: class folder {class_dir} is empty; add images or remove it")
-    for path in files:
-      paths.append(str(path))
-      labels.append(class_dir.name)
-      ids.append(path.relative_to(root).as_posix())
-  examples = check_files(paths, labels, ids, flag_value=flag_value, on_bad_file=data.on_bad_file, source=str(root))
+  found = class_folder_files(root, flag_value, noun="images", add="images")
+  labels, files, ids = (list(column) for column in zip(*found))
+  examples = check_files([str(f) for f in files], labels, ids, flag_value=flag_value, on_bad_file=data.on_bad_file,
+                         source=str(root))
   empty = sorted(set(labels) - set(examples.labels), key=natural_key)
   if empty:
     raise UserError(f"--dataset={flag_value}: class folder {root / empty[0]} holds no decodable image; add images "

@@ -63,6 +63,29 @@ def _read_text_file(path: pathlib.Path) -> str:
     return data.decode("latin-1")
 
 
+def class_folder_files(root: pathlib.Path, flag_value: str, *, noun: str, add: str):
+  """(class name, path, id) of every file in ROOT/<class>/ (any depth), classes in natural order.
+
+  Hidden files and folders are skipped; the id is the path relative to ROOT.
+
+  Raises:
+    UserError: for no class subfolders, or an empty class folder; `noun` and `add` name what belongs there.
+  """
+  class_dirs = sorted((p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")),
+                      key=lambda p: natural_key(p.name))
+  if not class_dirs:
+    hint = f" (its {noun} lie loose in it)" if any(p.is_file() for p in root.iterdir()) else ""
+    raise UserError(f"--dataset={flag_value}: {root} has no class subfolders{hint}; put each class's {noun} in "
+                    "ROOT/<class>/")
+  found = []
+  for class_dir in class_dirs:
+    files = sorted(p for p in class_dir.rglob("*") if p.is_file() and not p.name.startswith("."))
+    if not files:
+      raise UserError(f"--dataset={flag_value}: class folder {class_dir} is empty; add {add} or remove it")
+    found += [(class_dir.name, path, path.relative_to(root).as_posix()) for path in files]
+  return found
+
+
 def load_textdir(root: pathlib.Path, flag_value: str) -> Examples:
   """Reads one text file per example from ROOT/<class>/<file>.
 
@@ -74,19 +97,11 @@ def load_textdir(root: pathlib.Path, flag_value: str) -> Examples:
   if not root.is_dir():
     raise UserError(f"--dataset={flag_value}: {root} is a file; textdir: wants a folder with one subfolder per class "
                     "(use csv: for a table)")
-  class_dirs = sorted((p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")),
-                      key=lambda p: natural_key(p.name))
-  if not class_dirs:
-    raise UserError(f"--dataset={flag_value}: {root} has no class subfolders; put each class's files in ROOT/<class>/")
   texts, labels, ids = [], [], []
-  for class_dir in class_dirs:
-    files = sorted(p for p in class_dir.rglob("*") if p.is_file() and not p.name.startswith("."))
-    if not files:
-      raise UserError(f"--dataset={flag_value}: class folder {class_dir} is empty; add examples or remove it")
-    for path in files:
-      texts.append(_read_text_file(path))
-      labels.append(class_dir.name)
-      ids.append(path.relative_to(root).as_posix())
+  for label, path, example_id in class_folder_files(root, flag_value, noun="files", add="examples"):
+    texts.append(_read_text_file(path))
+    labels.append(label)
+    ids.append(example_id)
   return Examples(texts, labels, ids, source=str(root))
 
 

@@ -128,3 +128,50 @@ def test_profile_batches_trace_each_phase_and_the_summary_reads_the_trace(tiny_r
     ops = {row["op"] for row in summary["top_ops"]}
     assert any(profile_summary.MATMUL.search(op) for op in ops), ops  # the Dense layers' matmuls were traced
     assert 0 < summary["matmul_share"] <= 1
+
+
+def _masks(lengths, full):
+  return {"padding_mask": np.array([[1] * n + [0] * (full - n) for n in lengths], dtype=bool)}
+
+
+def test_dynamic_cut_counts_the_token_positions_trimming_drops():
+  features = _masks([5] * 8 + [40] * 8, 64)
+  # Batches of 8 in one shuffled order: a batch of short texts keeps 16 positions a row, any batch with a long
+  # one keeps 48; so the cut is 1 - kept / (16 * 64) whatever the order.
+  cut = tensors.dynamic_cut(features, np.arange(16), batch_size=8, pad_to_multiple_of=16, seed=3)
+  order = tensors.lengths(features)[np.random.default_rng(3).permutation(16)]
+  kept = sum(8 * (48 if batch.max() > 16 else 16) for batch in (order[:8], order[8:]))
+  assert cut == pytest.approx(1 - kept / (16 * 64))
+  assert tensors.dynamic_cut(_masks([64] * 4, 64), np.arange(4), batch_size=2, pad_to_multiple_of=16) == 0.0
+
+
+@pytest.mark.parametrize("lengths,precision,expected", [
+    ([128] * 32, "float32", "fixed"),           # full-length texts: nothing to cut
+    ([10] * 31 + [128], "float32", "fixed"),    # one long text in the only batch keeps it full length
+    ([10] * 32, "float32", "dynamic"),          # 16 of 128 positions kept
+    ([50] * 32, "float32", "dynamic"),          # 64 of 128 kept: a 50% cut pays in fp32 ...
+    ([50] * 32, "mixed_bfloat16", "fixed"),     # ... not in bf16, where tf.einsum costs 2.8x
+])
+def test_auto_padding_picks_dynamic_only_where_the_cut_pays(lengths, precision, expected):
+  cut = tensors.dynamic_cut(_masks(lengths, 128), np.arange(len(lengths)), batch_size=32, pad_to_multiple_of=16)
+  assert tensors.auto_padding(cut, precision) == expected
+
+
+def test_text_task_resolves_auto_padding_from_its_training_texts(tiny_bert_preset):
+  from tfft import config as config_lib
+  from tfft import tasks
+  from tfft.data import text as text_data
+
+  def resolved(texts):
+    config = config_lib.Config(model=config_lib.ModelConfig(backbone=str(tiny_bert_preset), sequence_length=SEQ,
+                                                            pooling="mean"),
+                               train=config_lib.TrainConfig(batch_size=4, pad_to_multiple_of=8))
+    task = tasks.TextTask(config)
+    task.preprocessor = text_backbones.load_preprocessor(task.spec, SEQ)
+    examples = text_data.Examples(texts, ["a"] * len(texts), [str(i) for i in range(len(texts))], "test")
+    split = {"train": np.arange(len(texts)), "val": np.arange(0), "test": np.arange(0)}
+    task.dataset_fn(examples, np.zeros(len(texts), dtype=int), split)
+    return task.config.train.padding
+
+  assert resolved(["cat dog"] * 8) == "dynamic"
+  assert resolved([" ".join(["cat"] * 40)] * 8) == "fixed"

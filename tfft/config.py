@@ -13,7 +13,7 @@ LR_SCHEDULES = ("constant", "exponential", "cosine", "cosine_restarts", "linear"
 STRATEGIES = ("auto", "default", "one_device", "mirrored", "multi_worker_mirrored", "tpu")
 MONITORS = ("val_accuracy", "val_loss")
 PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
-PADDINGS = ("fixed", "dynamic", "bucket")
+PADDINGS = ("auto", "fixed", "dynamic", "bucket")
 BASELINES = ("auto", "none")
 # Every scalar the report holds, so --min_metric can gate on any of them. All lie in [0, 1]. top_k needs more than k
 # classes; roc_auc and pr_auc are reported for binary tasks only.
@@ -124,7 +124,7 @@ class TrainConfig:
   mixed_precision: str = "float32"
   jit_compile: bool = False
   steps_per_execution: int = 1
-  padding: str = "dynamic"
+  padding: str = "auto"  # fixed or dynamic, from the texts' lengths (tfft.data.tensors.auto_padding)
   pad_to_multiple_of: int = 16
   profile_batches: Tuple[int, ...] = ()  # (first, last) training batches of each phase to trace; () traces none
 

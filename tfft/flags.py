@@ -116,7 +116,9 @@ flags.DEFINE_integer("steps_per_execution", _d.train.steps_per_execution,
 flags.DEFINE_enum("padding", _d.train.padding, config_lib.PADDINGS,
                   "fixed: every batch is --sequence_length tokens. dynamic: each batch is cut to its longest "
                   "text, rounded up to --pad_to_multiple_of (same results, less compute on short texts). bucket: "
-                  "also groups texts of similar length into batches (faster still; changes batch composition).")
+                  "also groups texts of similar length into batches (faster still; changes batch composition). "
+                  "auto: dynamic when it would cut enough tokens to pay for the unknown-length graph it needs, "
+                  "else fixed (same results either way).")
 flags.DEFINE_integer("pad_to_multiple_of", _d.train.pad_to_multiple_of,
                      "dynamic/bucket padding: round each batch's length up to a multiple of this, which bounds "
                      "the number of shapes the graph is traced for.")

@@ -207,7 +207,8 @@ def run(config: Config, *, flagfile: str, _strategy=None, _scratch: bool = False
   # What training and validation batch: the examples, or (--train_windows) their windows.
   unit_labels, unit_split = task.training_units(labels, split)
   units = {name: len(indices) for name, indices in unit_split.items()}
-  padding = {"padding": config.train.padding, "pad_to_multiple_of": config.train.pad_to_multiple_of}
+  # After dataset_fn, which resolves --padding=auto for text.
+  padding = {"padding": task.config.train.padding, "pad_to_multiple_of": config.train.pad_to_multiple_of}
   # Epoch e is shuffled with seed + e, so a resumed phase sees the order an uninterrupted one would.
   train_ds = lambda first, stop: make("train", shuffle=True, seed=config.train.seed, epochs=(first, stop))
   val_ds = make("val")

@@ -79,6 +79,8 @@ class TextTask:
   def dataset_fn(self, examples, labels: np.ndarray, split) -> Callable:
     """Tokenizes every text once; returns make(split_name, shuffle=False, seed=0) -> batched tf.data.Dataset.
 
+    Resolves --padding=auto (tensors.auto_padding) in self.config: read `self.config.train.padding` after this.
+
     With --train_windows=N > 1, the examples of training and validation are the texts' windows (see
     training_units); scoring still reads whole texts through predict_logits.
     """
@@ -94,8 +96,15 @@ class TextTask:
       self._features = tensors.tokenize(self.preprocessor, examples.texts)
       self._units = labels, split
     unit_labels, unit_split = self._units
-    num_classes = int(labels.max()) + 1
     t = self.config.train
+    if t.padding == "auto":
+      cut = tensors.dynamic_cut(self._features, unit_split["train"], batch_size=t.batch_size,
+                                pad_to_multiple_of=t.pad_to_multiple_of, seed=t.seed)
+      t = dataclasses.replace(t, padding=tensors.auto_padding(cut, t.mixed_precision))
+      self.config = dataclasses.replace(self.config, train=t)
+      logging.info("--padding=auto: %s (dynamic padding would cut %.0f%% of the training token positions)",
+                   t.padding, 100 * cut)
+    num_classes = int(labels.max()) + 1
     return lambda name, **kw: tensors.make_dataset(
         self._features, unit_labels, unit_split[name], num_classes=num_classes, batch_size=t.batch_size,
         **{"padding": t.padding, "pad_to_multiple_of": t.pad_to_multiple_of, **kw})

@@ -6,6 +6,9 @@ Writes JPEGs (scikit-learn's digits upscaled to 256x256 with noise, RGB) to a te
   pass decodes every file), followed by the same augmentation layers tfft puts in the model, run with
   training=True inside tf.data; also without the augmentation (read + decode + resize alone), and a second
   pass over the cached pipeline (what later epochs cost: the decoded images come from tf.data's cache);
+- augmentation alone on decoded batches: tfft's layers (flips, rotation, zoom and shift as one warp, then contrast)
+  against the Keras preprocessing layers they replace (RandomFlip, RandomRotation, RandomZoom, RandomTranslation,
+  RandomContrast) with the same ranges;
 - train step: model.fit of --backbone (weights none) with tfft's head on in-memory pixels, steady state (2nd epoch).
 Prints one JSON line.
 """
@@ -72,6 +75,25 @@ def main():
     decode_only = rate(cache=False, augmented=False)
     cached = rate(cache=True, augmented=True, passes=2)  # later epochs: decoded images come from the cache
 
+  # The augmentation alone, on decoded batches in memory: tfft's one warp against the Keras layers it replaces.
+  layers = keras.layers
+  keras_chain = keras.Sequential([
+      layers.RandomFlip("horizontal", seed=0), layers.RandomRotation(0.1, seed=1), layers.RandomZoom(0.1, seed=2),
+      layers.RandomTranslation(0.1, 0.1, seed=3), layers.RandomContrast(0.1, value_range=(0, 255), seed=4)])
+  pixels = rng.uniform(0, 255, (args.images, args.image_size, args.image_size, 3)).astype("float32")
+
+  def augment_rate(layer) -> float:
+    ds = tf.data.Dataset.from_tensor_slices(pixels).batch(args.batch_size).map(
+        lambda x: layer(x, training=True), num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+    for _ in ds.take(2):
+      pass
+    start = time.perf_counter()
+    n = sum(int(x.shape[0]) for x in ds)
+    return n / (time.perf_counter() - start)
+
+  augment_keras_chain = augment_rate(keras_chain)
+  augment_one_warp = augment_rate(augment)
+
   spec = image_backbones.resolve(args.backbone)
   backbone = image_backbones.load_backbone(spec, image_size=args.image_size, weights="none")
   model = modeling.build_image_classifier(backbone, num_classes=10, image_size=args.image_size,
@@ -92,6 +114,7 @@ def main():
   model.fit(x, y, batch_size=args.batch_size, epochs=2, verbose=0, callbacks=[Timer()])
   print(json.dumps({"pipeline_ex_per_s": pipeline, "decode_resize_only_ex_per_s": decode_only,
                     "cached_augmented_ex_per_s": cached, "train_step_ex_per_s": args.images / times[-1],
+                    "augment_keras_chain_ex_per_s": augment_keras_chain, "augment_one_warp_ex_per_s": augment_one_warp,
                     "backbone": args.backbone, "image_size": args.image_size}))
 
 

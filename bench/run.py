@@ -290,6 +290,9 @@ def write_report(results, ckpt: str, out: pathlib.Path):
       "image pipeline, later epochs (decoded images cached) / train step":
           ratio(m["image_pipeline"]["cached_augmented_ex_per_s"], m["image_pipeline"]["train_step_ex_per_s"]),
   }
+  if "augment_one_warp_ex_per_s" in m["image_pipeline"]:  # absent from results saved before it was measured
+    results["ratios"]["augmentation: one warp / Keras layer chain"] = ratio(
+        m["image_pipeline"]["augment_one_warp_ex_per_s"], m["image_pipeline"]["augment_keras_chain_ex_per_s"])
   (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
   (out / "results.md").write_text(to_markdown(results))
   print((out / "results.md").read_text())

@@ -27,7 +27,7 @@ def image_run(tiny_imagedir, tiny_cnn_weights, tmp_path_factory):
   shutil.copytree(tiny_imagedir, data)
   (data / "dots" / "readme.txt").write_text("not an image")
   flagfile.write_text("\n".join(image_flags(data, tmp, backbone_weights=tiny_cnn_weights, flip="horizontal",
-                                            contrast=0.2, head_epochs=2, epochs=2)) + "\n")
+                                            rotation=0.05, contrast=0.2, head_epochs=2, epochs=2)) + "\n")
   proc = run_tfft("train", [f"--flagfile={flagfile}"])
   assert proc.returncode == 0, proc.stderr[-3000:]
   return tmp, proc

@@ -92,7 +92,8 @@ def test_freeze_top_k_counts_the_layers_holding_weights():
 def test_augmentation_acts_only_in_training():
   augmentation = modeling.build_augmentation(flip="horizontal", rotation=0.1, zoom=0.1, translation=0.1,
                                              contrast=0.3)
-  assert len(augmentation) == 5
+  assert [layer.name for layer in augmentation] == ["augment_affine", "augment_contrast"]
+  assert [layer.name for layer in modeling.build_augmentation(flip="vertical")] == ["augment_flip"]
   _, model = _model(augmentation=augmentation)
   _, plain = _model()
   x = next(iter(_data()))[0]
@@ -100,6 +101,56 @@ def test_augmentation_acts_only_in_training():
   np.testing.assert_array_equal(inference, model(x, training=False).numpy())
   np.testing.assert_allclose(inference, plain(x, training=False).numpy(), rtol=1e-6, atol=1e-6)  # same seed
   assert np.abs(model(x, training=True).numpy() - inference).max() > 1e-4
+
+
+def test_affine_matrix_rotates_and_shifts_whole_pixels_exactly():
+  import keras
+
+  image = np.arange(2 * 5 * 5 * 3, dtype="float32").reshape(2, 5, 5, 3)
+  warp = lambda angle, shift_x=0.0, shift_y=0.0: keras.ops.convert_to_numpy(keras.ops.image.affine_transform(
+      image, modeling.affine_matrix(np.float32([angle] * 2), np.float32([1, 1]), np.float32([shift_x] * 2),
+                                    np.float32([shift_y] * 2), height=5, width=5), fill_mode="constant"))
+  np.testing.assert_allclose(warp(0.0), image, atol=1e-4)
+  # A quarter turn: output pixel (row r, column c) reads input (row c, column 4 - r), as np.rot90 turns.
+  np.testing.assert_allclose(warp(np.pi / 2), np.rot90(image, k=1, axes=(1, 2)), atol=1e-3)
+  # A shift of (+1 column, +2 rows) reads from there: the content moves left and up, zeros come in.
+  shifted = np.zeros_like(image)
+  shifted[:, :3, :4] = image[:, 2:, 1:]
+  np.testing.assert_allclose(warp(0.0, shift_x=1.0, shift_y=2.0), shifted, atol=1e-4)
+  mirrored = lambda **kw: keras.ops.convert_to_numpy(keras.ops.image.affine_transform(image, modeling.affine_matrix(
+      np.float32([0, 0]), np.float32([1, 1]), np.float32([0, 0]), np.float32([0, 0]), height=5, width=5, **kw)))
+  np.testing.assert_allclose(mirrored(mirror_x=np.float32([1, 0])), np.stack([image[0, :, ::-1], image[1]]), atol=1e-4)
+  np.testing.assert_allclose(mirrored(mirror_y=np.float32([0, 1])), np.stack([image[0], image[1, ::-1]]), atol=1e-4)
+  # Mirror first, then turn: a left-right mirror and a half turn make a top-bottom mirror.
+  both = modeling.affine_matrix(np.float32([np.pi]), np.float32([1]), np.float32([0]), np.float32([0]), height=5,
+                                width=5, mirror_x=np.float32([1]))
+  np.testing.assert_allclose(keras.ops.convert_to_numpy(keras.ops.image.affine_transform(image[:1], both)),
+                             image[:1, ::-1], atol=1e-3)
+
+
+def test_random_affine_stays_in_its_ranges_and_repeats_with_its_seed():
+  import keras
+
+  layer = modeling.RandomAffine(rotation=0.05, zoom=0.2, translation=0.1, seed=3)
+  m = keras.ops.convert_to_numpy(layer.transforms(1000, 40, 20))
+  scale = np.hypot(m[:, 0], m[:, 3])
+  angle = np.arctan2(m[:, 3], m[:, 0])
+  np.testing.assert_allclose(m[:, 4], m[:, 0], atol=1e-6)  # a similarity: rotation and one scale, no shear
+  np.testing.assert_allclose(m[:, 1], -m[:, 3], atol=1e-6)
+  assert np.all(np.abs(scale - 1) <= 0.2 + 1e-6) and np.ptp(scale) > 0.3
+  assert np.all(np.abs(angle) <= 0.05 * 2 * np.pi + 1e-6) and np.ptp(angle) > 0.5
+  # The image centre moves by the shift alone: within 10% of the width (x) and height (y).
+  centre = np.array([9.5, 19.5, 1.0])
+  moved = np.stack([m[:, :3] @ centre, m[:, 3:6] @ centre], axis=1) - centre[:2]
+  assert np.all(np.abs(moved) <= np.array([2.0, 4.0]) + 1e-4) and np.abs(moved[:, 1]).max() > 3.5
+  flips = keras.ops.convert_to_numpy(modeling.RandomAffine(flip="horizontal", seed=0).transforms(1000, 8, 8))
+  assert set(np.round(flips[:, 0], 6)) == {-1.0, 1.0} and 400 < (flips[:, 0] < 0).sum() < 600
+  x = np.random.default_rng(0).uniform(0, 255, (4, 16, 16, 3)).astype("float32")
+  again = lambda: keras.ops.convert_to_numpy(modeling.RandomAffine(0.1, 0.1, 0.1, seed=5)(x, training=True))
+  np.testing.assert_array_equal(again(), again())
+  restored = modeling.RandomAffine.from_config(layer.get_config())
+  assert (restored.rotation, restored.zoom, restored.translation, restored.flip, restored.seed) == (
+      0.05, 0.2, 0.1, "none", 3)
 
 
 def test_cached_head_features_equal_the_models():

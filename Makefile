@@ -24,8 +24,13 @@ $(STAMP): setup.cfg pyproject.toml
 quickstart: install
 	$(PY) -m tfft.train --flagfile=configs/quickstart.cfg
 
+# The suite runs in TEST_WORKERS processes (pytest-xdist), a test file per process at a time: most tests start a
+# train/export subprocess whose imports and graph tracing use one core, so 2 workers keep 2 cores busy.
+# TEST_WORKERS=0 runs it in one process.
+TEST_WORKERS ?= 2
+
 test: install
-	$(PY) -m pytest tests
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile tests
 
 $(BENCH_STAMP): bench/requirements-hf.txt
 	$(PYTHON) -m venv $(BENCH_VENV)
@@ -33,7 +38,7 @@ $(BENCH_STAMP): bench/requirements-hf.txt
 	$(BENCH_VENV)/bin/python -m pip install --quiet -r bench/requirements-hf.txt
 	touch $(BENCH_STAMP)
 
-# Every contender in one run (about 30 min on 2 cores); writes bench/results.md and bench/results.json.
+# Every contender in one run (about an hour on 2 cores); writes bench/results.md and bench/results.json.
 bench: install $(BENCH_STAMP)
 	$(PY) bench/run.py
 

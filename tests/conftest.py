@@ -13,6 +13,16 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
+# The slowest files, slowest first. `make test` runs the suite in 2 pytest-xdist workers that take whole files in
+# collection order; started first, these overlap the many short files instead of finishing the run alone.
+SLOW_FILES_FIRST = ("test_resume.py", "test_cli_errors.py", "test_cli.py", "test_report.py", "test_large.py",
+                    "test_multi_worker.py", "test_image_cli.py", "test_serving.py", "test_windows.py")
+
+
+def pytest_collection_modifyitems(items):
+  rank = {name: i for i, name in enumerate(SLOW_FILES_FIRST)}
+  items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: each file keeps its own order
+
 # Each class has its own words, so a tiny model can learn the task in a few steps.
 CLASS_WORDS = {
     "animals": ["cat", "dog", "fox", "horse", "mouse", "bird"],

@@ -196,7 +196,7 @@ class RandomAffine(keras.layers.Layer):
 
 def build_augmentation(*, flip: str = "none", rotation: float = 0.0, zoom: float = 0.0, translation: float = 0.0,
                        contrast: float = 0.0, seed: int = 0):
-  """Keras preprocessing layers for the augmentation flags; they act only when called with training=True.
+  """Augmentation layers for the flags (RandomAffine, RandomFlip, RandomContrast); they act only when training.
 
   Returns:
     A list of layers, empty when every flag is off.

@@ -20,6 +20,19 @@ import tempfile
 import time
 
 
+def examples_per_sec(ds, passes: int = 1) -> float:
+  """Examples/s of the last of `passes` passes over a batched dataset, after two batches to warm up its graphs."""
+  import tensorflow as tf
+
+  for _ in ds.take(2):
+    pass
+  for _ in range(passes):
+    start = time.perf_counter()
+    n = sum(int(tf.nest.flatten(batch)[0].shape[0]) for batch in ds)
+    seconds = time.perf_counter() - start
+  return n / seconds
+
+
 def main():
   parser = argparse.ArgumentParser()
   parser.add_argument("--images", type=int, default=512)
@@ -63,13 +76,7 @@ def main():
                                       batch_size=args.batch_size, shuffle=True, cache=cache)
       if augmented:
         ds = ds.map(lambda x, y: (augment(x, training=True), y), num_parallel_calls=tf.data.AUTOTUNE)
-      for _ in ds.take(2):  # warm up the graph functions
-        pass
-      for _ in range(passes):
-        start = time.perf_counter()
-        n = sum(int(x.shape[0]) for x, _ in ds)
-        seconds = time.perf_counter() - start
-      return n / seconds
+      return examples_per_sec(ds, passes)
 
     pipeline = rate(cache=False, augmented=True)  # the first epoch: every file read and decoded
     decode_only = rate(cache=False, augmented=False)
@@ -83,13 +90,8 @@ def main():
   pixels = rng.uniform(0, 255, (args.images, args.image_size, args.image_size, 3)).astype("float32")
 
   def augment_rate(layer) -> float:
-    ds = tf.data.Dataset.from_tensor_slices(pixels).batch(args.batch_size).map(
-        lambda x: layer(x, training=True), num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
-    for _ in ds.take(2):
-      pass
-    start = time.perf_counter()
-    n = sum(int(x.shape[0]) for x in ds)
-    return n / (time.perf_counter() - start)
+    return examples_per_sec(tf.data.Dataset.from_tensor_slices(pixels).batch(args.batch_size).map(
+        lambda x: layer(x, training=True), num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE))
 
   augment_keras_chain = augment_rate(keras_chain)
   augment_one_warp = augment_rate(augment)

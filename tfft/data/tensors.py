@@ -43,9 +43,10 @@ def _boundaries(full: int, multiple: int):
 
 
 # Dynamic padding leaves the sequence length unknown in the traced graph, so Keras runs EinsumDense (attention
-# projections) through tf.einsum instead of matmuls. Measured on MiniLM, 2 cores (README, "Benchmark"): a batch of
-# full-length texts trains 1.34x slower so in fp32, 2.8x in mixed_bfloat16. Dynamic padding pays off when it cuts
-# more than that share of the token positions.
+# projections) through tf.einsum instead of matmuls. Measured on MiniLM, 2 cores, in a profile of 160 articles
+# (README, "Speed"): a batch of full-length texts trains 1.34x slower so in fp32, 2.8x in mixed_bfloat16 (the full
+# benchmark later saw only 1.04x in fp32). Dynamic padding pays off when it cuts more than that share of the token
+# positions.
 AUTO_DYNAMIC_MIN_CUT = {"mixed_bfloat16": 0.65}
 AUTO_DYNAMIC_MIN_CUT_DEFAULT = 0.25
 

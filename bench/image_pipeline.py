@@ -2,7 +2,7 @@
 
 Writes JPEGs (scikit-learn's digits upscaled to 256x256 with noise, RGB) to a temp dir, then measures, at
 --image_size with --batch_size:
-- pipeline: tfft's own tf.data pipeline over the files (tfft.data.image_tensors.make_dataset, uncached: the first
+- pipeline: tfft's own tf.data pipeline over the files (tfft.data.image_batches.make_dataset, uncached: the first
   pass decodes every file), followed by the same augmentation layers tfft puts in the model, run with
   training=True inside tf.data; also without the augmentation (read + decode + resize alone), and a second
   pass over the cached pipeline (what later epochs cost: the decoded images come from tf.data's cache);
@@ -47,9 +47,9 @@ def main():
   from PIL import Image
   from sklearn.datasets import load_digits
 
-  from tfft import modeling
-  from tfft.backbones import image as image_backbones
-  from tfft.data import image_tensors
+  from tfft.model import heads, layers
+  from tfft.model import image_backbones
+  from tfft.data import image_batches
   from tfft.data.images import ImageExamples
 
   digits = load_digits()
@@ -67,12 +67,12 @@ def main():
     labels = np.array(labels)
     examples = ImageExamples(labels=[str(x) for x in labels], ids=paths, source=tmp, paths=paths)
     idx = np.arange(len(paths))
-    augment = keras.Sequential(modeling.build_augmentation(flip="horizontal", rotation=0.1, zoom=0.1,
+    augment = keras.Sequential(layers.build_augmentation(flip="horizontal", rotation=0.1, zoom=0.1,
                                                            translation=0.1, contrast=0.1, seed=0))
 
     def rate(cache: bool, augmented: bool, passes: int = 1) -> float:
       """Examples/s of the last of `passes` passes over the files."""
-      ds = image_tensors.make_dataset(examples, labels, idx, num_classes=10, image_size=args.image_size,
+      ds = image_batches.make_dataset(examples, labels, idx, num_classes=10, image_size=args.image_size,
                                       batch_size=args.batch_size, shuffle=True, cache=cache)
       if augmented:
         ds = ds.map(lambda x, y: (augment(x, training=True), y), num_parallel_calls=tf.data.AUTOTUNE)
@@ -98,7 +98,7 @@ def main():
 
   spec = image_backbones.resolve(args.backbone)
   backbone = image_backbones.load_backbone(spec, image_size=args.image_size, weights="none")
-  model = modeling.build_image_classifier(backbone, num_classes=10, image_size=args.image_size,
+  model = heads.build_image_classifier(backbone, num_classes=10, image_size=args.image_size,
                                           preprocessing=image_backbones.preprocessing(spec), augmentation=[],
                                           bn_frozen=False)
   model.compile(optimizer="adam", loss=keras.losses.CategoricalCrossentropy(from_logits=True))

@@ -75,7 +75,7 @@ def write_data(tmp: pathlib.Path, examples: int):
 
 def minilm_dir() -> str:
   sys.path.insert(0, str(REPO))
-  from tfft.backbones import text as text_backbones
+  from tfft.model import text_backbones
   return text_backbones.resolve("minilm-l6").source
 
 
@@ -132,18 +132,17 @@ import tfft  # first: it sets TF's kernel options before TensorFlow loads, as in
 import numpy as np
 import tensorflow as tf
 import tensorflow_text  # noqa
-from absl import flags
-from tfft import flags as tfft_flags, modeling, windows
-from tfft.backbones import text as text_backbones
+from tfft import rundir
+from tfft.data import windows
+from tfft.model import heads, text_backbones
 texts = json.loads(open(sys.argv[2]).read())
 sig = tf.saved_model.load(sys.argv[1]).signatures["serving_default"]
 run = pathlib.Path(sys.argv[3])
-tfft_flags.FLAGS(["x", f"--flagfile={run / 'flags.cfg'}"])
-cfg = tfft_flags.config_from_flags()
+cfg = rundir.load_run(str(run)).config
 spec = text_backbones.resolve(cfg.model.backbone)
 pooling = spec.default_pooling if cfg.model.pooling == "auto" else cfg.model.pooling
 labels = (run / "labels.txt").read_text().split()
-model = modeling.build_text_classifier(text_backbones.load_backbone(spec), num_classes=len(labels), pooling=pooling)
+model = heads.build_text_classifier(text_backbones.load_backbone(spec), num_classes=len(labels), pooling=pooling)
 model.load_weights(str(run / "checkpoints" / "after_finetune.weights.h5"))
 pre = text_backbones.load_preprocessor(spec, cfg.model.sequence_length)
 keras_fn = tf.function(lambda t: windows.windowed_logits(model, pre, t, 1, cfg.train.pad_to_multiple_of),

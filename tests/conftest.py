@@ -154,7 +154,7 @@ def tiny_cnn_weights(tmp_path_factory) -> pathlib.Path:
   """A .weights.h5 of the built-in tiny_cnn backbone with seeded random weights, written as a user would."""
   import keras
 
-  from tfft.backbones import image as image_backbones
+  from tfft.model import image_backbones
 
   keras.utils.set_random_seed(7)
   backbone = image_backbones.load_backbone(image_backbones.resolve("tiny_cnn"), image_size=16, weights="none")

@@ -34,6 +34,10 @@ def test_train_writes_the_run_and_one_export(tiny_run):
   assert metrics["num_examples"] == 12 and len(metrics["confusion_matrix"]) == 3
   assert metrics["accuracy"] > 0.6, metrics["accuracy"]  # three word-disjoint classes; chance is 1/3
 
+  # TensorFlow's C++ start-up notes are filtered out: stderr starts with tfft's own log lines.
+  assert not any(line.startswith(("WARNING: All log messages", "I0000")) for line in proc.stderr.splitlines())
+  assert "] strategy " in proc.stderr.splitlines()[0], proc.stderr.splitlines()[:3]
+
   out = proc.stdout
   assert "data:     train=36  val=12  test=12" in out
   assert "phase head" in out and "phase finetune" in out and "trainable=51" in out
@@ -94,8 +98,9 @@ _SERVE = textwrap.dedent("""
 def test_export_round_trip_matches_the_in_process_model(tiny_run, tiny_bert_preset):
   import keras
 
-  from tfft import modeling, windows
-  from tfft.backbones import text as text_backbones
+  from tfft.data import windows
+  from tfft.model import heads
+  from tfft.model import text_backbones
 
   tmp, _ = tiny_run
   proc = subprocess.run([sys.executable, "-c", _SERVE, str(tmp / "exports" / "tiny" / "1"), json.dumps(TEXTS)],
@@ -105,7 +110,7 @@ def test_export_round_trip_matches_the_in_process_model(tiny_run, tiny_bert_pres
   assert served["leaked"] == [] and served["dtype"] == "float32"
 
   spec = text_backbones.resolve(str(tiny_bert_preset))
-  model = modeling.build_text_classifier(text_backbones.load_backbone(spec), num_classes=3, pooling="mean")
+  model = heads.build_text_classifier(text_backbones.load_backbone(spec), num_classes=3, pooling="mean")
   model.load_weights(str(tmp / "run" / "checkpoints" / "after_finetune.weights.h5"))
   preprocessor = text_backbones.load_preprocessor(spec, 16)
   expected = keras.ops.convert_to_numpy(keras.ops.softmax(windows.predict_logits(model, preprocessor, TEXTS, 2)))

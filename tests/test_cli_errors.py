@@ -280,19 +280,19 @@ def test_disk_full_during_checkpoint_save(ctx):
 def test_duplicates_across_splits_warn(monkeypatch):
   """Not an error: the run goes on, with a warning naming examples that are in two splits."""
   import numpy as np  # pylint: disable=g-import-not-at-top
-  from tfft import pipeline  # pylint: disable=g-import-not-at-top
+  from tfft.data import split as split_lib  # pylint: disable=g-import-not-at-top
   from tfft.data.text import Examples  # pylint: disable=g-import-not-at-top
 
   texts = [t for t, _ in make_texts(4)] + ["The same  text", "the same text"]
   examples = Examples(texts, ["a"] * len(texts), [f"row:{i}" for i in range(len(texts))], source="x")
   split = {"train": np.arange(0, 13), "val": np.array([], int), "test": np.array([13])}
   warnings = []
-  monkeypatch.setattr(pipeline.logging, "warning", lambda msg, *args: warnings.append(msg % args))
-  pipeline._warn_duplicates(examples, split, "csv:x.csv")  # pylint: disable=protected-access
+  monkeypatch.setattr(split_lib.logging, "warning", lambda msg, *args: warnings.append(msg % args))
+  split_lib.warn_duplicates(examples, split, "csv:x.csv")
   assert warnings == ["--dataset=csv:x.csv: 2 example(s) have a duplicate in another split (e.g. row:12, row:13), so "
                       "test scores read optimistic; remove the duplicates from the data"]
   split["test"] = np.array([], int)
   split["train"] = np.arange(0, 14)
-  pipeline._warn_duplicates(examples, split, "csv:x.csv")  # pylint: disable=protected-access
+  split_lib.warn_duplicates(examples, split, "csv:x.csv")
   assert len(warnings) == 1  # duplicates within one split are not a leak
   assert "duplicate in another split" in _doc_rows()["duplicates-across-splits"]

@@ -13,9 +13,9 @@ _MAIN = textwrap.dedent("""
     import tensorflow as tf
     cpu = tf.config.list_physical_devices("CPU")[0]
     tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-    from tfft import train
+    from tfft.train import run
     sys.argv = ["tfft.train"] + sys.argv[1:]
-    train.run()
+    run()
 """)
 
 

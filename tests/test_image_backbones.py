@@ -4,8 +4,8 @@ import keras
 import numpy as np
 import pytest
 
-from tfft import modeling
-from tfft.backbones import image as image_backbones
+from tfft.model import heads, layers
+from tfft.model import image_backbones
 from tfft.errors import UserError
 
 A = keras.applications
@@ -37,7 +37,7 @@ def _pixels(n=2, size=8, seed=0):
   return np.random.default_rng(seed).uniform(0, 255, (n, size, size, 3)).astype("float32")
 
 
-def test_the_registry_covers_the_issue_families_and_the_tiny_cnn():
+def test_the_registry_covers_every_keras_applications_family_and_the_tiny_cnn():
   assert set(image_backbones.FAMILIES) == set(KERAS_PREPROCESS) | {"tiny_cnn"}
 
 
@@ -45,7 +45,7 @@ def test_the_registry_covers_the_issue_families_and_the_tiny_cnn():
 def test_preprocessing_layer_equals_the_family_function(name):
   family = image_backbones.FAMILIES[name]
   x = _pixels()
-  ours = keras.ops.convert_to_numpy(modeling.ImagePreprocessing(family.preprocess)(x))
+  ours = keras.ops.convert_to_numpy(layers.ImagePreprocessing(family.preprocess)(x))
   theirs = keras.ops.convert_to_numpy(KERAS_PREPROCESS[name](x.copy()))
   np.testing.assert_allclose(ours, theirs, rtol=1e-5, atol=1e-4)
   # The self-rescaling families get nothing extra, and only they do.
@@ -63,7 +63,7 @@ def test_the_built_model_preprocesses_exactly_once(name):
   spec = image_backbones.resolve(name)
   size = max(32, spec.family.min_size)
   backbone = image_backbones.load_backbone(spec, image_size=size, weights="none")
-  model = modeling.build_image_classifier(backbone, num_classes=2, image_size=size,
+  model = heads.build_image_classifier(backbone, num_classes=2, image_size=size,
                                           preprocessing=image_backbones.preprocessing(spec))
   features = keras.Model(model.input, model.get_layer("avg_pool").output)
   x = _pixels(size=size, seed=1)
@@ -100,7 +100,7 @@ def test_weights_file_loads_into_the_backbone(tiny_cnn_weights, tmp_path):
   assert any(not np.array_equal(a, c) for a, c in zip(loaded.get_weights(), fresh.get_weights()))
 
   # A .keras file of a whole tfft classifier gives its backbone's weights (loaded in safe mode).
-  model = modeling.build_image_classifier(loaded, num_classes=3, image_size=24, preprocessing={"mode": "tf"})
+  model = heads.build_image_classifier(loaded, num_classes=3, image_size=24, preprocessing={"mode": "tf"})
   model.save(tmp_path / "classifier.keras")
   from_keras = image_backbones.load_backbone(spec, image_size=24, weights=str(tmp_path / "classifier.keras"))
   for a, b in zip(from_keras.get_weights(), loaded.get_weights()):
@@ -147,6 +147,6 @@ def test_keras_hub_image_preset_from_a_local_dir(tmp_path):
   loaded = image_backbones.load_backbone(spec, image_size=24, weights="imagenet")  # the preset's own weights
   for a, b in zip(loaded.get_weights(), backbone.get_weights()):
     np.testing.assert_array_equal(a, b)
-  model = modeling.build_image_classifier(loaded, num_classes=2, image_size=24,
+  model = heads.build_image_classifier(loaded, num_classes=2, image_size=24,
                                           preprocessing=image_backbones.preprocessing(spec))
   assert model(_pixels(size=24)).shape == (2, 2)

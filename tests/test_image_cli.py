@@ -53,7 +53,7 @@ def test_train_writes_the_run_the_backbone_and_one_export(image_run):
 
 
 def test_saved_backbone_weights_load_into_a_new_run(image_run, tiny_cnn_weights):
-  from tfft.backbones import image as image_backbones
+  from tfft.model import image_backbones
 
   tmp, _ = image_run
   spec = image_backbones.resolve("tiny_cnn")
@@ -103,7 +103,7 @@ def test_export_round_trip_matches_the_in_process_model(image_run):
 
   from tfft import flags as tfft_flags
   from tfft import tasks
-  from tfft.data import image_tensors
+  from tfft.data import image_batches
 
   tmp, _ = image_run
   encoded, pixels = _requests()
@@ -121,11 +121,11 @@ def test_export_round_trip_matches_the_in_process_model(image_run):
   finally:
     tfft_flags.FLAGS.unparse_flags()
   task = tasks.build_task(config)
-  model = task.build_model(3, tf.distribute.get_strategy())
+  model = task.build_model(3, tf.distribute.get_strategy()).model
   model.load_weights(str(tmp / "run" / "checkpoints" / "after_finetune.weights.h5"))
   # Fed the same pixels TF decodes from the JPEG/PNG bytes, through the same resize as training.
-  decoded = tf.stack([image_tensors.decode(tf.constant(b), 16) for b in encoded])
-  for name, inputs in (("bytes", decoded), ("pixels", image_tensors.resize(pixels, 16))):
+  decoded = tf.stack([image_batches.decode(tf.constant(b), 16) for b in encoded])
+  for name, inputs in (("bytes", decoded), ("pixels", image_batches.resize(pixels, 16))):
     expected = tf.nn.softmax(model(inputs, training=False)).numpy()
     got = served[name]
     assert got["dtype"] == "float32"

@@ -26,13 +26,13 @@ def test_imagedir_reads_every_format_and_mode_in_natural_class_order(tiny_imaged
 def test_every_format_decodes_to_three_channels_with_its_pixels(tmp_path):
   import tensorflow as tf
 
-  from tfft.data import image_tensors
+  from tfft.data import image_batches
 
   array = make_image("10", 3)
   for suffix, fmt, mode in IMAGE_KINDS:
     path = tmp_path / f"x_{mode}.{suffix}"
     write_image(path, array, fmt, mode)
-    pixels = image_tensors.decode(tf.io.read_file(str(path)), 16).numpy()
+    pixels = image_batches.decode(tf.io.read_file(str(path)), 16).numpy()
     assert pixels.shape == (16, 16, 3), (suffix, mode)
     # Lossless formats keep the stripes exactly (grey for L); JPEG and GIF's palette stay close.
     expected = array[..., :3].astype(float)
@@ -70,11 +70,11 @@ def test_bad_file_fails_under_on_bad_file_fail(tmp_path):
 
 
 def test_every_file_that_passes_the_check_trains_without_error(tmp_path):
-  from tfft.data import image_tensors
+  from tfft.data import image_batches
 
   ex = _load(f"imagedir:{_folder_with_bad_files(tmp_path)}")
   labels = np.array([0 if label == "a" else 1 for label in ex.labels])
-  ds = image_tensors.make_dataset(ex, labels, np.arange(len(ex)), num_classes=2, image_size=16, batch_size=3)
+  ds = image_batches.make_dataset(ex, labels, np.arange(len(ex)), num_classes=2, image_size=16, batch_size=3)
   for _ in range(2):  # two epochs, the second from the cache
     batches = [x.numpy() for x, _ in ds]
     assert sum(len(b) for b in batches) == 8 and batches[0].dtype == np.float32

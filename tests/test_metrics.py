@@ -9,7 +9,8 @@ from PIL import Image
 from sklearn import metrics as skm
 
 from conftest import make_texts
-from tfft import baseline, config, metrics, plots
+from tfft import config
+from tfft.report import baseline, metrics, plots
 from tfft.errors import UserError
 
 NAMES4 = ["a", "b", "c", "d"]

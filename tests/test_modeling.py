@@ -5,11 +5,13 @@ import pytest
 import tensorflow as tf
 
 from conftest import make_texts
-from tfft import modeling, training
-from tfft.backbones import text as text_backbones
+from tfft.fit import phases, recipe
+from tfft.model import freezing, heads
+from tfft.model import text_backbones
 from tfft.config import Freeze, TrainConfig
-from tfft.data import tensors
+from tfft.data import text_batches
 from tfft.errors import UserError
+from tfft.rundir import RunDir
 
 HIDDEN, INTERMEDIATE, CLASSES = 16, 32, 3
 
@@ -28,32 +30,32 @@ HEAD_PARAMS = HIDDEN * CLASSES + CLASSES
 def tiny(tiny_bert_preset):
   spec = text_backbones.resolve(str(tiny_bert_preset))
   backbone = text_backbones.load_backbone(spec)
-  model = modeling.build_text_classifier(backbone, num_classes=CLASSES, pooling="mean")
+  model = heads.build_text_classifier(backbone, num_classes=CLASSES, pooling="mean")
   return spec, backbone, model
 
 
 def test_freeze_all_trains_only_the_head(tiny):
   _, backbone, model = tiny
-  modeling.apply_freeze(model, backbone, Freeze("all"))
-  assert modeling.count_params(model.trainable_weights) == HEAD_PARAMS
+  freezing.apply_freeze(model, backbone, Freeze("all"))
+  assert freezing.count_params(model.trainable_weights) == HEAD_PARAMS
   assert [w.path.split("/")[0] for w in model.trainable_weights] == ["logits", "logits"]
 
 
 def test_freeze_none_trains_all_but_the_unused_pooler(tiny):
   _, backbone, model = tiny
-  modeling.apply_freeze(model, backbone, Freeze("none"))
+  freezing.apply_freeze(model, backbone, Freeze("none"))
   pooler = HIDDEN * HIDDEN + HIDDEN
-  total = modeling.count_params(model.weights)
-  assert modeling.count_params(model.trainable_weights) == total - pooler
-  assert modeling.count_params(model.non_trainable_weights) == pooler
+  total = freezing.count_params(model.weights)
+  assert freezing.count_params(model.trainable_weights) == total - pooler
+  assert freezing.count_params(model.non_trainable_weights) == pooler
 
 
 @pytest.mark.parametrize("k", [1, 2])
 def test_freeze_top_k_trains_the_last_k_blocks(tiny, k):
   _, backbone, model = tiny
   blocks = text_backbones.transformer_blocks(backbone)
-  modeling.apply_freeze(model, backbone, Freeze("top_k", k), blocks=blocks)
-  assert modeling.count_params(model.trainable_weights) == HEAD_PARAMS + k * _block_params()
+  freezing.apply_freeze(model, backbone, Freeze("top_k", k), blocks=blocks)
+  assert freezing.count_params(model.trainable_weights) == HEAD_PARAMS + k * _block_params()
   assert all(layer.trainable == (i >= len(blocks) - k) for i, layer in enumerate(blocks))
   assert not backbone.get_layer("token_embedding").trainable
 
@@ -61,18 +63,18 @@ def test_freeze_top_k_trains_the_last_k_blocks(tiny, k):
 def test_freeze_top_k_beyond_the_blocks_is_a_user_error(tiny):
   _, backbone, model = tiny
   with pytest.raises(UserError, match=r"--freeze=top_k:3 names more blocks than the backbone has \(2\)"):
-    modeling.apply_freeze(model, backbone, Freeze("top_k", 3), blocks=text_backbones.transformer_blocks(backbone))
+    freezing.apply_freeze(model, backbone, Freeze("top_k", 3), blocks=text_backbones.transformer_blocks(backbone))
 
 
 def test_frozen_backbone_runs_in_inference_mode_even_when_fit_passes_training(tiny, tiny_bert_preset):
   """Keras 3 overrides a construction-time training=False; the frozen backbone must still skip its dropout."""
   spec, backbone, model = tiny
-  encoder, _ = modeling.split_at_pooling(model)
+  encoder, _ = heads.split_at_pooling(model)
   features = text_backbones.load_preprocessor(spec, 16)(tf.constant(["cat dog horse", "red blue"]))
-  modeling.apply_freeze(model, backbone, Freeze("all"))
+  freezing.apply_freeze(model, backbone, Freeze("all"))
   inference = encoder(features, training=False).numpy()
   np.testing.assert_allclose(encoder(features, training=True).numpy(), inference, atol=1e-6)
-  modeling.apply_freeze(model, backbone, Freeze("none"))  # fine-tuning: BERT's dropout is on in training
+  freezing.apply_freeze(model, backbone, Freeze("none"))  # fine-tuning: BERT's dropout is on in training
   assert np.abs(encoder(features, training=True).numpy() - inference).max() > 1e-3
   np.testing.assert_allclose(encoder(features, training=False).numpy(), inference, atol=1e-6)
 
@@ -84,7 +86,7 @@ def test_cls_and_mean_pooling_differ(tiny_bert_preset):
   backbone = text_backbones.load_backbone(spec)
   outputs = {}
   for pooling in ("cls", "mean"):
-    model = modeling.build_text_classifier(backbone, num_classes=CLASSES, pooling=pooling)
+    model = heads.build_text_classifier(backbone, num_classes=CLASSES, pooling=pooling)
     model.get_layer("logits").set_weights([np.eye(HIDDEN, CLASSES, dtype="float32"), np.zeros(CLASSES, "float32")])
     outputs[pooling] = model(features, training=False).numpy()
   sequence = backbone(features, training=False)["sequence_output"].numpy()
@@ -105,14 +107,14 @@ def _tiny_data(spec):
   """Tokenized features, class indices and example indices of 8 texts per class."""
   pairs = make_texts(8)
   names = sorted({label for _, label in pairs})
-  features = tensors.tokenize(text_backbones.load_preprocessor(spec, 16), [t for t, _ in pairs])
+  features = text_batches.tokenize(text_backbones.load_preprocessor(spec, 16), [t for t, _ in pairs])
   return features, np.array([names.index(label) for _, label in pairs]), np.arange(len(pairs))
 
 
 def test_phases_change_only_what_they_train(tiny, tmp_path):
   spec, backbone, model = tiny
   features, labels, idx = _tiny_data(spec)
-  ds = tensors.make_dataset(features, labels, idx, num_classes=CLASSES, batch_size=8, shuffle=True, seed=0)
+  ds = text_batches.make_dataset(features, labels, idx, num_classes=CLASSES, batch_size=8, shuffle=True, seed=0)
   blocks = text_backbones.transformer_blocks(backbone)
   cfg = TrainConfig(early_stopping_patience=0, learning_rate=1e-2)
   strategy = tf.distribute.get_strategy()
@@ -120,17 +122,17 @@ def test_phases_change_only_what_they_train(tiny, tmp_path):
   lower, upper = [blocks[0], backbone.get_layer("token_embedding")], [blocks[1]]
 
   before_backbone, before_head = _snapshot(backbone.layers), _snapshot([head])
-  phase1 = training.Phase("head", 1, 1e-2, 0.0, Freeze("all"))
-  result = training.run_phase(model, backbone, phase1, train_ds=ds, val_ds=ds, steps_per_epoch=3, train=cfg,
-                              model_dir=tmp_path, strategy=strategy, blocks=blocks)
+  phase1 = recipe.Phase("head", 1, 1e-2, 0.0, Freeze("all"))
+  result = phases.run_phase(model, backbone, phase1, train_ds=ds, val_ds=ds, steps_per_epoch=3, train=cfg,
+                              run_dir=RunDir(tmp_path), strategy=strategy, blocks=blocks)
   assert result.trainable_params == HEAD_PARAMS
   assert not _changed(before_backbone, backbone.layers), "phase 1 changed frozen backbone weights"
   assert _changed(before_head, [head]), "phase 1 did not train the head"
 
   before_lower, before_upper = _snapshot(lower), _snapshot(upper)
-  phase2 = training.Phase("finetune", 1, 1e-2, 0.5, Freeze("top_k", 1))
-  training.run_phase(model, backbone, phase2, train_ds=ds, val_ds=ds, steps_per_epoch=3, train=cfg,
-                     model_dir=tmp_path, strategy=strategy, blocks=blocks)
+  phase2 = recipe.Phase("finetune", 1, 1e-2, 0.5, Freeze("top_k", 1))
+  phases.run_phase(model, backbone, phase2, train_ds=ds, val_ds=ds, steps_per_epoch=3, train=cfg,
+                     run_dir=RunDir(tmp_path), strategy=strategy, blocks=blocks)
   assert not _changed(before_lower, lower), "top_k:1 changed a frozen lower block or the embeddings"
   assert _changed(before_upper, upper), "top_k:1 did not train the top block"
   assert (tmp_path / "checkpoints" / "best_finetune.weights.h5").exists()
@@ -138,11 +140,11 @@ def test_phases_change_only_what_they_train(tiny, tmp_path):
 
 
 def test_plan_phases():
-  both = training.plan_phases(TrainConfig(head_epochs=2, epochs=3, freeze=Freeze("top_k", 2), warmup_fraction=0.2))
+  both = recipe.plan_phases(TrainConfig(head_epochs=2, epochs=3, freeze=Freeze("top_k", 2), warmup_fraction=0.2))
   assert [(p.name, p.epochs, p.freeze.kind, p.warmup_fraction) for p in both] == [
       ("head", 2, "all", 0.0), ("finetune", 3, "top_k", 0.2)]
-  assert [p.name for p in training.plan_phases(TrainConfig(head_epochs=0, epochs=1))] == ["finetune"]
-  assert [p.name for p in training.plan_phases(TrainConfig(head_epochs=1, epochs=0))] == ["head"]
+  assert [p.name for p in recipe.plan_phases(TrainConfig(head_epochs=0, epochs=1))] == ["finetune"]
+  assert [p.name for p in recipe.plan_phases(TrainConfig(head_epochs=1, epochs=0))] == ["head"]
 
 
 def test_cached_features_train_the_head_as_the_full_model_does(tiny_bert_preset, tmp_path):
@@ -152,26 +154,26 @@ def test_cached_features_train_the_head_as_the_full_model_does(tiny_bert_preset,
   spec = text_backbones.resolve(str(tiny_bert_preset))
   features, labels, idx = _tiny_data(spec)
   cfg = TrainConfig(early_stopping_patience=0)
-  phase = training.Phase("head", 2, 5e-2, 0.0, Freeze("all"))
-  heads = []
+  phase = recipe.Phase("head", 2, 5e-2, 0.0, Freeze("all"))
+  trained = []
   for cached in (False, True):
     keras.utils.set_random_seed(3)
     backbone = text_backbones.load_backbone(spec)
-    model = modeling.build_text_classifier(backbone, num_classes=CLASSES, pooling="mean", dropout=0.0)
+    model = heads.build_text_classifier(backbone, num_classes=CLASSES, pooling="mean", dropout=0.0)
     initial = model.get_layer("logits").weights[0].numpy().copy()
-    ds = lambda f, **kw: tensors.make_dataset(f, labels, idx, num_classes=CLASSES, batch_size=8, **kw)
+    ds = lambda f, **kw: text_batches.make_dataset(f, labels, idx, num_classes=CLASSES, batch_size=8, **kw)
     kwargs = {"train_ds": ds(features, shuffle=True, seed=0), "val_ds": ds(features)}
     if cached:
-      encoder, head = modeling.split_at_pooling(model)
+      encoder, head = heads.split_at_pooling(model)
       pooled = encoder.predict(ds(features), verbose=0)
       assert pooled.shape == (len(idx), HIDDEN)
       kwargs = {"train_ds": ds(pooled, shuffle=True, seed=0), "val_ds": ds(pooled), "fit_model": head}
-    result = training.run_phase(model, backbone, phase, steps_per_epoch=3, train=cfg, model_dir=tmp_path / str(cached),
-                                strategy=tf.distribute.get_strategy(), **kwargs)
+    result = phases.run_phase(model, backbone, phase, steps_per_epoch=3, train=cfg, run_dir=RunDir(tmp_path / str(cached)),
+                              strategy=tf.distribute.get_strategy(), **kwargs)
     assert result.trainable_params == HEAD_PARAMS
-    heads.append([w.numpy() for w in model.get_layer("logits").weights])
-    assert not np.allclose(heads[-1][0], initial), "the head did not train"
-  for plain, cached in zip(*heads):
+    trained.append([w.numpy() for w in model.get_layer("logits").weights])
+    assert not np.allclose(trained[-1][0], initial), "the head did not train"
+  for plain, cached in zip(*trained):
     np.testing.assert_allclose(cached, plain, atol=1e-5)
 
 
@@ -180,13 +182,13 @@ def test_cached_features_train_the_head_as_the_full_model_does(tiny_bert_preset,
 def test_split_at_block_composes_to_the_model(tiny_bert_preset, pooling, k):
   spec = text_backbones.resolve(str(tiny_bert_preset))
   backbone = text_backbones.load_backbone(spec)
-  model = modeling.build_text_classifier(backbone, num_classes=CLASSES, pooling=pooling)
-  lower, upper, upper_encoder = modeling.split_at_block(model, backbone, text_backbones.transformer_blocks(backbone), k)
+  model = heads.build_text_classifier(backbone, num_classes=CLASSES, pooling=pooling)
+  lower, upper, upper_encoder = heads.split_at_block(model, backbone, text_backbones.transformer_blocks(backbone), k)
   features = text_backbones.load_preprocessor(spec, 16)(tf.constant(["cat dog horse", "red", "one two the"]))
   inputs = {"hidden": lower(features, training=False), "padding_mask": tf.cast(features["padding_mask"], "int32")}
   np.testing.assert_allclose(upper(inputs, training=False).numpy(), model(features, training=False).numpy(),
                              atol=1e-5)
-  encoder, _ = modeling.split_at_pooling(model)
+  encoder, _ = heads.split_at_pooling(model)
   np.testing.assert_allclose(upper_encoder(inputs, training=False).numpy(), encoder(features, training=False).numpy(),
                              atol=1e-5)
-  assert modeling.count_params(upper.weights) == HEAD_PARAMS + k * _block_params()
+  assert freezing.count_params(upper.weights) == HEAD_PARAMS + k * _block_params()

@@ -8,9 +8,11 @@ import pytest
 import tensorflow as tf
 
 from conftest import make_texts
-from tfft import modeling, training, windows
-from tfft.backbones import text as text_backbones
-from tfft.data import tensors
+from tfft.data import windows
+from tfft.fit import callbacks, recipe
+from tfft.model import heads
+from tfft.model import text_backbones
+from tfft.data import text_batches
 
 SEQ = 32
 
@@ -20,10 +22,10 @@ def tiny(tiny_bert_preset):
   spec = text_backbones.resolve(str(tiny_bert_preset))
   preprocessor = text_backbones.load_preprocessor(spec, SEQ)
   keras.utils.set_random_seed(0)
-  model = modeling.build_text_classifier(text_backbones.load_backbone(spec), num_classes=3, pooling="mean")
+  model = heads.build_text_classifier(text_backbones.load_backbone(spec), num_classes=3, pooling="mean")
   # Batches of 8 hold 8, 14 or 20 tokens, so dynamic padding cuts each one differently.
   texts = [" ".join([t] * (1 + (i // 8) % 3)) for i, (t, _) in enumerate(make_texts(10))]
-  features = tensors.tokenize(preprocessor, texts)
+  features = text_batches.tokenize(preprocessor, texts)
   labels = np.arange(len(texts)) % 3
   return spec, preprocessor, model, texts, features, labels
 
@@ -35,11 +37,11 @@ def _batches(ds):
 def test_dynamic_padding_cuts_batches_and_keeps_the_logits(tiny):
   _, _, model, _, features, labels = tiny
   idx = np.arange(len(labels))
-  fixed = _batches(tensors.make_dataset(features, labels, idx, num_classes=3, batch_size=8))
-  dynamic = _batches(tensors.make_dataset(features, labels, idx, num_classes=3, batch_size=8, padding="dynamic",
+  fixed = _batches(text_batches.make_dataset(features, labels, idx, num_classes=3, batch_size=8))
+  dynamic = _batches(text_batches.make_dataset(features, labels, idx, num_classes=3, batch_size=8, padding="dynamic",
                                           pad_to_multiple_of=8))
   assert len(fixed) == len(dynamic)
-  lengths = tensors.lengths(features)
+  lengths = text_batches.lengths(features)
   widths = set()
   for i, ((xf, yf), (xd, yd)) in enumerate(zip(fixed, dynamic)):
     width = xd["token_ids"].shape[1]
@@ -55,7 +57,7 @@ def test_dynamic_padding_cuts_batches_and_keeps_the_logits(tiny):
 def test_bucketing_keeps_every_example_once_and_counts_its_batches(tiny):
   _, _, _, _, features, labels = tiny
   idx = np.arange(len(labels))
-  ds = tensors.make_dataset(features, labels, idx, num_classes=3, batch_size=4, shuffle=True, seed=3,
+  ds = text_batches.make_dataset(features, labels, idx, num_classes=3, batch_size=4, shuffle=True, seed=3,
                             padding="bucket", pad_to_multiple_of=8)
   for _ in range(2):  # reshuffled each epoch, still a permutation
     seen = collections.Counter()
@@ -66,8 +68,8 @@ def test_bucketing_keeps_every_example_once_and_counts_its_batches(tiny):
       assert width % 8 == 0 and np.all(real > width - 8) and np.all(real <= width), (width, real)
       seen.update(map(tuple, x["token_ids"].numpy()[:, :4]))
     assert sum(seen.values()) == len(labels)
-    assert len(batches) == tensors.num_batches(features, idx, batch_size=4, padding="bucket", pad_to_multiple_of=8)
-  assert tensors.num_batches(features, idx, batch_size=4) == -(-len(labels) // 4)
+    assert len(batches) == text_batches.num_batches(features, idx, batch_size=4, padding="bucket", pad_to_multiple_of=8)
+  assert text_batches.num_batches(features, idx, batch_size=4) == -(-len(labels) // 4)
 
 
 def test_trimmed_windowed_logits_match_full_length(tiny):
@@ -80,23 +82,29 @@ def test_trimmed_windowed_logits_match_full_length(tiny):
 def test_trim_handles_cached_hidden_states():
   mask = tf.constant([[1, 1, 1, 0, 0, 0, 0, 0], [1, 1, 0, 0, 0, 0, 0, 0]])
   hidden = tf.random.normal([2, 8, 5])
-  out = tensors.trim_to_longest({"hidden": hidden, "padding_mask": mask}, 2)
+  out = text_batches.trim_to_longest({"hidden": hidden, "padding_mask": mask}, 2)
   assert out["hidden"].shape == (2, 4, 5) and out["padding_mask"].shape == (2, 4)
 
 
-def test_mixed_precision_model_copies_to_float32(tiny):
+def test_mixed_precision_model_copies_to_float32(tiny, tiny_bert_preset):
+  from tfft import config as config_lib
+  from tfft import tasks
+
   spec, _, model32, _, features, _ = tiny
-  build = lambda backbone: modeling.build_text_classifier(backbone, num_classes=3, pooling="mean")
+  config = config_lib.Config(model=config_lib.ModelConfig(backbone=str(tiny_bert_preset), sequence_length=SEQ,
+                                                          pooling="mean"),
+                             train=config_lib.TrainConfig(mixed_precision="mixed_bfloat16"))
+  task, strategy = tasks.TextClassifier(config), tf.distribute.get_strategy()
   try:
-    keras.mixed_precision.set_global_policy("mixed_bfloat16")
-    mixed = build(text_backbones.load_backbone(spec, dtype="mixed_bfloat16"))
-    assert mixed.get_layer(modeling.BACKBONE).backbone.compute_dtype == "bfloat16"
+    mixed = task.build_model(3, strategy).model
+    assert mixed.get_layer(heads.BACKBONE).backbone.compute_dtype == "bfloat16"
     mixed.set_weights(model32.get_weights())
-    copy = modeling.float32_copy(mixed, mixed.get_layer(modeling.BACKBONE).backbone, build,
-                                 strategy=tf.distribute.get_strategy())
+    # What the job scores and exports: the same task's float32 build, given the trained weights.
+    copy = task.build_model(3, strategy, precision="float32", weights="none").model
+    copy.set_weights(mixed.get_weights())
   finally:
     keras.mixed_precision.set_global_policy("float32")
-  assert copy.get_layer(modeling.BACKBONE).backbone.compute_dtype == "float32"
+  assert copy.get_layer(heads.BACKBONE).backbone.compute_dtype == "float32"
   x = {k: v[:8] for k, v in features.items()}
   np.testing.assert_allclose(copy(x, training=False), model32(x, training=False), atol=1e-6)
   # bf16 keeps ~3 significant digits: close to float32, not equal.
@@ -108,7 +116,7 @@ def test_throughput_is_logged_per_epoch():
   model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
   model.compile("sgd", "mse")
   history = model.fit(np.ones((10, 4)), np.ones((10, 2)), batch_size=5, epochs=2, verbose=0,
-                      callbacks=[training.Throughput(10)])
+                      callbacks=[callbacks.Throughput(10)])
   assert len(history.history["examples_per_sec"]) == 2
   assert all(v > 0 for v in history.history["examples_per_sec"])
   assert all(s > 0 for s in history.history["train_seconds"])
@@ -131,18 +139,18 @@ def test_profile_batches_trace_each_phase_and_the_summary_reads_the_trace(tiny_r
 
 
 def _masks(lengths, full):
-  return {"padding_mask": np.array([[1] * n + [0] * (full - n) for n in lengths], dtype=bool)}
+  return np.array([[1] * n + [0] * (full - n) for n in lengths], dtype=bool)
 
 
 def test_dynamic_cut_counts_the_token_positions_trimming_drops():
-  features = _masks([5] * 8 + [40] * 8, 64)
+  masks = _masks([5] * 8 + [40] * 8, 64)
   # Batches of 8 in one shuffled order: a batch of short texts keeps 16 positions a row, any batch with a long
   # one keeps 48; so the cut is 1 - kept / (16 * 64) whatever the order.
-  cut = tensors.dynamic_cut(features, np.arange(16), batch_size=8, pad_to_multiple_of=16, seed=3)
-  order = tensors.lengths(features)[np.random.default_rng(3).permutation(16)]
+  cut = recipe.dynamic_cut(masks, np.arange(16), batch_size=8, pad_to_multiple_of=16, seed=3)
+  order = masks.sum(axis=1)[np.random.default_rng(3).permutation(16)]
   kept = sum(8 * (48 if batch.max() > 16 else 16) for batch in (order[:8], order[8:]))
   assert cut == pytest.approx(1 - kept / (16 * 64))
-  assert tensors.dynamic_cut(_masks([64] * 4, 64), np.arange(4), batch_size=2, pad_to_multiple_of=16) == 0.0
+  assert recipe.dynamic_cut(_masks([64] * 4, 64), np.arange(4), batch_size=2, pad_to_multiple_of=16) == 0.0
 
 
 @pytest.mark.parametrize("lengths,precision,expected", [
@@ -153,8 +161,8 @@ def test_dynamic_cut_counts_the_token_positions_trimming_drops():
     ([50] * 32, "mixed_bfloat16", "fixed"),     # ... not in bf16, where tf.einsum costs 2.8x
 ])
 def test_auto_padding_picks_dynamic_only_where_the_cut_pays(lengths, precision, expected):
-  cut = tensors.dynamic_cut(_masks(lengths, 128), np.arange(len(lengths)), batch_size=32, pad_to_multiple_of=16)
-  assert tensors.auto_padding(cut, precision) == expected
+  cut = recipe.dynamic_cut(_masks(lengths, 128), np.arange(len(lengths)), batch_size=32, pad_to_multiple_of=16)
+  assert recipe.auto_padding(cut, precision) == expected
 
 
 def test_text_task_resolves_auto_padding_from_its_training_texts(tiny_bert_preset):
@@ -166,12 +174,12 @@ def test_text_task_resolves_auto_padding_from_its_training_texts(tiny_bert_prese
     config = config_lib.Config(model=config_lib.ModelConfig(backbone=str(tiny_bert_preset), sequence_length=SEQ,
                                                             pooling="mean"),
                                train=config_lib.TrainConfig(batch_size=4, pad_to_multiple_of=8))
-    task = tasks.TextTask(config)
-    task.preprocessor = text_backbones.load_preprocessor(task.spec, SEQ)
+    task = tasks.TextClassifier(config)
     examples = text_data.Examples(texts, ["a"] * len(texts), [str(i) for i in range(len(texts))], "test")
     split = {"train": np.arange(len(texts)), "val": np.arange(0), "test": np.arange(0)}
-    task.dataset_fn(examples, np.zeros(len(texts), dtype=int), split)
-    return task.config.train.padding
+    prepared = task.prepare(examples, np.zeros(len(texts), dtype=int), split, ["a"])
+    assert task.config == config  # the task resolves the padding into what it prepares, not into its config
+    return prepared.padding
 
   assert resolved(["cat dog"] * 8) == "dynamic"
   assert resolved([" ".join(["cat"] * 40)] * 8) == "fixed"

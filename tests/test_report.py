@@ -81,11 +81,11 @@ def test_warmup_file_holds_validation_examples_the_signature_takes(tiny_run, tin
   import tensorflow as tf
   from tensorflow_serving.apis import prediction_log_pb2
 
-  from tfft import served
+  from tfft.serving import loaded
 
   tmp, _ = tiny_run
   export = tmp / "exports" / "tiny" / "1"
-  model = served.ServedModel(export)
+  model = loaded.ExportedModel(export)
   records = [prediction_log_pb2.PredictionLog.FromString(r.numpy())
              for r in tf.data.TFRecordDataset(str(export / "assets.extra" / "tf_serving_warmup_requests"))]
   val_texts, _ = _split_texts(tmp, tiny_textdir, "val")
@@ -98,34 +98,37 @@ def test_warmup_file_holds_validation_examples_the_signature_takes(tiny_run, tin
     assert tf.dtypes.as_dtype(tensor.dtype) == tf.string and [d.size for d in tensor.tensor_shape.dim] == [1]
     values = tf.make_ndarray(tensor)
     assert values.tolist() == [text.encode()]
-    assert model.predict(values.tolist()).shape == (1, 3)
+    assert model.probabilities(values.tolist()).shape == (1, 3)
 
 
 def test_parity_check_catches_a_skewed_export(tiny_run, tiny_bert_preset, tiny_textdir, tmp_path):
   import keras
 
-  from tfft import flags as tfft_flags
-  from tfft import metrics, modeling, reporting, serving, windows
-  from tfft.backbones import text as text_backbones
+  from tfft import rundir
+  from tfft.data import windows
+  from tfft.model import heads
+  from tfft.report import metrics, run_report
+  from tfft.serving import publish, savedmodel
+  from tfft.model import text_backbones
   from tfft.errors import RunFailed
 
   tmp, _ = tiny_run
-  config = tfft_flags.config_from_flagfile(tmp / "run" / "flags.cfg")
+  config = rundir.load_run(str(tmp / "run")).config
   config = dataclasses.replace(config, run=dataclasses.replace(config.run, name="skew"))
   spec = text_backbones.resolve(str(tiny_bert_preset))
-  model = modeling.build_text_classifier(text_backbones.load_backbone(spec), num_classes=3, pooling="mean")
+  model = heads.build_text_classifier(text_backbones.load_backbone(spec), num_classes=3, pooling="mean")
   model.load_weights(str(tmp / "run" / "checkpoints" / "after_finetune.weights.h5"))
   preprocessor = text_backbones.load_preprocessor(spec, 16)
   test_texts, y_test = _split_texts(tmp, tiny_textdir, "test")
   probabilities = keras.ops.convert_to_numpy(keras.ops.softmax(windows.predict_logits(model, preprocessor, test_texts, 2)))
   n = len(test_texts)
-  data = reporting.RunData("text", test_texts, [str(i) for i in range(n)], np.array(y_test),
+  data = run_report.RunData("text", test_texts, [str(i) for i in range(n)], np.array(y_test),
                            {"train": np.arange(0), "val": np.arange(n), "test": np.arange(n)}, NAMES)
-  check = functools.partial(reporting.export_checked, config=config, data=data, model_dir=tmp_path,
+  check = functools.partial(publish.export_checked, config=config, data=data, model_dir=tmp_path,
                             probabilities=probabilities, metrics=metrics.classification_metrics(y_test, probabilities, NAMES),
-                            phases=[], backbone=spec, contract=[], write_metrics=False)
+                            phases=[], backbone=spec, contract=[])
   export_base = tmp_path / "exports"
-  export = lambda pre: functools.partial(serving.export_text_classifier, model, pre, NAMES, export_base=export_base,
+  export = lambda pre: functools.partial(savedmodel.export_text_classifier, model, pre, NAMES, export_base=export_base,
                                          eval_windows=2)
 
   # The skew: the export tokenizes to 5 tokens where training used 16, so it reads other windows of each text.
@@ -157,7 +160,7 @@ def test_export_cli_reexports_the_run_and_writes_models_config(tiny_run, tmp_pat
   from google.protobuf import text_format
   from tensorflow_serving.config import model_server_config_pb2
 
-  from tfft import served
+  from tfft.serving import loaded
 
   tmp, _ = tiny_run
   base = tmp_path / "exports"
@@ -171,8 +174,8 @@ def test_export_cli_reexports_the_run_and_writes_models_config(tiny_run, tmp_pat
   assert [(c.name, c.base_path, c.model_platform) for c in config.model_config_list.config] == [
       ("again", "/models/again", "tensorflow")]
   texts = [t.encode() for t in ("cat dog horse", "red blue green yellow", "one two six")]
-  np.testing.assert_allclose(served.ServedModel(version).predict(texts),
-                             served.ServedModel(tmp / "exports" / "tiny" / "1").predict(texts), atol=1e-6)
+  np.testing.assert_allclose(loaded.ExportedModel(version).probabilities(texts),
+                             loaded.ExportedModel(tmp / "exports" / "tiny" / "1").probabilities(texts), atol=1e-6)
 
 
 # Bad input: one line naming the thing and the fix, exit 2, nothing written.

@@ -3,7 +3,7 @@
 import keras
 import pytest
 
-from tfft import schedules
+from tfft.fit import schedules
 from tfft.errors import UserError
 
 STEPS = (0, 1, 2, 6, 9)

@@ -1,7 +1,7 @@
 """predict on text and image exports, and TF Serving's REST bodies decoded as the server does, in a clean process.
 
-The image export is built here with tfft's serving contract (encoded image bytes in as a [None] tf.string, decoded in
-the graph; probabilities, class_id and class_name out), so these tests hold before tfft trains image models.
+The image export is built here directly with tfft's serving contract (encoded image bytes in as a [None] tf.string,
+decoded in the graph; probabilities, class_id and class_name out), without a training run.
 """
 
 import base64
@@ -70,7 +70,7 @@ def test_predict_cli_on_images_takes_paths_and_globs(image_export):
 
 
 def test_predict_cli_on_texts_reads_stdin_and_prints_a_table(tiny_run):
-  from tfft import served
+  from tfft.serving import loaded
 
   tmp, _ = tiny_run
   export = tmp / "exports" / "tiny" / "1"
@@ -78,7 +78,7 @@ def test_predict_cli_on_texts_reads_stdin_and_prints_a_table(tiny_run):
   proc = subprocess.run([sys.executable, "-m", "tfft.predict", f"--model={tmp / 'run'}", "--top_k=3"],
                         input="\n".join(texts) + "\n", capture_output=True, text=True, timeout=300)
   assert proc.returncode == 0, proc.stderr[-3000:]
-  expected = served.ServedModel(export).predict([t.encode() for t in texts])
+  expected = loaded.ExportedModel(export).probabilities([t.encode() for t in texts])
   lines = proc.stdout.strip().splitlines()
   assert lines[0].split() == ["input", "class", "probability"] and len(lines) == 1 + 3 * len(texts)
   for i, text in enumerate(texts):
@@ -90,21 +90,21 @@ def test_predict_cli_on_texts_reads_stdin_and_prints_a_table(tiny_run):
 
 
 def test_predict_inputs_from_arguments_file_and_stdin(tmp_path):
-  from tfft import prediction
+  from tfft.serving import scoring
   from tfft.errors import UserError
 
   path = tmp_path / "in.txt"
   path.write_text("first text\n\nsecond text\n")
-  assert prediction.read_inputs(["a b"], input_file=str(path), stdin=io.StringIO("")) == ["a b", "first text",
+  assert scoring.read_inputs(["a b"], input_file=str(path), stdin=io.StringIO("")) == ["a b", "first text",
                                                                                         "second text"]
-  assert prediction.read_inputs([], stdin=io.StringIO("x\ny\n")) == ["x", "y"]
-  assert prediction.read_inputs(["a", "-"], stdin=io.StringIO("x\n")) == ["a", "x"]
+  assert scoring.read_inputs([], stdin=io.StringIO("x\ny\n")) == ["x", "y"]
+  assert scoring.read_inputs(["a", "-"], stdin=io.StringIO("x\n")) == ["a", "x"]
   with pytest.raises(UserError, match="no inputs"):
-    prediction.read_inputs([], stdin=io.StringIO(""))
+    scoring.read_inputs([], stdin=io.StringIO(""))
   with pytest.raises(UserError, match="--input_file=.*no such file"):
-    prediction.read_inputs([], input_file=str(tmp_path / "missing.txt"))
+    scoring.read_inputs([], input_file=str(tmp_path / "missing.txt"))
   with pytest.raises(UserError, match="no such image file"):
-    prediction.expand_images([str(tmp_path / "*.png")])
+    scoring.expand_images([str(tmp_path / "*.png")])
 
 
 def test_predict_rejects_a_path_that_is_not_a_saved_model(tmp_path):
@@ -151,7 +151,7 @@ def _serve(export, body: str):
 
 
 def test_rest_bodies_for_a_text_and_an_image(tiny_run, image_export):
-  from tfft import served
+  from tfft.serving import loaded
 
   tmp, _ = tiny_run
   text_export = tmp / "exports" / "tiny" / "1"
@@ -159,7 +159,7 @@ def test_rest_bodies_for_a_text_and_an_image(tiny_run, image_export):
   body = '{"instances": ["Shares in the carmaker fell after profits slumped.", "The striker scored twice."]}'
   texts = json.loads(body)["instances"]
   predictions = _serve(text_export, body)
-  expected = served.ServedModel(text_export).predict([t.encode() for t in texts])
+  expected = loaded.ExportedModel(text_export).probabilities([t.encode() for t in texts])
   np.testing.assert_allclose([p["probabilities"] for p in predictions], expected, atol=1e-6)
   assert [p["class_name"] for p in predictions] == [["animals", "colors", "numbers"][i] for i in expected.argmax(1)]
 
@@ -168,7 +168,7 @@ def test_rest_bodies_for_a_text_and_an_image(tiny_run, image_export):
   body = '{"instances": [{"b64": "%s"}]}' % encoded  # the README's image request, as its curl line builds it
   [prediction] = _serve(export, body)
   assert prediction["class_name"] == "green" and prediction["class_id"] == 1
-  expected = served.ServedModel(export).predict([(images / "green.jpg").read_bytes()])[0]
+  expected = loaded.ExportedModel(export).probabilities([(images / "green.jpg").read_bytes()])[0]
   np.testing.assert_allclose(prediction["probabilities"], expected, atol=1e-6)
 
 
@@ -176,7 +176,8 @@ def test_concurrent_exports_get_distinct_versions(tmp_path):
   """Eight writers publish complete exports into one base at the same moment: each gets its own version."""
   import threading
 
-  from tfft import serving
+  from tfft.rundir import TMP_PREFIX
+  from tfft.serving import versions
 
   base = tmp_path / "model"
   base.mkdir()
@@ -186,11 +187,11 @@ def test_concurrent_exports_get_distinct_versions(tmp_path):
   published = {}
 
   def export(i):
-    tmp = base / f"{serving.TMP_PREFIX}{i}"
+    tmp = base / f"{TMP_PREFIX}{i}"
     tmp.mkdir()
     (tmp / "who").write_text(str(i))
     barrier.wait()
-    published[i] = serving._publish(tmp, base)  # pylint: disable=protected-access
+    published[i] = versions.publish(tmp, base)
 
   threads = [threading.Thread(target=export, args=(i,)) for i in range(8)]
   for t in threads:

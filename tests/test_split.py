@@ -1,13 +1,12 @@
-"""Tests for the stratified split and the files that persist it (manifest, labels.txt)."""
+"""The stratified split, the few-shot draw, class order, and the warning about duplicates across splits."""
 
 import collections
-import csv
 
 import numpy as np
 import pytest
 
 from tfft.data import split as split_lib
-from tfft.data.text import natural_key, sorted_class_names
+from tfft.data.text import natural_key
 from tfft.errors import UserError
 
 FRACTIONS = {"val": 0.1, "test": 0.2, "train": 0.7}
@@ -94,45 +93,6 @@ def test_fraction_too_small_for_one_example_per_class(val_fraction, test_fractio
   labels = _labels({"a": 10, "b": 10, "c": 10})
   with pytest.raises(UserError, match=f"^{flag} "):
     _split(labels, val_fraction=val_fraction, test_fraction=test_fraction)
-
-
-def test_manifest_records_every_example_once(tmp_path):
-  ids = [f"{label}/{i:03d}.txt" for i, label in enumerate(LABELS)]
-  s = _split()
-  path = tmp_path / split_lib.MANIFEST
-  split_lib.write_manifest(path, ids, LABELS, s)
-  with path.open(newline="", encoding="utf-8") as f:
-    rows = list(csv.DictReader(f))
-  assert [r["id"] for r in rows] == ids
-  assert [r["label"] for r in rows] == LABELS
-  for name in split_lib.SPLITS:
-    assert [i for i, r in enumerate(rows) if r["split"] == name] == s[name].tolist()
-  assert sorted(p.name for p in tmp_path.iterdir()) == [split_lib.MANIFEST]  # No .tmp left behind.
-
-
-def test_labels_round_trip_in_natural_order(tmp_path):
-  names = sorted_class_names(["10", "2", "10", "2", "1"])
-  assert names == ["1", "2", "10"]
-  path = tmp_path / split_lib.LABELS
-  split_lib.write_labels(path, names)
-  assert path.read_text(encoding="utf-8") == "1\n2\n10\n"
-  assert split_lib.read_labels(path) == names
-  assert sorted(p.name for p in tmp_path.iterdir()) == [split_lib.LABELS]
-
-
-def test_labels_round_trip_unicode_and_spaces(tmp_path):
-  names = sorted_class_names(["économie", "sci fi", "class 10", "class 9"])
-  assert names == ["class 9", "class 10", "sci fi", "économie"]
-  path = tmp_path / split_lib.LABELS
-  split_lib.write_labels(path, names)
-  assert split_lib.read_labels(path) == names
-
-
-def test_write_labels_replaces_an_older_file(tmp_path):
-  path = tmp_path / split_lib.LABELS
-  split_lib.write_labels(path, ["a", "b", "c"])
-  split_lib.write_labels(path, ["x", "y"])
-  assert split_lib.read_labels(path) == ["x", "y"]
 
 
 def test_natural_key_tells_every_name_apart():

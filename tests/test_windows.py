@@ -4,8 +4,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfft import modeling, windows
-from tfft.backbones import text as text_backbones
+from tfft.data import windows
+from tfft.model import heads
+from tfft.model import text_backbones
 
 TEXTS = ["cat dog horse one two three four five six red", "", "blue"]
 
@@ -51,7 +52,7 @@ def test_max_windows_caps_the_text(tiny):
 
 def test_windowed_logits_average_the_windows(tiny):
   spec, pre = tiny
-  model = modeling.build_text_classifier(text_backbones.load_backbone(spec), num_classes=3, pooling="mean")
+  model = heads.build_text_classifier(text_backbones.load_backbone(spec), num_classes=3, pooling="mean")
   logits = windows.predict_logits(model, pre, TEXTS, 3, batch_size=2)
   features, doc = _features(pre, TEXTS, 3)
   per_window = model(features, training=False).numpy()
@@ -77,22 +78,21 @@ def test_train_windows_make_each_window_an_example_of_its_texts_split(tiny_bert_
   config = config_lib.Config(model=config_lib.ModelConfig(backbone=str(tiny_bert_preset), sequence_length=8,
                                                           train_windows=2, pooling="mean"),
                              train=config_lib.TrainConfig(batch_size=2))
-  task = tasks.TextTask(config)
-  task.preprocessor = text_backbones.load_preprocessor(task.spec, 8)
+  task = tasks.TextClassifier(config)
   texts = TEXTS + ["red blue", "one two three four five six seven eight nine"]
   examples = text_data.Examples(texts, ["a", "b", "c", "a", "b"], [str(i) for i in range(5)], "test")
   labels = np.array([0, 1, 2, 0, 1])
   split = {"train": np.array([0, 3]), "val": np.array([4, 1]), "test": np.array([2])}
-  make = task.dataset_fn(examples, labels, split)
-  unit_labels, unit_split = task.training_units(labels, split)
+  prepared = task.prepare(examples, labels, split, ["a", "b", "c"])
+  unit_labels, unit_split = prepared.unit_labels, prepared.unit_split
   # Windows (6 tokens each, at most 2 per text): text 0 -> 2, 1 -> 1, 2 -> 1, 3 -> 1, 4 -> 2 (the third is cut).
   assert unit_split["train"].tolist() == [0, 1, 4] and unit_split["val"].tolist() == [2, 5, 6]
   assert unit_split["test"].tolist() == [3]
   assert unit_labels.tolist() == [0, 0, 1, 2, 0, 1, 1]
-  batches = list(make("val"))
+  batches = list(prepared.make("val"))
   assert [int(y.shape[0]) for _, y in batches] == [2, 1]
   assert np.concatenate([y.numpy().argmax(1) for _, y in batches]).tolist() == [1, 1, 1]
-  assert task.num_batches(unit_split["train"]) == 2
+  assert prepared.steps_per_epoch == 2
 
 
 def test_train_on_windows_end_to_end_with_cached_lower_blocks(tiny_bert_preset, tmp_path):

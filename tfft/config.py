@@ -3,7 +3,7 @@
 import dataclasses
 import math
 import re
-from typing import Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 from tfft.errors import UserError
 
@@ -32,49 +32,30 @@ _BUILTIN_DATASETS = ("bbc_news", "digits")
 _IMAGE_KINDS = ("imagedir", "tfds", "digits")
 
 
-@dataclasses.dataclass(frozen=True)
-class DataConfig:
-  """Where the examples come from and how they are split."""
-  dataset: str = "bbc_news"
-  text_column: str = "text"
-  label_column: str = "label"
-  val_fraction: float = 0.1
-  test_fraction: float = 0.2
-  examples_per_class: int = 0  # 0 keeps every example.
-  train_examples_per_class: int = 0  # 0 keeps the whole train split.
-  classes: Tuple[str, ...] = ()  # empty keeps every class.
-  image_column: str = ""  # csv: set -> the column holds image paths.
-  on_bad_file: str = "skip"
-  allow_external_paths: bool = False  # image tables: paths may leave the table's folder
-  tfds_data_dir: str = ""
-  tfds_split: str = "train"
+# Which runs an option applies to: a value other than its default on a run of the other modality is an error.
+ALL, TEXT, IMAGE = "all", "text", "image"
 
 
-@dataclasses.dataclass(frozen=True)
-class ModelConfig:
-  """The backbone and the new head on top of it."""
-  backbone: str = "minilm-l6"
-  sequence_length: int = 128
-  eval_windows: int = 1
-  train_windows: int = 1
-  pooling: str = "auto"
-  head_units: Tuple[int, ...] = ()
-  dropout: float = 0.1
-  l1: float = 0.0
-  l2: float = 0.0
-  # Images.
-  image_size: int = 0  # 0: the backbone's default.
-  backbone_weights: str = "imagenet"
-  bn: str = "frozen"
-  flip: str = "none"
-  rotation: float = 0.0
-  zoom: float = 0.0
-  translation: float = 0.0
-  contrast: float = 0.0
+def option(default, help: str, *, choices: Sequence[str] = (), applies: str = ALL, resume: bool = False,  # pylint: disable=redefined-builtin
+           item=None, parse: Optional[Callable[[str], object]] = None):
+  """Declares one option: a dataclass field whose metadata makes its flag, flagfile line and checks.
 
-  @property
-  def augments(self) -> bool:
-    return self.flip != "none" or any((self.rotation, self.zoom, self.translation, self.contrast))
+  Declaring the field is all a new option needs: tfft.flags defines the absl flag from it (type from the default,
+  `choices` as an enum), flagfiles read and write it, and `validate` rejects it on a run it does not apply to.
+
+  Args:
+    default: the value when the flag is not given; its type is the flag's type (tuple: a comma-separated list).
+    help: the flag's --help text.
+    choices: the allowed values of a string option.
+    applies: ALL, TEXT or IMAGE: which runs read it.
+    resume: an interrupted run resumes only with the same value (it fixes the split, the model or the data order).
+    item: the type of a list option's items (default str).
+    parse: for a structured value (--freeze, --min_metric): turns the flag's text into the value; str() gives
+      the text back.
+  """
+  return dataclasses.field(default=default, metadata={
+      "help": help, "choices": tuple(choices), "applies": applies, "resume": resume, "item": item or str,
+      "parse": parse})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -92,67 +73,11 @@ class Freeze:
     return self.kind
 
 
-@dataclasses.dataclass(frozen=True)
-class TrainConfig:
-  """The two phases (head, then fine-tune), the optimiser and the LR schedule."""
-  batch_size: int = 32
-  head_epochs: int = 2
-  head_learning_rate: float = 1e-3
-  epochs: int = 3
-  learning_rate: float = 5e-5
-  warmup_fraction: float = 0.1
-  cache_features: bool = True
-  freeze: Freeze = Freeze("none")
-  optimizer: str = "adamw"
-  weight_decay: float = 0.01
-  momentum: float = 0.9
-  clipnorm: float = 1.0
-  lr_schedule: str = "linear"
-  lr_decay_rate: float = 0.5
-  lr_alpha: float = 0.0
-  lr_restart_epochs: int = 1
-  label_smoothing: float = 0.0
-  monitor: str = "val_accuracy"
-  early_stopping_patience: int = 2
-  strategy: str = "auto"
-  tpu: str = ""
-  worker_hosts: Tuple[str, ...] = ()  # multi_worker_mirrored: host:port of every worker, chief first
-  task_index: int = 0
-  seed: int = 42
-  # Speed: none of these changes results beyond float round-off, except mixed precision and --padding=bucket
-  # (which regroups batches by length).
-  mixed_precision: str = "float32"
-  jit_compile: bool = False
-  steps_per_execution: int = 1
-  padding: str = "auto"  # fixed or dynamic, from the texts' lengths (tfft.data.tensors.auto_padding)
-  pad_to_multiple_of: int = 16
-  profile_batches: Tuple[int, ...] = ()  # (first, last) training batches of each phase to trace; () traces none
+class Gates(tuple):
+  """--min_metric: (metric, lowest allowed value) pairs; str() gives the flag's NAME:VALUE,… text back."""
 
-
-@dataclasses.dataclass(frozen=True)
-class RunConfig:
-  """Where the run writes: its model dir and the export base dir."""
-  model_dir: str = "runs/tfft"
-  export_dir: str = "saved_models"
-  name: str = "tfft"
-  overwrite: bool = False
-
-
-@dataclasses.dataclass(frozen=True)
-class ReportConfig:
-  """What is measured beside the model, what it must reach to be exported, and what the export carries."""
-  baseline: str = "auto"
-  min_metric: Tuple[Tuple[str, float], ...] = ()  # (metric, lowest allowed value) pairs
-  warmup: bool = True
-
-
-@dataclasses.dataclass(frozen=True)
-class Config:
-  data: DataConfig = DataConfig()
-  model: ModelConfig = ModelConfig()
-  train: TrainConfig = TrainConfig()
-  run: RunConfig = RunConfig()
-  report: ReportConfig = ReportConfig()
+  def __str__(self):
+    return ",".join(f"{name}:{value:g}" for name, value in self)
 
 
 def parse_freeze(value: str) -> Freeze:
@@ -174,12 +99,14 @@ def parse_freeze(value: str) -> Freeze:
                   "from_layer:NAME")
 
 
-def parse_min_metric(values: Sequence[str]) -> Tuple[Tuple[str, float], ...]:
-  """Parses `--min_metric` items of the form NAME:VALUE, e.g. macro_f1:0.9.
+def parse_min_metric(values) -> Gates:
+  """Parses `--min_metric` items of the form NAME:VALUE, e.g. macro_f1:0.9 (a list, or one comma-separated string).
 
   Raises:
     UserError: naming --min_metric for an unknown metric, a malformed item or a value outside [0, 1].
   """
+  if isinstance(values, str):
+    values = [v for v in values.split(",") if v.strip()]
   gates = []
   for item in values:
     name, sep, value = item.strip().partition(":")
@@ -194,7 +121,268 @@ def parse_min_metric(values: Sequence[str]) -> Tuple[Tuple[str, float], ...]:
     if not 0.0 <= threshold <= 1.0:  # NaN fails too
       raise UserError(f"--min_metric={item!r}: the lowest allowed value must be a number in [0, 1]")
     gates.append((name, threshold))
-  return tuple(gates)
+  return Gates(gates)
+
+
+@dataclasses.dataclass(frozen=True)
+class DataConfig:
+  """Where the examples come from and how they are split."""
+  dataset: str = option(
+      "bbc_news", "Text: bbc_news (built in), textdir:PATH (one subfolder per class), csv:PATH (.csv, .tsv, "
+      ".jsonl). Images: digits (built in), imagedir:PATH (one subfolder per class), tfds:NAME, csv:PATH with "
+      "--image_column.", resume=True)
+  text_column: str = option("text", "csv/tsv/jsonl: the column holding the text.", resume=True)
+  label_column: str = option("label", "csv/tsv/jsonl: the column holding the label.", resume=True)
+  val_fraction: float = option(0.1, "Fraction of each class held out for validation.", resume=True)
+  test_fraction: float = option(0.2, "Fraction of each class held out for the test.", resume=True)
+  examples_per_class: int = option(0, "Keep at most this many examples per class before splitting (0 keeps all).",
+                                   resume=True)
+  train_examples_per_class: int = option(
+      0, "Few-shot: after splitting, train on the first N training examples of each class; val and test keep "
+      "their full size (0 trains on the whole train split).", resume=True)
+  classes: Tuple[str, ...] = option((), "Keep only these classes, e.g. 0,1,2,3,4 (empty keeps every class).",
+                                    resume=True)
+  image_column: str = option(
+      "", "csv/tsv/jsonl of images: the column holding image paths (relative to the file's folder).", resume=True)
+  on_bad_file: str = option("skip", "An image file that does not decode: skip it (logged by path, counted in the "
+                            "summary) or fail.", choices=ON_BAD_FILE, applies=IMAGE)
+  allow_external_paths: bool = option(
+      False, "csv: with --image_column: allow image paths outside the table's folder (absolute, or with ..).",
+      applies=IMAGE)
+  tfds_data_dir: str = option("", "tfds:NAME: the prepared TFDS data directory (empty: TFDS's default).",
+                              applies=IMAGE)
+  tfds_split: str = option("train", "tfds:NAME: the TFDS split(s) to read, e.g. train or train+test; tfft splits "
+                           "them itself.", applies=IMAGE)
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+  """The backbone and the new head on top of it."""
+  backbone: str = option(
+      "minilm-l6", "Alias (minilm-l6), keras-hub preset name, hf://…, kaggle://…, or a local directory holding a "
+      "keras-hub preset or a HF checkpoint; for images a keras.applications name, tiny_cnn or a keras-hub image "
+      "preset.", resume=True)
+  sequence_length: int = option(128, "Tokens per example, [CLS] and [SEP] included.", applies=TEXT, resume=True)
+  eval_windows: int = option(1, "Scoring and the export read up to N windows of --sequence_length tokens per text "
+                             "and average their logits.", applies=TEXT)
+  train_windows: int = option(
+      1, "Training and validation read up to N windows of --sequence_length tokens per text, each window an "
+      "example with its text's label (1: the first window only). Pair it with --eval_windows.", applies=TEXT,
+      resume=True)
+  pooling: str = option("auto", "How the head sees the sequence: cls token or mean over tokens; auto picks per "
+                        "backbone.", choices=POOLINGS, applies=TEXT, resume=True)
+  head_units: Tuple[int, ...] = option(
+      (), "Widths of hidden Dense layers in the head, e.g. 256 or 512,128; empty for a linear head.", item=int,
+      resume=True)
+  dropout: float = option(0.1, "Dropout before each head layer.")
+  l1: float = option(0.0, "L1 regularisation on the head kernels.")
+  l2: float = option(0.0, "L2 regularisation on the head kernels.")
+  image_size: int = option(0, "Images: height and width the model reads (0: the backbone's default size).",
+                           applies=IMAGE, resume=True)
+  backbone_weights: str = option(
+      "imagenet", "Images: imagenet (Keras' download and cache), none (random init), or a path to a .weights.h5 / "
+      ".keras file of the same backbone.", applies=IMAGE)
+  bn: str = option("frozen", "Images: frozen keeps BatchNorm in inference mode (moving statistics fixed) even "
+                   "where the backbone trains; train lets unfrozen BatchNorm layers use and update batch "
+                   "statistics.", choices=BN_POLICIES, applies=IMAGE)
+  flip: str = option("none", "Images: random flips while training.",
+                     choices=FLIPS, applies=IMAGE)
+  rotation: float = option(0.0, "Images: random rotation, as a fraction of a full turn.", applies=IMAGE)
+  zoom: float = option(0.0, "Images: random zoom, as a fraction of the size.", applies=IMAGE)
+  translation: float = option(0.0, "Images: random shift, as a fraction of the size.", applies=IMAGE)
+  contrast: float = option(0.0, "Images: random contrast factor range.", applies=IMAGE)
+
+  @property
+  def augments(self) -> bool:
+    return self.flip != "none" or any((self.rotation, self.zoom, self.translation, self.contrast))
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+  """The two phases (head, then fine-tune), the optimiser, the LR schedule and how the steps run."""
+  batch_size: int = option(32, "Global batch size, split across replicas.", resume=True)
+  head_epochs: int = option(2, "Phase 1: epochs training the head on a frozen backbone.")
+  head_learning_rate: float = option(1e-3, "Phase 1 peak learning rate.")
+  epochs: int = option(3, "Phase 2: epochs fine-tuning with --freeze applied.")
+  learning_rate: float = option(5e-5, "Phase 2 peak learning rate (10-100x below the head's).")
+  warmup_fraction: float = option(0.1, "Phase 2: fraction of its steps spent warming up.")
+  cache_features: bool = option(
+      True, "Run frozen layers once over train and val and train on their cached outputs: the head phase on pooled "
+      "features, a top_k phase on the states entering its blocks. Much faster; frozen layers then skip their "
+      "dropout.", resume=True)
+  freeze: Freeze = option(
+      Freeze("none"), "Phase 2 policy: all (only the head ever trains), none (fine-tune all), top_k:N (last N "
+      "blocks: transformer blocks for text, layers holding weights for images), from_layer:NAME (that backbone "
+      "layer and every layer after it).", parse=parse_freeze, resume=True)
+  optimizer: str = option("adamw", "Optimiser.", choices=OPTIMIZERS)
+  weight_decay: float = option(0.01, "Decoupled weight decay (adamw; sgd uses it too).")
+  momentum: float = option(0.9, "sgd momentum.")
+  clipnorm: float = option(1.0, "Clip each gradient to this norm; 0 turns clipping off.")
+  lr_schedule: str = option("linear", "LR decay after warmup.",
+                            choices=LR_SCHEDULES)
+  lr_decay_rate: float = option(0.5, "exponential: LR factor per epoch.")
+  lr_alpha: float = option(0.0, "cosine, cosine_restarts, linear: final LR as a fraction of peak.")
+  lr_restart_epochs: int = option(1, "cosine_restarts: epochs in the first cycle.")
+  label_smoothing: float = option(0.0, "Label smoothing for the cross-entropy.")
+  monitor: str = option("val_accuracy", "Validation metric for the best checkpoint and early stopping.",
+                        choices=MONITORS)
+  early_stopping_patience: int = option(2, "Epochs without improvement before a phase stops; 0 turns it off.")
+  strategy: str = option("auto", "tf.distribute strategy; auto picks mirrored with >1 GPU, else default.",
+                         choices=STRATEGIES)
+  tpu: str = option("", "--strategy=tpu: TPU name or address.")
+  worker_hosts: Tuple[str, ...] = option(
+      (), "--strategy=multi_worker_mirrored without TF_CONFIG: HOST:PORT of every worker, chief first; each worker "
+      "gets the same list and its own --task_index.")
+  task_index: int = option(0, "This worker's position in --worker_hosts (0: the chief).")
+  seed: int = option(42, "Seed for the split, the initialisation and the shuffling.", resume=True)
+  # Speed: none of these changes results beyond float round-off, except mixed precision and --padding=bucket
+  # (which regroups batches by length).
+  mixed_precision: str = option(
+      "float32", "Compute dtype policy for training. The logits and the export stay float32. bfloat16 pays off only "
+      "on CPUs with native bf16 (AVX512_BF16/AMX) or TPUs; float16 on GPUs.",
+      choices=PRECISIONS)
+  jit_compile: bool = option(False, "Compile the train step with XLA.")
+  steps_per_execution: int = option(1, "Batches per call into the compiled train step (fewer Python round trips).")
+  padding: str = option(
+      "auto", "fixed: every batch is --sequence_length tokens. dynamic: each batch is cut to its longest text, "
+      "rounded up to --pad_to_multiple_of (same results, less compute on short texts). bucket: also groups texts of "
+      "similar length into batches (faster still; changes batch composition). auto: dynamic when it would cut "
+      "enough tokens to pay for the unknown-length graph it needs, else fixed (same results either way).",
+      choices=PADDINGS, applies=TEXT, resume=True)
+  pad_to_multiple_of: int = option(
+      16, "dynamic/bucket padding: round each batch's length up to a multiple of this, which bounds the number of "
+      "shapes the graph is traced for.", applies=TEXT)
+  profile_batches: Tuple[int, ...] = option(
+      (), "FIRST,LAST: trace these training batches of each phase with the TensorFlow profiler, into "
+      "MODEL_DIR/logs/PHASE (TensorBoard's Profile tab; bench/profile_summary.py prints the time per op). Empty: "
+      "no tracing.", item=int)
+
+
+@dataclasses.dataclass(frozen=True)
+class RunConfig:
+  """Where the run writes: its model dir and the export base dir."""
+  model_dir: str = option("runs/tfft", "Run directory: checkpoints, logs, metrics, split manifest.")
+  export_dir: str = option("saved_models", "Export base: the SavedModel goes to EXPORT_DIR/NAME/VERSION.")
+  name: str = option("tfft", "Model name under --export_dir (TF Serving's model name).")
+  overwrite: bool = option(False, "Start afresh in a model dir that holds a finished run.")
+
+
+@dataclasses.dataclass(frozen=True)
+class ReportConfig:
+  """What is measured beside the model, what it must reach to be exported, and what the export carries."""
+  baseline: str = option(
+      "auto", "auto: fit a scikit-learn baseline on the same train split (text: TF-IDF + linear SVM) and report it "
+      "beside the model on the same test split; none: skip it.", choices=BASELINES)
+  min_metric: Gates = option(
+      Gates(), "Quality gate, NAME:VALUE[,NAME:VALUE]: any test metric the report holds, e.g. macro_f1:0.9. Unmet, "
+      "train exits 1 and writes no export; the run dir keeps its checkpoints and report.", parse=parse_min_metric)
+  warmup: bool = option(True, "Write assets.extra/tf_serving_warmup_requests (validation examples) into the export.")
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+  """A whole train run: every option of tfft.train, by section."""
+  data: DataConfig = DataConfig()
+  model: ModelConfig = ModelConfig()
+  train: TrainConfig = TrainConfig()
+  run: RunConfig = RunConfig()
+  report: ReportConfig = ReportConfig()
+
+
+SECTIONS = ("data", "model", "train", "run", "report")
+
+
+def options():
+  """(section name, dataclasses.Field) of every option of Config, in declaration order."""
+  return [(section, field) for section in SECTIONS
+          for field in dataclasses.fields(Config.__dataclass_fields__[section].default)]
+
+
+def option_value(field: dataclasses.Field, raw):
+  """An option's value from its flag: a flagfile's text, or the value absl parsed (a list for list options).
+
+  Raises:
+    UserError: naming the flag when the text is not of the option's type.
+  """
+  meta, default = field.metadata, field.default
+  if meta["parse"] is not None:
+    return meta["parse"](raw if isinstance(raw, str) else ",".join(raw))
+  if isinstance(default, tuple):
+    items = raw.split(",") if isinstance(raw, str) else list(raw)
+    if meta["item"] is str:
+      return tuple(item.strip() for item in items) if any(item.strip() for item in items) else ()
+    try:
+      return tuple(meta["item"](item) for item in items if item.strip())
+    except ValueError:
+      raise UserError(f"--{field.name}={','.join(items)!r}: must be comma-separated integers, e.g. "
+                      f"{'3,5' if field.name == 'profile_batches' else '256 or 512,128'}") from None
+  if not isinstance(raw, str) or isinstance(default, str):
+    return raw
+  try:
+    if isinstance(default, bool):
+      if raw.lower() not in ("true", "false", "1", "0"):
+        raise ValueError(raw)
+      return raw.lower() in ("true", "1")
+    return type(default)(raw)
+  except ValueError:
+    raise UserError(f"--{field.name}={raw!r}: must be a {type(default).__name__}") from None
+
+
+def option_text(value) -> str:
+  """An option's value as its flag's text, which option_value reads back."""
+  if isinstance(value, bool):
+    return "true" if value else "false"
+  if isinstance(value, tuple) and not isinstance(value, Gates):
+    return ",".join(map(str, value))
+  return str(value)
+
+
+def to_flag_lines(config: "Config", *, leave_out: Sequence[str] = ("overwrite",)) -> List[str]:
+  """Every option as a `--name=value` line, which absl and from_flag_lines read back to the same Config.
+
+  `overwrite` is left out by default, so that re-running the lines resumes a run rather than clobbering it.
+  """
+  return [f"--{field.name}={option_text(getattr(getattr(config, section), field.name))}"
+          for section, field in options() if field.name not in leave_out]
+
+
+def to_flagfile(config: "Config") -> str:
+  """The config as a flagfile (tfft.train --flagfile=… re-runs it); `overwrite` is left out, so a re-run resumes."""
+  header = "# Resolved tfft flags; re-run with: python -m tfft.train --flagfile=THIS_FILE"
+  return "\n".join([header, *to_flag_lines(config)]) + "\n"
+
+
+def from_flag_lines(lines: Sequence[str], *, where: str) -> "Config":
+  """Reads `--name=value` lines (a run's flags.cfg) into a validated Config, without absl.
+
+  Options not named keep their defaults. `--name` and `--noname` are read as absl reads boolean flags.
+
+  Raises:
+    UserError: naming `where` for an option this version of tfft does not know, or a bad value.
+  """
+  fields = {field.name: (section, field) for section, field in options()}
+  values: Dict[str, dict] = {section: {} for section in SECTIONS}
+  for line in lines:
+    line = line.strip()
+    if not line.startswith("--"):
+      continue  # comments and blank lines
+    name, sep, text = line[2:].partition("=")
+    if not sep and name not in fields and name.startswith("no") and name[2:] in fields:
+      name, text = name[2:], "false"
+    elif not sep:
+      text = "true"
+    if name not in fields:
+      raise UserError(f"{where}: --{name} is not a tfft.train option; was it written by another version of tfft?")
+    section, field = fields[name]
+    values[section][name] = option_value(field, text)
+  defaults = Config()
+  return validate(Config(**{section: dataclasses.replace(getattr(defaults, section), **values[section])
+                            for section in SECTIONS}))
+
+
+def resume_options() -> Tuple[str, ...]:
+  """Options that fix the split, the model or the data order: an interrupted run resumes only with their values."""
+  return tuple(field.name for _, field in options() if field.metadata["resume"])
 
 
 def check_min_metric(gates: Tuple[Tuple[str, float], ...], num_classes: int):
@@ -252,6 +440,9 @@ def validate(config: Config) -> Config:
       value = getattr(section, field.name)
       if isinstance(value, float) and not math.isfinite(value):
         _fail(field.name, value, "must be a finite number")
+  for section, field in options():
+    if field.metadata["choices"]:
+      _check_choice(field.name, getattr(getattr(config, section), field.name), field.metadata["choices"])
   split_dataset_spec(d.dataset)
   for flag, value in (("val_fraction", d.val_fraction), ("test_fraction", d.test_fraction)):
     if not 0.0 < value < 1.0:
@@ -272,7 +463,6 @@ def validate(config: Config) -> Config:
     _fail("classes", ",".join(d.classes), "must be distinct, non-empty class names separated by commas")
   if len(d.classes) == 1:
     _fail("classes", ",".join(d.classes), "a classifier needs at least two classes")
-  _check_choice("on_bad_file", d.on_bad_file, ON_BAD_FILE)
   if not d.tfds_split.strip():
     _fail("tfds_split", d.tfds_split, "must name a tfds split, e.g. train or train+test")
 
@@ -284,7 +474,6 @@ def validate(config: Config) -> Config:
     _fail("eval_windows", m.eval_windows, "must be >= 1 (1 reads only the first --sequence_length tokens)")
   if m.train_windows < 1:
     _fail("train_windows", m.train_windows, "must be >= 1 (1 trains on the first --sequence_length tokens only)")
-  _check_choice("pooling", m.pooling, POOLINGS)
   if any(u <= 0 for u in m.head_units):
     _fail("head_units", ",".join(map(str, m.head_units)), "every hidden head width must be a positive integer")
   if not 0.0 <= m.dropout < 1.0:
@@ -296,26 +485,18 @@ def validate(config: Config) -> Config:
     _fail("image_size", m.image_size, "must be >= 0 (0 uses the backbone's default size)")
   if not m.backbone_weights.strip():
     _fail("backbone_weights", m.backbone_weights, f"must be {BACKBONE_WEIGHTS_HELP}")
-  _check_choice("bn", m.bn, BN_POLICIES)
-  _check_choice("flip", m.flip, FLIPS)
   for flag, value in (("rotation", m.rotation), ("zoom", m.zoom), ("translation", m.translation),
                       ("contrast", m.contrast)):
     if not 0.0 <= value < 1.0:
       _fail(flag, value, "must be in [0, 1) (0 turns it off)")
-  if modality(d) == "text":
-    for flag, value, default in (("image_size", m.image_size, 0), ("flip", m.flip, "none"),
-                                 ("rotation", m.rotation, 0.0), ("zoom", m.zoom, 0.0),
-                                 ("translation", m.translation, 0.0), ("contrast", m.contrast, 0.0)):
-      if value != default:
-        _fail(flag, value, "applies to image datasets only (imagedir:, tfds:, digits, csv: with --image_column); "
-              "drop it for text")
-  else:
-    for flag, value, default in (("sequence_length", m.sequence_length, ModelConfig.sequence_length),
-                                 ("eval_windows", m.eval_windows, 1), ("train_windows", m.train_windows, 1),
-                                 ("pooling", m.pooling, "auto")):
-      if value != default:
-        _fail(flag, value, "applies to text datasets only (bbc_news, textdir:, csv: without --image_column); "
-              "drop it for images")
+  kind = modality(d)
+  for section, field in options():  # a flag of the other modality is an error, not silently ignored
+    applies, value = field.metadata["applies"], getattr(getattr(config, section), field.name)
+    if applies not in (ALL, kind) and value != field.default:
+      sources = ("bbc_news, textdir:, csv: without --image_column" if applies == TEXT else
+                 "imagedir:, tfds:, digits, csv: with --image_column")
+      _fail(field.name, value, f"applies to {applies} datasets only ({sources}); drop it for "
+            f"{'images' if kind == IMAGE else 'text'}")
 
   if t.batch_size <= 0:
     _fail("batch_size", t.batch_size, "must be a positive integer (it is the global batch)")
@@ -332,14 +513,12 @@ def validate(config: Config) -> Config:
       _fail(flag, value, "must be > 0")
   if not 0.0 <= t.warmup_fraction < 1.0:
     _fail("warmup_fraction", t.warmup_fraction, "must be in [0, 1)")
-  _check_choice("optimizer", t.optimizer, OPTIMIZERS)
   if t.weight_decay < 0:
     _fail("weight_decay", t.weight_decay, "must be >= 0")
   if not 0.0 <= t.momentum < 1.0:
     _fail("momentum", t.momentum, "must be in [0, 1)")
   if t.clipnorm < 0:
     _fail("clipnorm", t.clipnorm, "must be >= 0 (0 turns clipping off)")
-  _check_choice("lr_schedule", t.lr_schedule, LR_SCHEDULES)
   if not 0.0 < t.lr_decay_rate <= 1.0:
     _fail("lr_decay_rate", t.lr_decay_rate, "the per-epoch decay factor must be in (0, 1]")
   if not 0.0 <= t.lr_alpha <= 1.0:
@@ -348,10 +527,8 @@ def validate(config: Config) -> Config:
     _fail("lr_restart_epochs", t.lr_restart_epochs, "must be >= 1")
   if not 0.0 <= t.label_smoothing < 1.0:
     _fail("label_smoothing", t.label_smoothing, "must be in [0, 1)")
-  _check_choice("monitor", t.monitor, MONITORS)
   if t.early_stopping_patience < 0:
     _fail("early_stopping_patience", t.early_stopping_patience, "must be >= 0 (0 turns early stopping off)")
-  _check_choice("strategy", t.strategy, STRATEGIES)
   if t.worker_hosts:
     if t.strategy != "multi_worker_mirrored":
       _fail("worker_hosts", ",".join(t.worker_hosts), "needs --strategy=multi_worker_mirrored")
@@ -366,10 +543,8 @@ def validate(config: Config) -> Config:
     _fail("task_index", t.task_index, "needs --worker_hosts (or set TF_CONFIG instead of both)")
   if t.strategy == "tpu" and not t.tpu:
     _fail("tpu", t.tpu, "--strategy=tpu needs --tpu=NAME (the TPU name, grpc:// address or 'local')")
-  _check_choice("mixed_precision", t.mixed_precision, PRECISIONS)
   if t.steps_per_execution < 1:
     _fail("steps_per_execution", t.steps_per_execution, "must be >= 1 (batches run per call into the graph)")
-  _check_choice("padding", t.padding, PADDINGS)
   if t.pad_to_multiple_of < 1:
     _fail("pad_to_multiple_of", t.pad_to_multiple_of, "must be >= 1 (1 pads each batch to its longest text)")
   if t.profile_batches and not (len(t.profile_batches) == 2 and 1 <= t.profile_batches[0] <= t.profile_batches[1]):
@@ -382,5 +557,4 @@ def validate(config: Config) -> Config:
     _fail("export_dir", r.export_dir, "must name the export base directory")
   if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", r.name):
     _fail("name", r.name, "must be a plain directory name (letters, digits, '_', '.', '-')")
-  _check_choice("baseline", config.report.baseline, BASELINES)
   return config

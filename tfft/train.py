@@ -1,20 +1,35 @@
-"""Entry point: python -m tfft.train --flagfile=configs/quickstart.cfg (fine-tune, evaluate, export)."""
+"""Command: python -m tfft.train --flagfile=configs/quickstart.cfg (fine-tune, evaluate, export)."""
+
+import sys
+import types
 
 from absl import app
 
 from tfft import flags as tfft_flags
-from tfft import pipeline
-from tfft.errors import run_entry_point
 
 PROG = "tfft.train"
+
+
+class _Command(types.ModuleType):
+  """This module, callable: importing it as a submodule rebinds the package's `tfft.train` from the Python API's
+  function to the module, so the module calls that function and `tfft.train(config)` keeps working."""
+
+  def __call__(self, config, *, strategy=None):
+    import tfft  # pylint: disable=g-import-not-at-top
+    return tfft.run_train_job(config, strategy=strategy)
+
+
+sys.modules[__name__].__class__ = _Command
 
 
 def main(argv):
   def body():
     config = tfft_flags.config_from_flags()
-    return pipeline.format_summary(pipeline.run(config, flagfile=tfft_flags.serialize()))
+    from tfft.fit import job  # pylint: disable=g-import-not-at-top
+    from tfft.report import summary  # pylint: disable=g-import-not-at-top
+    return summary.format_summary(job.run(config))
 
-  run_entry_point(PROG, argv, body)
+  tfft_flags.run_command(PROG, argv, body)
 
 
 def run():

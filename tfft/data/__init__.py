@@ -1,1 +1,1 @@
-"""Data sources and splits."""
+"""Data sources, splits, batching and windows of long texts."""

@@ -1,17 +1,18 @@
-"""Deterministic stratified train/val/test splits, and the files that persist them (manifest, labels.txt)."""
+"""Deterministic stratified train/val/test splits, few-shot draws, class selection and cross-split duplicates.
+
+The files that persist a split (split_manifest.csv, labels.txt) are written by tfft.rundir."""
 
 import collections
-import csv
+import hashlib
 import pathlib
 from typing import Dict, List, Sequence
 
 import numpy as np
+from absl import logging
 
+from tfft.data.text import natural_key
 from tfft.errors import UserError
-
-SPLITS = ("train", "val", "test")
-MANIFEST = "split_manifest.csv"
-LABELS = "labels.txt"
+from tfft.rundir import SPLITS
 
 
 def stratified_split(labels: Sequence[str], *, val_fraction: float, test_fraction: float,
@@ -83,37 +84,6 @@ def few_shot(train: np.ndarray, labels: Sequence[str], per_class: int, *, seed: 
   return np.sort(np.concatenate(kept))
 
 
-def write_manifest(path: pathlib.Path, ids: Sequence[str], labels: Sequence[str], split: Dict[str, np.ndarray]):
-  """Writes which example went to which split, one row per example: id,label,split ("unused" if in none)."""
-  where = {}
-  for name in SPLITS:
-    for i in split[name]:
-      where[int(i)] = name
-  tmp = path.with_name(path.name + ".tmp")
-  with tmp.open("w", newline="", encoding="utf-8") as f:
-    writer = csv.writer(f)
-    writer.writerow(["id", "label", "split"])
-    for i, (example_id, label) in enumerate(zip(ids, labels)):
-      writer.writerow([example_id, label, where.get(i, "unused")])
-  tmp.replace(path)
-
-
-def write_labels(path: pathlib.Path, class_names: Sequence[str]):
-  tmp = path.with_name(path.name + ".tmp")
-  tmp.write_text("".join(f"{name}\n" for name in class_names), encoding="utf-8")
-  tmp.replace(path)
-
-
-def read_labels(path: pathlib.Path) -> List[str]:
-  return [line for line in path.read_text(encoding="utf-8").splitlines() if line]
-
-
-def read_manifest(path: pathlib.Path) -> Dict[str, str]:
-  """Reads write_manifest's file back: example id -> split name."""
-  with path.open(newline="", encoding="utf-8") as f:
-    return {row["id"]: row["split"] for row in csv.DictReader(f)}
-
-
 def cross_split_duplicates(keys: Sequence, split: Dict[str, np.ndarray]) -> List[Sequence[int]]:
   """Groups of examples with the same key (e.g. the same text or the same file bytes) found in more than one split.
 
@@ -124,3 +94,39 @@ def cross_split_duplicates(keys: Sequence, split: Dict[str, np.ndarray]) -> List
     for i in split[name]:
       where.setdefault(keys[i], []).append((name, int(i)))
   return [[i for _, i in group] for group in where.values() if len({name for name, _ in group}) > 1]
+
+
+def warn_duplicates(examples, split, dataset: str):
+  """Warns when the same text, or the same image file content, is in more than one split."""
+  texts = getattr(examples, "texts", None)
+  if texts is not None:
+    keys = [" ".join(t.split()).lower() for t in texts]
+  elif getattr(examples, "paths", None) is not None:
+    keys = []
+    for path in examples.paths:
+      try:
+        keys.append(hashlib.sha1(pathlib.Path(path).read_bytes()).hexdigest())
+      except OSError:
+        keys.append(path)
+  else:
+    keys = [hashlib.sha1(np.ascontiguousarray(p).tobytes()).hexdigest() for p in examples.pixels]
+  groups = cross_split_duplicates(keys, split)
+  if groups:
+    ids = [examples.ids[i] for i in groups[0]]
+    logging.warning("--dataset=%s: %d example(s) have a duplicate in another split (e.g. %s), so test scores read "
+                    "optimistic; remove the duplicates from the data", dataset, sum(len(g) for g in groups),
+                    ", ".join(ids))
+
+
+def label_indices(labels: Sequence[str], class_names: Sequence[str], *, where: str) -> np.ndarray:
+  """Class index of every label, in the model's labels.txt order.
+
+  Raises:
+    UserError: naming the labels that labels.txt does not hold.
+  """
+  position = {name: i for i, name in enumerate(class_names)}
+  unknown = sorted(set(labels) - set(position), key=natural_key)
+  if unknown:
+    raise UserError(f"{where}: label(s) {', '.join(map(repr, unknown[:5]))}{' …' if len(unknown) > 5 else ''} are "
+                    f"not in the model's labels.txt ({', '.join(class_names)}); use a dataset with the model's classes")
+  return np.array([position[label] for label in labels], dtype=np.int64)

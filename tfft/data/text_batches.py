@@ -1,11 +1,12 @@
 """From texts to tensors: tokenize each text once, then batch the cached token ids with tf.data."""
 
-import functools
 import math
 from typing import Dict, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import tensorflow as tf
+
+from tfft.data.batching import per_epoch, shard_by_data
 
 
 def tokenize(preprocessor, texts: Sequence[str], *, batch_size: int = 256) -> Dict[str, np.ndarray]:
@@ -40,32 +41,6 @@ def lengths(features: Dict[str, np.ndarray]) -> np.ndarray:
 
 def _boundaries(full: int, multiple: int):
   return [multiple * i + 1 for i in range(1, math.ceil(full / multiple) + 1)]
-
-
-# Dynamic padding leaves the sequence length unknown in the traced graph, so Keras runs EinsumDense (attention
-# projections) through tf.einsum instead of matmuls. Measured on MiniLM, 2 cores, in a profile of 160 articles
-# (README, "Speed"): a batch of full-length texts trains 1.34x slower so in fp32, 2.8x in mixed_bfloat16 (the full
-# benchmark later saw only 1.04x in fp32). Dynamic padding pays off when it cuts more than that share of the token
-# positions.
-AUTO_DYNAMIC_MIN_CUT = {"mixed_bfloat16": 0.65}
-AUTO_DYNAMIC_MIN_CUT_DEFAULT = 0.25
-
-
-def dynamic_cut(features, indices: np.ndarray, *, batch_size: int, pad_to_multiple_of: int, seed: int = 0) -> float:
-  """Share of the token positions that dynamic padding cuts over one shuffled epoch of `indices`."""
-  full = features["padding_mask"].shape[1]
-  order = lengths(features)[np.random.default_rng(seed).permutation(np.asarray(indices))]
-  if not len(order):
-    return 0.0
-  kept = sum(min(full, math.ceil(max(int(batch.max()), 1) / pad_to_multiple_of) * pad_to_multiple_of) * len(batch)
-             for batch in np.array_split(order, range(batch_size, len(order), batch_size)))
-  return 1.0 - kept / (full * len(order))
-
-
-def auto_padding(cut: float, precision: str = "float32") -> str:
-  """--padding=auto: "dynamic" when it cuts `cut` (see dynamic_cut) of the token positions, enough to pay for the
-  unknown-length graph at this precision, else "fixed"."""
-  return "dynamic" if cut >= AUTO_DYNAMIC_MIN_CUT.get(precision, AUTO_DYNAMIC_MIN_CUT_DEFAULT) else "fixed"
 
 
 def num_batches(features, indices: np.ndarray, *, batch_size: int, padding: str = "fixed",
@@ -107,27 +82,6 @@ def make_dataset(features: Union[Dict[str, np.ndarray], np.ndarray], labels: np.
   if shuffle:
     ds = ds.shuffle(len(indices), seed=seed, reshuffle_each_iteration=True)
   return shard_by_data(_batched(ds, features, batch_size, padding, pad_to_multiple_of).prefetch(tf.data.AUTOTUNE))
-
-
-def per_epoch(epoch_dataset, *, seed: int, epochs: Tuple[int, int]) -> tf.data.Dataset:
-  """Epochs first..stop-1 of `epoch_dataset(shuffle_seed)` back to back, epoch e drawn with seed + e.
-
-  Keras reshuffles a dataset per iterator, so a run resumed at epoch e would replay epoch 0's order; here
-  epoch e's order depends on (seed, e) alone. Fit it with steps_per_epoch, since its length is unknown to tf.data.
-  """
-  first, stop = epochs
-  # One dataset per epoch, chained: Python seeds, since tf.data rejects a tensor seed when the global seed is 0.
-  ds = functools.reduce(lambda a, b: a.concatenate(b),
-                        [epoch_dataset(seed + e) for e in range(first, max(stop, first + 1))])
-  return shard_by_data(ds.prefetch(tf.data.AUTOTUNE))
-
-
-def shard_by_data(ds: tf.data.Dataset) -> tf.data.Dataset:
-  """In a multi-worker job each worker takes its share of every global batch: the data is in memory, not in
-  files that could be split between workers (elsewhere the option does nothing)."""
-  options = tf.data.Options()
-  options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
-  return ds.with_options(options)
 
 
 def _batched(ds: tf.data.Dataset, features, batch_size: int, padding: str, pad_to_multiple_of: int):

@@ -299,14 +299,14 @@ def load_weights_file(backbone, path_value: str, *, backbone_flag: str):
       raise UserError(f"{mismatch}: {str(e).splitlines()[0][:200]}") from None
     return
   if path.suffix == ".keras":
-    from tfft import modeling  # pylint: disable=g-import-not-at-top  (registers tfft's layers for loading)
+    from tfft.model import heads  # pylint: disable=g-import-not-at-top  (registers tfft's layers for loading)
     try:
       source = keras.saving.load_model(str(path), compile=False, safe_mode=True)
     except Exception as e:  # pylint: disable=broad-except
       raise UserError(f"--backbone_weights={path_value}: cannot load this .keras file in safe mode "
                       f"({type(e).__name__}: {str(e).splitlines()[0][:200]})") from None
-    if any(layer.name == modeling.BACKBONE for layer in source.layers):
-      source = source.get_layer(modeling.BACKBONE).backbone
+    if any(layer.name == heads.BACKBONE for layer in source.layers):
+      source = source.get_layer(heads.BACKBONE).backbone
     theirs, ours = source.get_weights(), backbone.get_weights()
     if [w.shape for w in theirs] != [w.shape for w in ours]:
       raise UserError(f"{mismatch}: it holds {len(theirs)} weight arrays, the backbone {len(ours)}, or their "

@@ -4,6 +4,8 @@ import pathlib
 from typing import List, Sequence
 
 from tfft.errors import UserError
+from tfft.rundir import atomic_path, write_atomically
+from tfft.serving import versions
 
 WARMUP = "tf_serving_warmup_requests"
 MODELS_CONFIG = "models.config"
@@ -32,7 +34,7 @@ def write_warmup(export: pathlib.Path, values: Sequence[bytes], *, input_name: s
 
   path = export / "assets.extra" / WARMUP
   path.parent.mkdir(exist_ok=True)
-  with tf.io.TFRecordWriter(str(path)) as writer:
+  with atomic_path(path) as tmp, tf.io.TFRecordWriter(str(tmp)) as writer:
     for value in list(values)[:max_records]:
       request = predict_pb2.PredictRequest(
           model_spec=model_pb2.ModelSpec(name=model_name, signature_name="serving_default"))
@@ -60,8 +62,7 @@ def write_models_config(base: pathlib.Path, *, serving_base: str = "/models") ->
 
   if not base.is_dir():
     raise UserError(f"--models_config={base}: no such directory; pass the export base dir (--export_dir)")
-  names = sorted(p.name for p in base.iterdir()
-                 if p.is_dir() and any(v.name.isdigit() and (v / "saved_model.pb").is_file() for v in p.iterdir()))
+  names = sorted(p.name for p in base.iterdir() if p.is_dir() and versions.published(p))
   if not names:
     raise UserError(f"--models_config={base} holds no model (NAME/VERSION/saved_model.pb); export one first")
   path = base / MODELS_CONFIG
@@ -73,7 +74,5 @@ def write_models_config(base: pathlib.Path, *, serving_base: str = "/models") ->
     entry.name = name
     entry.base_path = f"{serving_base.rstrip('/')}/{name}"
     entry.model_platform = "tensorflow"
-  tmp = path.with_name(path.name + ".tmp")
-  tmp.write_text(_HEADER + text_format.MessageToString(config))
-  tmp.replace(path)
+  write_atomically(path, _HEADER + text_format.MessageToString(config))
   return names

@@ -104,7 +104,7 @@ def write_report(report_dir: pathlib.Path, result: Dict, *, y_true: Sequence[int
     inputs: what each example is, as a user reads it: the text, or the image's file path.
     ids: each example's id in the split manifest.
   """
-  from tfft import plots  # pylint: disable=g-import-not-at-top  (matplotlib only when a report is written)
+  from tfft.report import plots  # pylint: disable=g-import-not-at-top  (matplotlib only when a report is written)
 
   class_names = result["class_names"]
   y_true = np.asarray(y_true)

@@ -11,45 +11,10 @@ import keras
 import tensorflow as tf
 from absl import logging
 
-from tfft import windows
-from tfft.data import image_tensors
-from tfft.data.split import write_labels
+from tfft.data import image_batches, windows
+from tfft.rundir import TMP_PREFIX, write_atomically, write_labels
+from tfft.serving import versions
 from tfft.testhooks import pause_point
-
-
-def next_version(base: pathlib.Path) -> int:
-  """One past the highest integer version directory under `base` (TF Serving serves the highest)."""
-  versions = [int(p.name) for p in base.iterdir() if p.is_dir() and p.name.isdigit()] if base.is_dir() else []
-  return max(versions, default=0) + 1
-
-
-TMP_PREFIX = ".tmp-"  # TF Serving loads only integer directory names, so it never sees these
-
-
-def _remove_abandoned(base: pathlib.Path):
-  """Removes temporary exports whose writer process is gone (killed mid-export); a live one's is left alone."""
-  for tmp in base.glob(TMP_PREFIX + "*"):
-    pid = tmp.name[len(TMP_PREFIX):].split("-")[0]
-    if not pid.isdigit():
-      continue
-    try:
-      os.kill(int(pid), 0)
-    except ProcessLookupError:
-      shutil.rmtree(tmp, ignore_errors=True)
-    except PermissionError:
-      pass  # another user's live process
-
-
-def _publish(tmp: pathlib.Path, base: pathlib.Path) -> pathlib.Path:
-  """Renames a complete export into the next free version; a concurrent export just takes the one after."""
-  while True:
-    target = base / str(next_version(base))
-    try:
-      os.rename(tmp, target)  # atomic; fails if another export took this version first
-      return target
-    except OSError:
-      if not target.exists():
-        raise
 
 
 def export_text_classifier(model: keras.Model, preprocessor, class_names: Sequence[str], *,
@@ -59,7 +24,7 @@ def export_text_classifier(model: keras.Model, preprocessor, class_names: Sequen
                            metadata: Optional[Dict] = None) -> pathlib.Path:
   """Exports `serving_default`: a [None] tf.string batch of raw UTF-8 texts, tokenized in the graph.
 
-  Each text is read as up to `eval_windows` windows whose logits are averaged (see tfft.windows), exactly as
+  Each text is read as up to `eval_windows` windows whose logits are averaged (see tfft.data.windows), exactly as
   the run's test scoring does. With `pad_to_multiple_of`, each request batch is cut to its longest window
   (rounded up), so short texts are served at short-text cost.
 
@@ -94,7 +59,7 @@ def export_image_classifier(model: keras.Model, class_names: Sequence[str], *, e
   `serving_default` takes `image_bytes`, a [None] tf.string batch of encoded JPEG/PNG/GIF/BMP files. TF Serving's
   REST API turns {"b64": ...} into these raw bytes before the graph runs, so nothing here decodes base64.
   `serving_images` takes `images`, uint8 [None, H, W, 3] pixels of any H and W. Both resize to the model's
-  `image_size` exactly as training did (tfft.data.image_tensors.resize); augmentation layers are inert at
+  `image_size` exactly as training did (tfft.data.image_batches.resize); augmentation layers are inert at
   inference. Outputs, versioning, `finalize` and `metadata` as export_text_classifier.
 
   Returns:
@@ -103,12 +68,12 @@ def export_image_classifier(model: keras.Model, class_names: Sequence[str], *, e
   outputs = _outputs(class_names)
 
   def serve_bytes(image_bytes):
-    pixels = tf.map_fn(lambda b: image_tensors.decode(b, image_size), image_bytes,
+    pixels = tf.map_fn(lambda b: image_batches.decode(b, image_size), image_bytes,
                        fn_output_signature=tf.TensorSpec([image_size, image_size, 3], tf.float32))
     return outputs(model(pixels, training=False))
 
   def serve_images(images):
-    return outputs(model(image_tensors.resize(images, image_size), training=False))
+    return outputs(model(image_batches.resize(images, image_size), training=False))
 
   archive = keras.export.ExportArchive()
   archive.track(model)
@@ -145,17 +110,17 @@ def write_export(archive: keras.export.ExportArchive, class_names: Sequence[str]
     The version directory.
   """
   export_base.mkdir(parents=True, exist_ok=True)
-  _remove_abandoned(export_base)
+  versions.remove_abandoned(export_base)
   tmp = export_base / f"{TMP_PREFIX}{os.getpid()}-{uuid.uuid4().hex}"
   try:
     archive.write_out(str(tmp), verbose=False)
     (tmp / "assets.extra").mkdir()
     write_labels(tmp / "assets.extra" / "labels.txt", class_names)
-    (tmp / "assets.extra" / "tfft.json").write_text(json.dumps({**info, **(metadata or {})}))
+    write_atomically(tmp / "assets.extra" / "tfft.json", json.dumps({**info, **(metadata or {})}))
     if finalize:
       finalize(tmp)
     pause_point("export")
-    path = _publish(tmp, export_base)
+    path = versions.publish(tmp, export_base)
   finally:
     shutil.rmtree(tmp, ignore_errors=True)
   logging.info("exported SavedModel to %s", path)

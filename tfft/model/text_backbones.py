@@ -102,18 +102,20 @@ def _from_preset(cls, spec: TextBackboneSpec, **kwargs):
                     "pass --backbone=DIR") from None
 
 
-def load_backbone(spec: TextBackboneSpec, dtype=None):
+def load_backbone(spec: TextBackboneSpec, dtype=None, *, load_weights: bool = True):
   """Loads the pretrained keras-hub Backbone the spec names.
 
   Args:
     spec: the resolved --backbone.
     dtype: a dtype policy name that overrides the one saved in the preset, e.g. "mixed_bfloat16".
+    load_weights: False builds the architecture only, for a copy whose weights are set next.
 
   Raises:
     UserError: if it is unknown, cannot be fetched, or is not a checkpoint keras-hub can read.
   """
   import keras_hub  # pylint: disable=g-import-not-at-top
-  return _from_preset(keras_hub.models.Backbone, spec, **({"dtype": dtype} if dtype else {}))
+  return _from_preset(keras_hub.models.Backbone, spec, load_weights=load_weights,
+                      **({"dtype": dtype} if dtype else {}))
 
 
 def load_preprocessor(spec: TextBackboneSpec, sequence_length: int):
@@ -137,3 +139,24 @@ def check_sequence_length(backbone, spec: TextBackboneSpec, sequence_length: int
 def transformer_blocks(backbone):
   """The backbone's transformer blocks in order, for top_k freezing; None if it does not expose them."""
   return getattr(backbone, "transformer_layers", None)
+
+
+def load_text_backbone(name: str, *, sequence_length: int = 128, dtype=None):
+  """A pretrained text backbone and its preprocessor by --backbone name, for a hand-written fit.
+
+  Args:
+    name: an alias (minilm-l6), a keras-hub preset name, hf://…, kaggle://…, or a local checkpoint directory.
+    sequence_length: tokens per example the preprocessor packs, [CLS] and [SEP] included.
+    dtype: a dtype policy name for the backbone, e.g. "mixed_bfloat16"; default the preset's own.
+
+  Returns:
+    (backbone, preprocessor): a keras-hub Backbone and the TextClassifierPreprocessor that maps raw strings to its
+    inputs.
+
+  Raises:
+    UserError: if the backbone cannot be found or loaded, or is shorter than `sequence_length`.
+  """
+  spec = resolve(name)
+  backbone = load_backbone(spec, dtype=dtype)
+  check_sequence_length(backbone, spec, sequence_length)
+  return backbone, load_preprocessor(spec, sequence_length)

@@ -1,4 +1,5 @@
-"""An exported SavedModel as TF Serving sees it: where it is, its labels and task, and its serving_default signature."""
+"""An exported SavedModel read back as TF Serving runs it: where it is, its labels and task, and predictions through
+its serving_default signature (tfft.load)."""
 
 import json
 import pathlib
@@ -6,17 +7,11 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from tfft.data.split import LABELS, read_labels
 from tfft.errors import UserError
+from tfft.rundir import LABELS, STATE, read_labels
+from tfft.serving import versions
 
 META = "tfft.json"  # in assets.extra/: {"task": "text"|"image", "input": NAME, "model_dir": ..., ...}
-TASKS = ("text", "image")
-RUN_STATE = "run_state.json"
-
-
-def _versions(base: pathlib.Path) -> List[int]:
-  return sorted(int(p.name) for p in base.iterdir()
-                if p.is_dir() and p.name.isdigit() and (p / "saved_model.pb").is_file())
 
 
 def locate(value: str, flag: str = "model") -> Tuple[pathlib.Path, Optional[pathlib.Path]]:
@@ -37,14 +32,14 @@ def locate(value: str, flag: str = "model") -> Tuple[pathlib.Path, Optional[path
                     "a model base dir or a run dir")
   if (path / "saved_model.pb").is_file():
     return path, None
-  if (path / RUN_STATE).is_file():
-    export = json.loads((path / RUN_STATE).read_text()).get("export_path")
+  if (path / STATE).is_file():
+    export = json.loads((path / STATE).read_text()).get("export_path")
     if not export or not (pathlib.Path(export) / "saved_model.pb").is_file():
       raise UserError(f"--{flag}={value} is a run dir without an export ({export or 'the run did not finish'}); "
                       f"export it with python -m tfft.export --model_dir={value}, or pass the export dir")
     return pathlib.Path(export), path
-  if path.is_dir() and _versions(path):
-    return path / str(_versions(path)[-1]), None
+  if versions.published(path):
+    return path / str(versions.published(path)[-1]), None
   raise UserError(f"--{flag}={value} is not a SavedModel (no saved_model.pb): pass an export dir "
                   "(EXPORT_DIR/NAME/VERSION), a model base dir or a run dir")
 
@@ -88,7 +83,7 @@ def as_bytes(task: str, inputs: Sequence[str]) -> List[bytes]:
   return out
 
 
-class ServedModel:
+class ExportedModel:
   """The export's `serving_default`, loaded with TensorFlow and TF Text only, as TF Serving would run it.
 
   Attributes:
@@ -130,8 +125,9 @@ class ServedModel:
                       "outputs": {name: (spec.dtype.name, spec.shape.as_list())
                                   for name, spec in self._fn.structured_outputs.items()}}
 
-  def predict(self, values: Sequence[bytes], *, batch_size: int = 32) -> np.ndarray:
-    """Probabilities [N, C] from serving_default, a batch at a time."""
+  def probabilities(self, values: Sequence[bytes], *, batch_size: int = 32) -> np.ndarray:
+    """Probabilities [N, C] from serving_default for inputs as TF Serving hands them over (see as_bytes), a batch
+    at a time."""
     import tensorflow as tf  # pylint: disable=g-import-not-at-top
 
     if not values:
@@ -145,3 +141,29 @@ class ServedModel:
       raise UserError(f"{self.path}: serving_default gives {probabilities.shape[1]} probabilities per input but "
                       f"labels.txt names {len(self.class_names)} classes; re-export the model")
     return probabilities
+
+  def predict(self, inputs: Sequence, *, top_k: int = 3, batch_size: int = 32) -> List[Dict]:
+    """The top `top_k` classes of each input: texts for a text model, image paths (or encoded bytes) for images.
+
+    Returns:
+      Per input: {"input": value, "predictions": [{"class_name", "class_id", "probability"}, …]}, best first.
+
+    Raises:
+      UserError: for an image path that cannot be read.
+    """
+    probabilities = self.probabilities(as_bytes(self.task, inputs), batch_size=batch_size)
+    order = np.argsort(-probabilities, axis=1, kind="stable")[:, :top_k]
+    return [{"input": value, "predictions": [{"class_name": self.class_names[j], "class_id": int(j),
+                                              "probability": float(probabilities[i, j])} for j in order[i]]}
+            for i, value in enumerate(inputs)]
+
+
+def load(value: str) -> ExportedModel:
+  """Loads the export that `value` names (an export dir, a model base dir or a run dir; see locate), with TensorFlow
+  and TF Text only, as TF Serving runs it.
+
+  Raises:
+    UserError: if `value` names no tfft export, or it cannot be loaded.
+  """
+  export, _ = locate(value)
+  return ExportedModel(export)

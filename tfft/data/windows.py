@@ -5,7 +5,7 @@ from typing import Optional
 import numpy as np
 import tensorflow as tf
 
-from tfft.data.tensors import trim_to_longest
+from tfft.data.text_batches import trim_to_longest
 from tfft.errors import UserError
 
 
@@ -58,7 +58,7 @@ def windowed_logits(model, preprocessor, texts, max_windows: int, pad_to_multipl
   """Logits per text: the mean of the model's logits over the text's windows.
 
   With `pad_to_multiple_of`, the batch is cut to its longest window rounded up to that many tokens (see
-  tensors.trim_to_longest), so a batch of short texts costs what short texts should.
+  text_batches.trim_to_longest), so a batch of short texts costs what short texts should.
   """
   features, doc = window_features(preprocessor, texts, max_windows)
   features = {name: features[name] for name in model.input}

@@ -12,8 +12,8 @@ import keras
 import numpy as np
 from absl import logging
 
-from tfft import modeling
-from tfft.training import Phase
+from tfft.model import heads
+from tfft.fit.recipe import Phase
 
 
 class FeatureCache:
@@ -33,8 +33,8 @@ class FeatureCache:
                top_k: Optional[int] = None):
     self._token_dataset = token_dataset
     with strategy.scope():
-      self._split = modeling.split_at_block(model, backbone, blocks, top_k) if top_k else None
-      self._encoder, self._head = modeling.split_at_pooling(model)
+      self._split = heads.split_at_block(model, backbone, blocks, top_k) if top_k else None
+      self._encoder, self._head = heads.split_at_pooling(model)
     if top_k and self._split is None:
       logging.info("this backbone cannot be split before its top blocks; top_k phases run the whole backbone")
     self._hidden: Dict[str, dict] = {}

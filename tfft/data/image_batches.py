@@ -5,6 +5,8 @@ from typing import Optional, Tuple
 import numpy as np
 import tensorflow as tf
 
+from tfft.data.batching import per_epoch, shard_by_data
+
 # Decoded images above this many bytes (float32) are re-read each epoch instead of cached in memory.
 CACHE_BUDGET_BYTES = 2 << 30
 
@@ -46,7 +48,7 @@ def make_dataset(examples, labels: np.ndarray, indices: np.ndarray, *, num_class
     seed: shuffle seed.
     cache: force caching on or off; None caches when the decoded split fits CACHE_BUDGET_BYTES.
     epochs: with `shuffle`, (first, stop): those epochs back to back, epoch e shuffled with seed + e, as
-      tfft.data.tensors.per_epoch.
+      tfft.data.batching.per_epoch.
   """
   y = np.eye(num_classes, dtype="float32")[labels[indices]]
   if examples.paths is not None:
@@ -60,10 +62,8 @@ def make_dataset(examples, labels: np.ndarray, indices: np.ndarray, *, num_class
   if cache if cache is not None else len(indices) * image_size * image_size * 3 * 4 <= CACHE_BUDGET_BYTES:
     ds = ds.cache()
   if shuffle and epochs:
-    from tfft.data import tensors  # pylint: disable=g-import-not-at-top
-    return tensors.per_epoch(lambda s: ds.shuffle(len(indices), seed=s).batch(batch_size), seed=seed,
+    return per_epoch(lambda s: ds.shuffle(len(indices), seed=s).batch(batch_size), seed=seed,
                              epochs=epochs)
   if shuffle:
     ds = ds.shuffle(len(indices), seed=seed, reshuffle_each_iteration=True)
-  from tfft.data import tensors  # pylint: disable=g-import-not-at-top
-  return tensors.shard_by_data(ds.batch(batch_size).prefetch(tf.data.AUTOTUNE))
+  return shard_by_data(ds.batch(batch_size).prefetch(tf.data.AUTOTUNE))

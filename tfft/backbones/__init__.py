@@ -1,1 +1,0 @@
-"""Backbone registries and loaders (text: keras-hub)."""

@@ -1,0 +1,253 @@
+"""The callbacks of a phase's fit: throughput and LR logs, the best checkpoint, NaN stop, SIGTERM and the epoch backup."""
+
+import contextlib
+import csv
+import io
+import json
+import math
+import pathlib
+import signal
+import threading
+import time
+from typing import Dict, List, Optional
+
+import keras
+from absl import logging
+
+from tfft import rundir
+from tfft.errors import RunFailed, UserError
+from tfft.testhooks import pause_point
+
+BACKUP_STATE = "state.json"
+CHECKPOINT_HINT = ("free disk space or choose another --model_dir. The previous checkpoint is kept: re-run the same "
+                   "command to resume from it")
+
+
+class Throughput(keras.callbacks.Callback):
+  """Adds `train_seconds` and `examples_per_sec` to each epoch's logs: the training steps only, validation
+  excluded, so CSVLogger and TensorBoard record the speed the benchmark reads."""
+
+  def __init__(self, examples_per_epoch: int):
+    super().__init__()
+    self._examples = examples_per_epoch
+    self._start = self._end = None
+
+  def on_epoch_begin(self, epoch, logs=None):
+    self._start, self._end = time.perf_counter(), None
+
+  def on_train_batch_end(self, batch, logs=None):
+    self._end = time.perf_counter()
+
+  def on_epoch_end(self, epoch, logs=None):
+    if logs is not None and self._end is not None:
+      seconds = self._end - self._start
+      logs["train_seconds"] = seconds
+      if self._examples:
+        logs["examples_per_sec"] = self._examples / seconds if seconds > 0 else 0.0
+
+
+class LearningRateLogger(keras.callbacks.Callback):
+  """Puts the optimizer's current learning rate into the epoch logs; listed before CSVLogger, which records it."""
+
+  def on_epoch_end(self, epoch, logs=None):
+    if logs is not None:
+      logs["learning_rate"] = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
+
+
+def weights_h5_bytes(model: keras.Model) -> bytes:
+  """The bytes of `model.save_weights(...)`'s .weights.h5 file, built in memory.
+
+  h5py crashes the process (a segfault after a storm of RuntimeErrors) when the disk refuses a write halfway
+  through a file, so the file is built in memory and written with plain file I/O, which fails with an OSError.
+  This uses the H5IOStore behind keras.Model.save_weights (Keras 3), which accepts a BytesIO.
+  """
+  from keras.src.saving import saving_lib  # pylint: disable=g-import-not-at-top
+  buffer = io.BytesIO()
+  store = saving_lib.H5IOStore(buffer, mode="w")
+  saving_lib._save_state(model, weights_store=store, assets_store=None, inner_path="",  # pylint: disable=protected-access
+                         visited_saveables=set())
+  store.close()
+  return buffer.getvalue()
+
+
+
+
+def save_weights_atomically(model: keras.Model, path: pathlib.Path):
+  """Writes `model`'s weights (with its optimizer's state, once compiled) atomically (tfft.rundir.write_atomically).
+
+  The file is the same as `model.save_weights(path)` writes.
+
+  Raises:
+    UserError: if the file cannot be written; the previous file is kept.
+  """
+  rundir.write_atomically(path, weights_h5_bytes(model), what="checkpoint", hint=CHECKPOINT_HINT)
+
+
+class BestCheckpoint(keras.callbacks.Callback):
+  """Keeps the weights of the best epoch by `monitor`, written atomically.
+
+  Keras' ModelCheckpoint writes in place, so a kill mid-write would lose the previous best as well.
+  """
+
+  def __init__(self, path: pathlib.Path, monitor: str, mode: str):
+    super().__init__()
+    self.path, self.monitor, self.mode = path, monitor, mode
+    self.best: Optional[float] = None
+
+  def on_epoch_end(self, epoch, logs=None):
+    value = (logs or {}).get(self.monitor)
+    if value is None or not math.isfinite(float(value)):
+      return
+    value = float(value)
+    if self.best is None or (value < self.best if self.mode == "min" else value > self.best):
+      self.best = value
+      save_weights_atomically(self.model, self.path)
+
+
+class StopOnNaN(keras.callbacks.TerminateOnNaN):
+  """TerminateOnNaN that fails the fit at the bad batch: the NaN epoch never reaches a checkpoint or the history.
+
+  Args:
+    phase: the tfft.fit.recipe.Phase being fitted, named in the message with the LR flag to lower; None in a
+      hand-written fit.
+    backup_dir: where the phase's epoch backups go, so the message can say whether one is kept.
+
+  Raises (from fit):
+    RunFailed: naming the epoch and batch where the loss stopped being finite.
+  """
+
+  def __init__(self, phase=None, backup_dir: Optional[pathlib.Path] = None):
+    super().__init__()
+    self._phase, self._backup_dir = phase, backup_dir
+    self._epoch = 0
+
+  def on_epoch_begin(self, epoch, logs=None):
+    self._epoch = epoch
+
+  def on_batch_end(self, batch, logs=None):
+    super().on_batch_end(batch, logs)
+    if self.model.stop_training:
+      where = f"at epoch {self._epoch + 1}, batch {batch + 1}"
+      if self._phase is None:
+        raise RunFailed(f"training diverged: the loss became NaN or infinite {where}; lower the learning rate")
+      flag = "--head_learning_rate" if self._phase.name == "head" else "--learning_rate"
+      kept = (f"the last finished epoch's checkpoint is kept in {self._backup_dir}"
+              if self._backup_dir and (self._backup_dir / BACKUP_STATE).exists() else "no epoch of this phase finished")
+      raise RunFailed(f"phase {self._phase.name} diverged: the training loss became NaN or infinite at epoch "
+                      f"{self._epoch + 1}, batch {batch + 1}; lower {flag} (it is {self._phase.learning_rate:g}) "
+                      f"and re-run; {kept}; nothing was exported")
+
+
+class Preemption:
+  """Set by SIGTERM while a phase trains: the epoch in progress finishes and is checkpointed, then the run stops."""
+
+  def __init__(self):
+    self.requested = False
+
+  @contextlib.contextmanager
+  def handling_sigterm(self):
+    if threading.current_thread() is not threading.main_thread():
+      yield
+      return
+
+    def handler(signum, frame):  # pylint: disable=unused-argument
+      logging.warning("SIGTERM: finishing and checkpointing the current epoch, then stopping")
+      self.requested = True
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+      yield
+    finally:
+      signal.signal(signal.SIGTERM, previous)
+
+
+class EpochBackup(keras.callbacks.Callback):
+  """Per-epoch backup of a phase, for resuming it: weights with the optimizer state, and the callbacks' state.
+
+  Keras' BackupAndRestore overwrites its weights and its epoch file in place, one after the other (a kill between
+  or during the writes leaves them inconsistent), and restores no callback state. Here each epoch end writes
+  epoch-<n>.weights.h5 under a temporary name, then state.json (the commit point): epochs done, the history so far,
+  EarlyStopping's wait/best, the best checkpoint's value and the dropout RNG states. The optimizer's variables include `iterations`, on
+  which every LR schedule is keyed, so the schedule resumes where it was. List it last among the callbacks, so it
+  records the others' state after their epoch end.
+  """
+
+  def __init__(self, directory: pathlib.Path, phase: str, *, best: BestCheckpoint,
+               stopper: Optional[keras.callbacks.EarlyStopping], preemption: Preemption):
+    super().__init__()
+    self.directory, self.phase = directory, phase
+    self._best, self._stopper, self._preemption = best, stopper, preemption
+    self.state: Dict = {"epoch": 0, "history": {}, "stopped": False}
+
+  def restore(self, model: keras.Model) -> int:
+    """Loads the last committed epoch into `model` (compiled); returns the epoch to start from (0: none)."""
+    path = self.directory / BACKUP_STATE
+    if not path.exists():
+      return 0
+    self.state = json.loads(path.read_text())
+    if model.optimizer is not None and not model.optimizer.built:
+      model.optimizer.build(model.trainable_variables)
+    weights = self.directory / self.state["weights"]
+    try:
+      model.load_weights(str(weights))
+    except (ValueError, OSError) as e:
+      raise UserError(f"the checkpoint {weights} of an interrupted run does not fit this model "
+                      f"({str(e).splitlines()[0][:120]}); pass --overwrite to start afresh or choose another "
+                      "--model_dir") from None
+    seeds = seed_states(model)
+    if len(seeds) == len(self.state.get("seed_states", [])):
+      for variable, value in zip(seeds, self.state["seed_states"]):
+        variable.assign(value)
+    return int(self.state["epoch"])
+
+  @property
+  def history(self) -> Dict[str, List[float]]:
+    return self.state["history"]
+
+  def on_train_begin(self, logs=None):
+    # After EarlyStopping's own on_train_begin, which resets it.
+    self._best.best = self.state.get("best")
+    if self._stopper is not None and "early_stopping" in self.state:
+      for name, value in self.state["early_stopping"].items():
+        setattr(self._stopper, name, value)
+
+  def on_epoch_end(self, epoch, logs=None):
+    pause_point(f"epoch_end:{self.phase}:{epoch}")
+    for key, value in (logs or {}).items():
+      self.state["history"].setdefault(key, []).append(float(value))
+    weights = f"epoch-{epoch + 1}.weights.h5"
+    self.directory.mkdir(parents=True, exist_ok=True)
+    save_weights_atomically(self.model, self.directory / weights)
+    self.state.update(epoch=epoch + 1, weights=weights, best=self._best.best, stopped=bool(self.model.stop_training),
+                      seed_states=[keras.ops.convert_to_numpy(v).tolist() for v in seed_states(self.model)])
+    if self._stopper is not None:
+      best = self._stopper.best
+      self.state["early_stopping"] = {"wait": self._stopper.wait, "best_epoch": self._stopper.best_epoch,
+                                      "best": None if best is None else float(best)}
+    rundir.write_json(self.directory / BACKUP_STATE, self.state, what="checkpoint", hint=CHECKPOINT_HINT)
+    for old in self.directory.glob("epoch-*.weights.h5"):
+      if old.name != weights:
+        old.unlink(missing_ok=True)
+    if self._preemption.requested:
+      self.model.stop_training = True
+
+
+def seed_states(model: keras.Model) -> list:
+  """The RNG states of the model's dropout (and other random) layers, which weight files leave out: restored with
+  the weights, a resumed epoch draws the same dropout masks as an uninterrupted one."""
+  return [v for v in model.variables if "seed_generator_state" in v.path]
+
+
+def truncate_history(path: pathlib.Path, epochs: int):
+  """Keeps the CSV rows of the first `epochs` epochs: an epoch logged but not committed before a kill is redone."""
+  if not path.exists():
+    return
+  with path.open(newline="") as f:
+    rows = list(csv.reader(f))
+  kept = [row for row in rows[1:] if row and row[0].isdigit() and int(row[0]) < epochs]
+  if not kept:
+    path.unlink()
+    return
+  out = io.StringIO(newline="")
+  csv.writer(out).writerows([rows[0], *kept])
+  rundir.write_atomically(path, out.getvalue())

@@ -1,0 +1,174 @@
+"""The train job, for every task: check the outputs, load and split the data, build the model, run the phases, then
+score, gate and publish the export (tfft.serving.publish)."""
+
+import contextlib
+import dataclasses
+import pathlib
+import shutil
+import tempfile
+import time
+from typing import Dict, Iterator, List, Tuple
+
+import numpy as np
+from absl import logging
+
+from tfft import config as config_lib
+from tfft import rundir, tasks
+from tfft.config import Config, check_min_metric
+from tfft.data import split as split_lib
+from tfft.data.text import sorted_class_names
+from tfft.rundir import PhaseResult, RunDir
+from tfft.testhooks import pause_point
+
+
+@dataclasses.dataclass
+class RunResult:
+  """What a finished run reports: split sizes, per-phase parameter counts, test metrics and the export."""
+  model_dir: str
+  split_sizes: Dict[str, int]
+  phases: List[PhaseResult]
+  metrics: Dict
+  export_path: str
+  skipped_files: int = 0
+
+
+@contextlib.contextmanager
+def _outputs(config: Config, strategy) -> Iterator[Tuple[RunDir, pathlib.Path]]:
+  """The run dir and export base this worker writes to.
+
+  Every worker of a multi-worker job runs every step (checkpoint saves and the export included, which may need
+  collectives), but only the chief writes to the real paths; the others write into a temporary directory that
+  is removed when the run ends.
+  """
+  from tfft.fit import distribute  # pylint: disable=g-import-not-at-top
+  if distribute.is_chief(strategy):
+    yield RunDir(config.run.model_dir), rundir.check_export_base(config.run)
+    return
+  scratch = pathlib.Path(tempfile.mkdtemp(prefix="tfft-worker-"))
+  try:
+    yield RunDir(scratch / "run"), scratch / "exports" / config.run.name
+  finally:
+    shutil.rmtree(scratch, ignore_errors=True)
+
+
+def run(config: Config, *, strategy=None) -> RunResult:
+  """Runs the whole train job for a validated config (see tfft.tasks for what differs between tasks).
+
+  Args:
+    config: the validated run configuration.
+    strategy: the tf.distribute strategy to train under; None builds the one --strategy names. It is built right
+      after the output paths are checked, before TensorFlow runs any op, as MultiWorkerMirroredStrategy needs.
+
+  Returns:
+    The run's summary.
+
+  Raises:
+    UserError: for bad data, backbone, weights or output paths; nothing is written before these checks pass.
+    RunFailed: when the loss diverges, the quality gate is unmet or the export disagrees with the model.
+    Preempted: after SIGTERM, once the epoch in progress is checkpointed.
+  """
+  rundir.check_model_dir(config)
+  rundir.check_export_base(config.run)
+  if strategy is None:
+    from tfft.fit import distribute  # pylint: disable=g-import-not-at-top
+    t = config.train
+    strategy = distribute.build_strategy(t.strategy, tpu=t.tpu, worker_hosts=t.worker_hosts, task_index=t.task_index)
+  with _outputs(config, strategy) as (run_dir, export_base):
+    return _train(config, strategy, run_dir, export_base)
+
+
+def _train(config: Config, strategy, run_dir: RunDir, export_base: pathlib.Path) -> RunResult:
+  task = tasks.build_task(config)
+  examples = task.load_examples()
+  class_names = sorted_class_names(examples.labels)
+  check_min_metric(config.report.min_metric, len(class_names))
+  labels = split_lib.label_indices(examples.labels, class_names, where=f"--dataset={config.data.dataset}")
+  split = split_lib.stratified_split(examples.labels, val_fraction=config.data.val_fraction,
+                                     test_fraction=config.data.test_fraction, seed=config.train.seed)
+  if config.data.train_examples_per_class:
+    split["train"] = split_lib.few_shot(split["train"], examples.labels, config.data.train_examples_per_class,
+                                        seed=config.train.seed)
+  split_lib.warn_duplicates(examples, split, config.data.dataset)
+  logging.info("%d examples of %d classes from %s; split %s", len(examples), len(class_names), examples.source,
+               {name: len(indices) for name, indices in split.items()})
+
+  import keras  # pylint: disable=g-import-not-at-top
+  from tfft.fit import recipe  # pylint: disable=g-import-not-at-top
+  from tfft.model import freezing  # pylint: disable=g-import-not-at-top
+  from tfft.serving import publish  # pylint: disable=g-import-not-at-top
+
+  keras.utils.set_random_seed(config.train.seed)
+  built = task.build_model(len(class_names), strategy)  # under strategy.scope()
+  phases = recipe.plan_phases(config.train)
+  for phase in phases:  # a bad --freeze fails now, not after phase 1
+    freezing.apply_freeze(built.model, built.backbone, phase.freeze, blocks=built.blocks)
+
+  # Every check a user can fail has run: only now does the run write anything.
+  rundir.create_model_dir(run_dir, config.run)
+  rundir.write_atomically(run_dir.flagfile, config_lib.to_flagfile(config))
+  rundir.write_labels_once(run_dir, class_names)
+  rundir.write_manifest(run_dir.manifest, examples.ids, examples.labels, split)
+
+  prepared = task.prepare(examples, labels, split, class_names)
+  results = _run_phases(task, built, prepared, phases, config=config, run_dir=run_dir, strategy=strategy)
+  task.save_artifacts(built, run_dir)
+
+  model = built.model
+  if config.train.mixed_precision != "float32":  # score and export the float32 model TF Serving will run
+    copy = task.build_model(len(class_names), strategy, precision="float32", weights="none")
+    copy.model.set_weights(model.get_weights())  # mixed-precision variables are float32 already
+    model = copy.model
+  pause_point("evaluate")
+  metrics, export_path = publish.score_and_publish(task, model, prepared, config=config, run_dir=run_dir,
+                                                   export_base=export_base, phases=results)
+  run_dir.state().mark_finished(str(export_path))
+  return RunResult(str(run_dir.path), prepared.split_sizes, results, metrics, str(export_path),
+                   skipped_files=getattr(examples, "skipped", 0))
+
+
+def _run_phases(task, built, prepared, phases, *, config: Config, run_dir: RunDir, strategy) -> List[PhaseResult]:
+  """Runs each phase not finished in an earlier run, on cached frozen-layer outputs where the phase allows."""
+  from tfft.data import text_batches  # pylint: disable=g-import-not-at-top
+  from tfft.fit import feature_cache, phases as phases_lib  # pylint: disable=g-import-not-at-top
+
+  t, model = config.train, built.model
+  units = {name: len(indices) for name, indices in prepared.unit_split.items()}
+  top_k = task.cache_top_k()
+  cache = None
+  if t.cache_features and top_k is not False:
+    cache = feature_cache.FeatureCache(model, built.backbone, built.blocks, prepared.make, strategy=strategy,
+                                       top_k=top_k)
+  state, results = run_dir.state(), []
+  for phase in phases:
+    done = state.phase_result(phase.name)
+    if done and run_dir.after(phase.name).exists():
+      logging.info("phase %s finished in an earlier run; loading its weights", phase.name)
+      model.load_weights(str(run_dir.after(phase.name)))
+      results.append(done)
+      continue
+    start = time.perf_counter()
+    # Epoch e is shuffled with seed + e, so a resumed phase sees the order an uninterrupted one would.
+    fit = {"train_ds": lambda first, stop: prepared.make("train", shuffle=True, seed=t.seed, epochs=(first, stop)),
+           "val_ds": prepared.make("val"), "steps_per_epoch": prepared.steps_per_epoch}
+    plan = cache.plan(phase) if cache else None
+    if plan:
+      fit_model, inputs = plan
+      cached = lambda name, **kw: text_batches.make_dataset(
+          inputs(name), prepared.unit_labels[prepared.unit_split[name]], np.arange(units[name]),
+          num_classes=len(prepared.class_names), batch_size=t.batch_size,
+          **{"padding": prepared.padding, "pad_to_multiple_of": t.pad_to_multiple_of, **kw})
+      fit = {"train_ds": lambda first, stop: cached("train", shuffle=True, seed=t.seed, epochs=(first, stop)),
+             "val_ds": cached("val"), "fit_model": fit_model,
+             "steps_per_epoch": text_batches.num_batches(inputs("train"), np.arange(units["train"]),
+                                                         batch_size=t.batch_size, padding=prepared.padding,
+                                                         pad_to_multiple_of=t.pad_to_multiple_of)}
+    result = phases_lib.run_phase(model, built.backbone, phase, examples_per_epoch=units["train"], train=t,
+                                  run_dir=run_dir, strategy=strategy, blocks=built.blocks, **fit)
+    result.seconds = time.perf_counter() - start
+    pause_point(f"phase_fitted:{phase.name}")
+    from tfft.fit.callbacks import save_weights_atomically  # pylint: disable=g-import-not-at-top
+    save_weights_atomically(model, run_dir.after(phase.name))
+    state.mark_phase(result)
+    shutil.rmtree(run_dir.backup(phase.name), ignore_errors=True)  # the phase is done; its backup is not needed
+    results.append(result)
+  return results

@@ -1,0 +1,130 @@
+"""One training phase: set `trainable`, compile, and run its own `fit` with its callbacks."""
+
+import math
+import sys
+
+import keras
+from absl import logging
+
+from tfft.config import TrainConfig
+from tfft.errors import Preempted
+from tfft.fit import callbacks as callbacks_lib
+from tfft.fit import distribute, schedules
+from tfft.fit.recipe import Phase
+from tfft.model import freezing
+from tfft.rundir import PhaseResult, RunDir
+
+
+def build_optimizer(train: TrainConfig, learning_rate) -> keras.optimizers.Optimizer:
+  """Builds --optimizer with its LR schedule; AdamW skips biases and LayerNorm, as in BERT's recipe."""
+  clip = {"clipnorm": train.clipnorm} if train.clipnorm else {}
+  if train.optimizer == "adamw":
+    optimizer = keras.optimizers.AdamW(learning_rate=learning_rate, weight_decay=train.weight_decay, **clip)
+    optimizer.exclude_from_weight_decay(var_names=["bias", "gamma", "beta"])
+    return optimizer
+  if train.optimizer == "adam":
+    return keras.optimizers.Adam(learning_rate=learning_rate, **clip)
+  return keras.optimizers.SGD(learning_rate=learning_rate, momentum=train.momentum,
+                              weight_decay=train.weight_decay or None, **clip)
+
+
+
+def _callbacks(phase: Phase, *, run_dir: RunDir, monitor: str, patience: int, examples_per_epoch: int,
+               preemption: callbacks_lib.Preemption, profile_batches=()):
+  mode = "min" if monitor.endswith("loss") else "max"
+  backup_dir = run_dir.backup(phase.name)
+  best = callbacks_lib.BestCheckpoint(run_dir.best(phase.name), monitor, mode)
+  # The best weights come back from the checkpoint after fit, so EarlyStopping need not restore them.
+  stopper = keras.callbacks.EarlyStopping(monitor=monitor, mode=mode, patience=patience) if patience else None
+  backup = callbacks_lib.EpochBackup(backup_dir, phase.name, best=best, stopper=stopper, preemption=preemption)
+  callbacks = [
+      callbacks_lib.Throughput(examples_per_epoch),  # first, so the loggers after it see its numbers
+      callbacks_lib.StopOnNaN(phase, backup_dir),
+      best,
+      callbacks_lib.LearningRateLogger(),
+      keras.callbacks.CSVLogger(str(run_dir.history(phase.name)), append=True),
+      keras.callbacks.TensorBoard(log_dir=str(run_dir.logs(phase.name)), profile_batch=profile_batches or 0),
+      *([stopper] if stopper else []),
+      backup,  # last: it commits the epoch with the state the others reached
+  ]
+  return callbacks, backup
+
+
+def run_phase(model: keras.Model, backbone, phase: Phase, *, train_ds, val_ds, steps_per_epoch: int,
+              examples_per_epoch: int = 0, train: TrainConfig, run_dir: RunDir, strategy, blocks=None,
+              fit_model: keras.Model = None) -> PhaseResult:
+  """Runs one phase: apply the freezing policy, compile under the strategy, fit, and keep the best weights.
+
+  Args:
+    model: the classifier; its weights are left at the phase's best validation epoch.
+    backbone: the backbone inside `model`, whose layers the policy freezes.
+    phase: what to train and how long.
+    train_ds: batched training dataset of (features, one-hot labels), or `train_ds(first, stop)` giving epochs
+      first..stop-1 back to back with a fixed order per epoch (see tfft.data.text_batches.per_epoch), which makes a
+      resumed phase see the same data order as an uninterrupted one.
+    val_ds: batched validation dataset.
+    steps_per_epoch: batches per epoch of `train_ds`.
+    examples_per_epoch: training examples per epoch, for the throughput log (0: log only the seconds).
+    train: the optimiser, schedule and callback settings.
+    run_dir: the run directory, for checkpoints and logs.
+    strategy: the tf.distribute strategy the model was built under.
+    blocks: the backbone's transformer blocks, for top_k freezing.
+    fit_model: what to fit when not `model` itself: the head alone, with the datasets holding cached
+      pooled features (see tfft.model.heads.split_at_pooling).
+
+  Returns:
+    The phase's parameter counts, epochs run, best monitored value and history (all epochs of the phase, also
+    those run before an interruption).
+
+  Raises:
+    RunFailed: when the loss becomes NaN (the last finished epoch stays in MODEL_DIR/backup/PHASE).
+    Preempted: after SIGTERM, once the epoch in progress is checkpointed.
+    UserError: when a checkpoint cannot be written, or an interrupted run's checkpoint does not fit.
+  """
+  freezing.apply_freeze(model, backbone, phase.freeze, blocks=blocks)
+  trainable = freezing.count_params(model.trainable_weights)
+  frozen = freezing.count_params(model.non_trainable_weights)
+  logging.info("phase %s: %d epochs at peak LR %g, freeze=%s: %s trainable / %s frozen parameters",
+               phase.name, phase.epochs, phase.learning_rate, phase.freeze, f"{trainable:,}", f"{frozen:,}")
+  total_steps = phase.epochs * steps_per_epoch
+  lr = schedules.build_schedule(
+      train.lr_schedule, peak=phase.learning_rate, total_steps=total_steps,
+      warmup_steps=int(math.floor(phase.warmup_fraction * total_steps)), steps_per_epoch=steps_per_epoch,
+      decay_rate=train.lr_decay_rate, alpha=train.lr_alpha, restart_epochs=train.lr_restart_epochs)
+  fit_model = fit_model or model
+  with strategy.scope():
+    fit_model.compile(
+        optimizer=build_optimizer(train, lr),
+        loss=keras.losses.CategoricalCrossentropy(from_logits=True, label_smoothing=train.label_smoothing),
+        metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")],
+        jit_compile=train.jit_compile, steps_per_execution=train.steps_per_execution)
+  run_dir.best(phase.name).parent.mkdir(parents=True, exist_ok=True)
+  preemption = callbacks_lib.Preemption()
+  callbacks, backup = _callbacks(phase, run_dir=run_dir, monitor=train.monitor,
+                                 patience=train.early_stopping_patience, examples_per_epoch=examples_per_epoch,
+                                 preemption=preemption, profile_batches=train.profile_batches)
+  with strategy.scope():
+    first = backup.restore(fit_model)
+  callbacks_lib.truncate_history(run_dir.history(phase.name), first)
+  if first:
+    logging.info("phase %s: resuming after epoch %d of %d from %s", phase.name, first, phase.epochs,
+                 backup.directory)
+  if first < phase.epochs and not backup.state.get("stopped"):
+    per_epoch = callable(train_ds)
+    data = train_ds(first, phase.epochs) if per_epoch else train_ds
+    distribute.build_for_multi_worker(fit_model, strategy, lambda: next(iter(data)))
+    with preemption.handling_sigterm():
+      fit_model.fit(
+          data, validation_data=val_ds, epochs=phase.epochs,
+          initial_epoch=first, steps_per_epoch=steps_per_epoch if per_epoch else None,
+          shuffle=False,  # train_ds shuffles itself
+          callbacks=callbacks, verbose=1 if sys.stdout.isatty() else 2)
+    if preemption.requested and backup.state["epoch"] < phase.epochs and not backup.state.get("stopped"):
+      raise Preempted(f"SIGTERM: stopped after epoch {backup.state['epoch']} of {phase.epochs} of phase "
+                      f"{phase.name}, checkpointed in {backup.directory}; re-run the same command to resume")
+  values = backup.history.get(train.monitor, [])
+  if run_dir.best(phase.name).exists():
+    fit_model.load_weights(str(run_dir.best(phase.name)))
+  best = (min(values) if train.monitor.endswith("loss") else max(values)) if values else None
+  return PhaseResult(phase.name, trainable, frozen, len(backup.history.get("loss", [])), train.monitor, best,
+                     {k: list(vs) for k, vs in backup.history.items()})

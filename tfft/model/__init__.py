@@ -1,0 +1,1 @@
+"""Backbones (registries and converters), heads, freezing policies and layers."""

@@ -1,0 +1,64 @@
+"""Freezing policies: which backbone layers train in a phase (all, none, top_k:N, from_layer:NAME)."""
+
+import keras
+import numpy as np
+
+from tfft.config import Freeze
+from tfft.errors import UserError
+from tfft.model.heads import BACKBONE
+
+# keras-hub BERT builds a pooler on [CLS] that the heads here never read; it stays frozen so that the
+# trainable counts are honest and no weight trains without a gradient.
+_UNUSED_BACKBONE_LAYERS = ("pooled_dense",)
+
+
+def apply_freeze(model: keras.Model, backbone, policy: Freeze, *, blocks=None):
+  """Sets `trainable` on the backbone's layers for a phase; the caller must compile afterwards.
+
+  The backbone runs in training mode (its dropout on) only when some of it trains.
+
+  Args:
+    model: the classifier built by build_text_classifier.
+    backbone: the keras-hub backbone inside the model.
+    policy: all (frozen), none (everything trains), top_k:N (only the last N blocks train) or from_layer:NAME
+      (that layer and every later one in backbone.layers train).
+    blocks: the backbone's blocks in order, for top_k: transformer blocks for text, layers holding weights for
+      images.
+
+  Raises:
+    UserError: if top_k names more blocks than exist, the backbone has no blocks to count, or from_layer names
+      no layer of the backbone.
+  """
+  model.get_layer(BACKBONE).train_mode = policy.kind != "all"
+  if policy.kind == "all":
+    backbone.trainable = False
+    return
+  backbone.trainable = True
+  if policy.kind == "from_layer":
+    names = [layer.name for layer in backbone.layers]
+    if policy.layer not in names:
+      raise UserError(f"--freeze={policy}: the backbone has no layer {policy.layer!r}; its last layers are "
+                      f"{', '.join(names[-6:])} (model.summary() lists them all)")
+    start = names.index(policy.layer)
+    for i, layer in enumerate(backbone.layers):
+      layer.trainable = i >= start
+  if policy.kind == "top_k":
+    if not blocks:
+      raise UserError(f"--freeze={policy}: this backbone exposes no transformer blocks; use --freeze=none or all")
+    if policy.k > len(blocks):
+      raise UserError(f"--freeze={policy} names more blocks than the backbone has ({len(blocks)}); "
+                      f"use top_k:1 to top_k:{len(blocks)}, or none")
+    trainable = {id(layer) for layer in blocks[len(blocks) - policy.k:]}
+    for layer in backbone.layers:
+      layer.trainable = id(layer) in trainable
+  for name in _UNUSED_BACKBONE_LAYERS:
+    try:
+      backbone.get_layer(name).trainable = False
+    except ValueError:
+      pass
+
+
+def count_params(weights) -> int:
+  return int(sum(np.prod(w.shape) for w in weights))
+
+

@@ -1,0 +1,1 @@
+"""Metrics, baselines, significance, plots, the model card and the summaries."""

@@ -1,0 +1,90 @@
+"""The run's test report: the model's metrics beside a baseline fitted on the same split, its files and figures."""
+
+import dataclasses
+import io
+from typing import Dict, List, Optional, Sequence
+
+import numpy as np
+from absl import logging
+
+from tfft.config import Config
+from tfft.report import baseline as baseline_lib
+from tfft.report import metrics as metrics_lib
+from tfft.rundir import PhaseResult, RunDir
+
+CURVES_PNG = "training_curves.png"
+
+
+@dataclasses.dataclass(frozen=True)
+class RunData:
+  """A run's examples as the report needs them.
+
+  Attributes:
+    task: "text" or "image".
+    inputs: per example, the text or the image's file path (what the signature is fed, before encoding).
+    ids: per example, its id in the split manifest.
+    labels: per example, its class index.
+    split: split name -> example indices.
+    class_names: names in class-index order.
+  """
+  task: str
+  inputs: Sequence[str]
+  ids: Sequence[str]
+  labels: np.ndarray
+  split: Dict[str, np.ndarray]
+  class_names: Sequence[str]
+
+  def take(self, name: str) -> List[str]:
+    return [self.inputs[i] for i in self.split[name]]
+
+
+def _fit_baseline(data: RunData):
+  train = data.split["train"]
+  if data.task == "text":
+    return baseline_lib.TEXT_METHOD, baseline_lib.text_baseline(
+        data.take("train"), data.labels[train], data.take("test"), num_classes=len(data.class_names))
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+
+  # Each input is an image file's path, or its encoded bytes for images held in memory.
+  pixels = lambda inputs: [np.asarray(Image.open(io.BytesIO(x) if isinstance(x, bytes) else x).convert("RGB"))
+                           for x in inputs]
+  return baseline_lib.IMAGE_METHOD.format(size=16), baseline_lib.image_baseline(
+      pixels(data.take("train")), data.labels[train], pixels(data.take("test")), num_classes=len(data.class_names))
+
+
+def report_test(run_dir: RunDir, config: Config, data: RunData, probabilities: np.ndarray, *,
+                phases: Sequence[PhaseResult], rescore: Optional[Dict] = None) -> Dict:
+  """Scores the test split, fits and scores the baseline, and writes the run's report and training curves.
+
+  Writes metrics.json, classification_report.txt, confusion_matrix.png, misclassified.csv and
+  training_curves.png into the run dir. With `rescore` (the run's metrics.json, for a re-export), the baseline
+  it holds is reused rather than fitted again, and nothing is written.
+
+  Returns:
+    The metrics (metrics.json's content): the model's, then "baseline" and "baseline_difference" (model - baseline).
+  """
+  test = data.split["test"]
+  y_true = data.labels[test]
+  metrics = metrics_lib.classification_metrics(y_true, probabilities, data.class_names)
+  metrics["split_sizes"] = {name: int(len(indices)) for name, indices in data.split.items()}
+  if rescore is not None:
+    metrics.update({k: v for k, v in rescore.items() if k.startswith("baseline")})
+    return metrics
+  if config.report.baseline != "none":
+    method, scores = _fit_baseline(data)
+    base = metrics_lib.classification_metrics(y_true, scores, data.class_names)
+    metrics["baseline"] = {"method": method, **metrics_lib.scalar_metrics(base),
+                           "per_class": base["per_class"], "confusion_matrix": base["confusion_matrix"]}
+    metrics["baseline_difference"] = metrics_lib.compare(metrics, base)
+  metrics_lib.write_report(run_dir.path, metrics, y_true=y_true, probabilities=probabilities,
+                           inputs=[x if isinstance(x, str) else "(in memory; see id)" for x in data.take("test")],
+                           ids=[data.ids[i] for i in test])
+  from tfft.report import plots  # pylint: disable=g-import-not-at-top
+
+  histories = [(p.name, plots.read_history(run_dir.history(p.name))) for p in phases
+               if run_dir.history(p.name).is_file()]
+  plots.plot_training_curves(run_dir.path / CURVES_PNG, histories, metric="accuracy")
+  logging.info("test metrics:\n%s", metrics_lib.format_table(metrics))
+  return metrics
+
+

@@ -1,0 +1,38 @@
+"""The summaries the commands print on stdout when they finish."""
+
+from typing import Dict, List
+
+
+def format_summary(result) -> str:
+  """tfft.train's summary of a finished run (a tfft.fit.job.RunResult): split sizes, parameters per phase, test
+  scores beside the baseline, export parity, and where the run dir and the export are."""
+  lines = ["", "tfft summary", "============",
+           "data:     " + "  ".join(f"{k}={v}" for k, v in result.split_sizes.items())]
+  if result.skipped_files:
+    lines.append(f"skipped:  {result.skipped_files} file(s) that do not decode as images (paths in the log)")
+  for phase in result.phases:
+    best = "n/a" if phase.best is None else f"{phase.best:.4f}"
+    lines.append(f"phase {phase.name:<9} trainable={phase.trainable_params:,}  frozen={phase.frozen_params:,}  "
+                 f"epochs={phase.epochs_run}  best {phase.monitor}={best}  {phase.seconds:.0f}s")
+  m = result.metrics
+  lines += [f"test:     accuracy={m['accuracy']:.4f}  macro_f1={m['macro_f1']:.4f}  weighted_f1={m['weighted_f1']:.4f}",
+            *summary_lines(m),
+            f"run dir:  {result.model_dir}",
+            f"export:   {result.export_path}"]
+  return "\n".join(lines)
+
+
+def summary_lines(metrics: Dict) -> List[str]:
+  """The baseline and parity lines of train's summary."""
+  lines = []
+  if "baseline" in metrics:
+    b, d = metrics["baseline"], metrics["baseline_difference"]
+    lines.append(f"baseline: accuracy={b['accuracy']:.4f}  macro_f1={b['macro_f1']:.4f}  weighted_f1="
+                 f"{b['weighted_f1']:.4f}  ({b['method']})")
+    lines.append(f"model - baseline: accuracy={d['accuracy']:+.4f}  macro_f1={d['macro_f1']:+.4f}  "
+                 f"weighted_f1={d['weighted_f1']:+.4f}")
+  if "export_parity" in metrics:
+    p = metrics["export_parity"]
+    lines.append(f"parity:   serving_default matches on {p['examples']} test examples "
+                 f"(max |dp| {p['max_abs_diff']:.1e} <= {p['tolerance']:g})")
+  return lines

@@ -1,0 +1,1 @@
+"""Exports for TF Serving: signatures and versions, publishing with parity and warmup, and loading an export back."""

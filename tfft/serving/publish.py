@@ -1,0 +1,208 @@
+"""Publishing a trained model: score the test split, apply the quality gate, and export a version only after the
+export itself has been loaded and checked against the model (parity), with its warmup requests and model card."""
+
+import pathlib
+from typing import Callable, Dict, Optional, Sequence, Tuple
+
+import numpy as np
+from absl import logging
+
+from tfft.config import Config
+from tfft.errors import RunFailed
+from tfft.report import metrics as metrics_lib
+from tfft.report import model_card as model_card_lib
+from tfft.report import run_report
+from tfft.rundir import PhaseResult, RunDir, write_atomically
+from tfft.serving import loaded, tf_serving
+
+# Served and in-process probabilities differ by float round-off only (~1e-7); preprocessing skew moves them by far more.
+PARITY_ATOL = 1e-4
+
+
+def score_and_publish(task, model, prepared, *, config: Config, run_dir: RunDir, export_base: pathlib.Path,
+                      phases: Sequence[PhaseResult], rescore: Optional[Dict] = None) -> Tuple[Dict, pathlib.Path]:
+  """Scores the test split, writes the report, applies --min_metric, and publishes a parity-checked export.
+
+  The one ending of both tfft.train and tfft.export (a re-export).
+
+  Args:
+    task: the run's task (tfft.tasks.base).
+    model: the trained float32 model.
+    prepared: what the task resolved from the run's data.
+    config: the run's config.
+    run_dir: the run directory.
+    export_base: EXPORT_DIR/NAME, where the next version goes.
+    phases: what each phase did, for the report and the model card.
+    rescore: for a re-export, the run's metrics.json as training wrote it: its baseline is reused rather than
+      fitted again, and the run's report is left as it is.
+
+  Returns:
+    (metrics, the published version dir).
+
+  Raises:
+    RunFailed: if the gate is unmet or the export disagrees with the model; nothing is published.
+  """
+  import keras  # pylint: disable=g-import-not-at-top
+  logits = task.predict_logits(model, prepared, prepared.split["test"])
+  probabilities = keras.ops.convert_to_numpy(keras.ops.softmax(logits, axis=-1))
+  data = task.run_data(prepared)
+  metrics = run_report.report_test(run_dir, config, data, probabilities, phases=phases, rescore=rescore)
+  check_gate(metrics, config.report.min_metric, model_dir=run_dir.path)
+  path = export_checked(
+      lambda finalize, metadata: task.export(model, prepared, export_base=export_base, finalize=finalize,
+                                             metadata=metadata),
+      config, data, model_dir=run_dir.path, probabilities=probabilities, metrics=metrics, phases=phases,
+      backbone=task.spec, contract=task.contract())
+  if rescore is None:
+    metrics_lib.write_json(run_dir.metrics, metrics)
+  return metrics, path
+
+
+def check_gate(metrics: Dict, gates, *, model_dir: pathlib.Path):
+  """Raises RunFailed, before anything is exported, if a --min_metric gate is unmet."""
+  unmet = [f"{name}={metrics[name]:.4f} < {threshold:g}" for name, threshold in gates
+           if metrics.get(name) is None or metrics[name] < threshold]
+  if unmet:
+    raise RunFailed(f"quality gate unmet on the test split: {', '.join(unmet)} (--min_metric); no export written; "
+                    f"the checkpoints and report stay in {model_dir}")
+
+
+def check_parity(served_probabilities: np.ndarray, probabilities: np.ndarray, y_true: np.ndarray,
+                 class_names: Sequence[str], *, atol: float = PARITY_ATOL) -> Dict:
+  """Compares the export's probabilities with the in-process model's on the same test examples.
+
+  Returns:
+    The comparison, for metrics.json and the model card.
+
+  Raises:
+    RunFailed: naming preprocessing skew, when they differ beyond float tolerance.
+  """
+  diff = float(np.abs(served_probabilities - probabilities).max()) if len(probabilities) else 0.0
+  keras_metrics = metrics_lib.classification_metrics(y_true, probabilities, class_names)
+  export_metrics = metrics_lib.classification_metrics(y_true, served_probabilities, class_names)
+  changed = int((served_probabilities.argmax(-1) != probabilities.argmax(-1)).sum())
+  if diff > atol:
+    raise RunFailed(
+        f"the exported SavedModel disagrees with the trained model on the {len(y_true)} test examples through "
+        f"serving_default: max |probability difference| {diff:.3g} > {atol:g}, {changed} predictions differ, "
+        f"accuracy {export_metrics['accuracy']:.4f} exported vs {keras_metrics['accuracy']:.4f} in training; "
+        "likely cause: preprocessing skew between training and the export's graph (tokenizer, lowercasing, "
+        "sequence length, image size or normalisation); no export written")
+  return {"examples": int(len(y_true)), "max_abs_diff": diff, "tolerance": atol,
+          "accuracy_export": export_metrics["accuracy"], "accuracy_keras": keras_metrics["accuracy"],
+          "macro_f1_export": export_metrics["macro_f1"], "macro_f1_keras": keras_metrics["macro_f1"]}
+
+
+def export_checked(export_fn: Callable, config: Config, data: run_report.RunData, *, model_dir: pathlib.Path,
+                   probabilities: np.ndarray, metrics: Dict, phases: Sequence[PhaseResult], backbone,
+                   contract: Sequence[str]) -> pathlib.Path:
+  """Exports through `export_fn`, checking the complete export before it is published as a version.
+
+  Before the rename that publishes it, the temporary export is loaded with TensorFlow alone and fed the raw test
+  inputs through serving_default (check_parity); then the warmup requests (validation examples), model_card.md and
+  tfft.json go into its assets.extra/. A failed check leaves no version behind.
+
+  Args:
+    export_fn: called as export_fn(finalize=..., metadata=...); writes the SavedModel, calls finalize(tmp_dir)
+      before publishing, and returns the version dir (see serving.export_text_classifier).
+    config: the run's config.
+    data: the run's examples and split.
+    model_dir: the run dir.
+    probabilities: the in-process model's test probabilities.
+    metrics: report_test's metrics.
+    phases: the phases that ran.
+    backbone: the resolved backbone spec (its `source` and `local` go into the model card).
+    contract: the preprocessing contract, one sentence a line.
+
+  Returns:
+    The published version dir.
+
+  Raises:
+    RunFailed: if the export disagrees with the in-process model.
+  """
+  test_values = loaded.as_bytes(data.task, data.take("test"))
+  parity = {}
+
+  def finalize(tmp: pathlib.Path):
+    model = loaded.ExportedModel(tmp)
+    parity.update(check_parity(model.probabilities(test_values, batch_size=config.train.batch_size), probabilities,
+                               data.labels[data.split["test"]], data.class_names))
+    if config.report.warmup:
+      tf_serving.write_warmup(tmp, loaded.as_bytes(data.task, data.take("val")), input_name=model.input_name,
+                               model_name=config.run.name)
+    write_atomically(tmp / "assets.extra" / model_card_lib.MODEL_CARD, model_card_lib.model_card(
+        config, data, metrics=metrics, parity=parity, phases=phases, backbone=backbone, contract=contract,
+        signature=model.signature))
+
+  metadata = {"model_dir": str(model_dir.resolve()), "name": config.run.name, "dataset": config.data.dataset,
+              "text_column": config.data.text_column, "label_column": config.data.label_column}
+  path = export_fn(finalize=finalize, metadata=metadata)
+  metrics["export_parity"] = parity
+  logging.info("export matches the trained model on %d test examples (max |dp| %.2g)", parity["examples"],
+               parity["max_abs_diff"])
+  return path
+
+
+
+
+def reexport(model_dir: str, *, export_dir: Optional[str] = None, name: Optional[str] = None,
+             warmup: Optional[bool] = None, strategy=None) -> Tuple[pathlib.Path, Dict]:
+  """Rebuilds a finished run's model from its flags.cfg, loads its final weights and publishes them as a new version.
+
+  The final weights (checkpoints/after_<last phase>.weights.h5) are the best validation epoch of the last phase.
+  The export goes through the same ending as train's (score_and_publish): the run's --min_metric gate, then
+  parity on the test split before the version is published.
+
+  Args:
+    model_dir: the run dir.
+    export_dir: export base; default the run's --export_dir.
+    name: model name; default the run's --name.
+    warmup: write the warmup requests; default the run's --warmup.
+    strategy: the tf.distribute strategy to build the model under; default TensorFlow's default strategy.
+
+  Returns:
+    (version dir, test metrics).
+
+  Raises:
+    UserError: for a dir that is not a finished run, or a dataset that no longer matches its manifest.
+    RunFailed: if the gate is unmet or the export disagrees with the model.
+  """
+  import dataclasses  # pylint: disable=g-import-not-at-top
+  import json  # pylint: disable=g-import-not-at-top
+  from tfft import config as config_lib, rundir, tasks  # pylint: disable=g-import-not-at-top
+  from tfft.data import split as split_lib  # pylint: disable=g-import-not-at-top
+  from tfft.errors import UserError  # pylint: disable=g-import-not-at-top
+  from tfft.fit import recipe  # pylint: disable=g-import-not-at-top
+
+  run = rundir.load_run(model_dir)
+  cfg = run.config
+  cfg = config_lib.validate(dataclasses.replace(
+      cfg, run=dataclasses.replace(cfg.run, model_dir=str(run.path), export_dir=export_dir or cfg.run.export_dir,
+                                   name=name or cfg.run.name),
+      report=dataclasses.replace(cfg.report, warmup=cfg.report.warmup if warmup is None else warmup)))
+  last = recipe.plan_phases(cfg.train)[-1].name
+  weights = run.dir.after(last)
+  if not weights.is_file():
+    raise UserError(f"--model_dir={model_dir}: {weights} is missing, so the run has not finished training; finish it "
+                    f"with python -m tfft.train --flagfile={run.dir.flagfile}")
+  if run.manifest is None:
+    raise UserError(f"--model_dir={model_dir}: {rundir.MANIFEST} is missing; it is needed to feed the test split to "
+                    "the parity check and validation examples to the warmup file")
+  export_base = rundir.check_export_base(cfg.run)
+  task = tasks.build_task(cfg)
+  examples = task.load_examples()
+  where = f"--dataset={cfg.data.dataset}"
+  labels = split_lib.label_indices(examples.labels, run.class_names, where=where)
+  split = {s: rundir.select_split(run.manifest, examples.ids, s, where=where) for s in rundir.SPLITS}
+
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  strategy = strategy or tf.distribute.get_strategy()
+  # Built in float32 whatever the run trained in: the weights file holds float32 variables either way.
+  built = task.build_model(len(run.class_names), strategy, precision="float32", weights="none")
+  built.model.load_weights(str(weights))
+  prepared = task.prepare(examples, labels, split, run.class_names)
+  trained = json.loads(run.dir.metrics.read_text()) if run.dir.metrics.is_file() else {}
+  phases = [run.state.phase_result(p.name) for p in recipe.plan_phases(cfg.train) if run.state.phase_result(p.name)]
+  metrics, path = score_and_publish(task, built.model, prepared, config=cfg, run_dir=run.dir, export_base=export_base,
+                                    phases=phases, rescore=trained)
+  return path, metrics

@@ -1,0 +1,192 @@
+"""Using an export as a client does: tfft.evaluate scores it on a dataset split and writes a report; tfft.predict
+reads inputs and prints its top classes. Both go through serving_default, as TF Serving would run it."""
+
+import glob
+import json
+import pathlib
+import shutil
+import sys
+import uuid
+from typing import Dict, List, Optional, Sequence, TextIO, Tuple
+
+from absl import logging
+
+from tfft import rundir
+from tfft.config import DataConfig
+from tfft.data import split as split_lib
+from tfft.errors import UserError
+from tfft.serving import loaded
+
+SPLIT_CHOICES = rundir.SPLITS + ("all",)
+
+
+def _load_examples(data: DataConfig, task: str):
+  """The dataset's examples as (inputs, labels, ids); inputs are texts, image file paths, or encoded images."""
+  if task == "image":
+    from tfft.data import images as image_data  # pylint: disable=g-import-not-at-top
+    examples = image_data.load_examples(data)
+    return image_data.served_inputs(examples), examples.labels, examples.ids
+  from tfft.data import text as text_data  # pylint: disable=g-import-not-at-top
+
+  examples = text_data.load_examples(data)
+  return examples.texts, examples.labels, examples.ids
+
+
+def _report_dir(value: Optional[str], export: pathlib.Path, run_dir: Optional[pathlib.Path],
+                split: str) -> pathlib.Path:
+  if value:
+    path = pathlib.Path(value).expanduser()
+    if path.exists() and (not path.is_dir() or any(path.iterdir())):
+      raise UserError(f"--report_dir={value} exists and is not empty; choose a new directory (nothing is overwritten)")
+    return path
+  base = (run_dir if run_dir is not None else pathlib.Path("reports")) / "evaluate"
+  stem = f"{export.parent.name}-v{export.name}-{split}"
+  path, n = base / stem, 1
+  while path.exists():  # a default never overwrites an earlier report either
+    n += 1
+    path = base / f"{stem}-{n}"
+  return path
+
+
+def evaluate_export(model: str, *, model_dir: Optional[str] = None, data: Optional[DataConfig] = None, split: str = "test",
+             report_dir: Optional[str] = None, batch_size: int = 32) -> Tuple[Dict, pathlib.Path]:
+  """Scores the export on a split of a dataset through its serving_default, and writes the report.
+
+  Args:
+    model: an export version dir, a model base dir (highest version) or a run dir (see loaded.locate).
+    model_dir: the run dir whose split manifest to use; default the run that wrote the export (its tfft.json).
+    data: the dataset; default the run's --dataset.
+    split: train, val or test of the run's split manifest, or all for every example of the dataset.
+    report_dir: where the report goes; default RUN_DIR/evaluate/NAME-vVERSION-SPLIT (or reports/… without a run).
+    batch_size: examples per signature call.
+
+  Returns:
+    (metrics, report dir).
+
+  Raises:
+    UserError: for a path that is not an export, labels the model does not know, a split without its manifest, or a
+      report dir that exists.
+  """
+  export, run_dir = loaded.locate(model)
+  meta = loaded.read_meta(export)
+  if model_dir:
+    run_dir = pathlib.Path(model_dir).expanduser()
+  elif run_dir is None and meta.get("model_dir") and pathlib.Path(meta["model_dir"]).is_dir():
+    run_dir = pathlib.Path(meta["model_dir"])
+  run = rundir.load_run(str(run_dir)) if run_dir is not None and (run_dir / rundir.FLAGFILE).is_file() else None
+  if model_dir and run is None:
+    rundir.load_run(model_dir)  # raises the error that names --model_dir
+  class_names = loaded.read_class_names(export)
+  if data is None:
+    if run is None:
+      raise UserError(f"--dataset is needed: {export} names no run whose dataset to reuse; pass --dataset=…")
+    data = run.config.data
+  if split != "all" and (run is None or run.manifest is None):
+    where = f"{run_dir / rundir.MANIFEST}" if run_dir is not None else "the run dir's split manifest"
+    raise UserError(f"--split={split} needs the run's split manifest ({where}), which was not found; pass "
+                    "--model_dir=RUN_DIR of the run that trained this model, or --split=all to score every example")
+  task = meta.get("task", "text")
+  inputs, labels, ids = _load_examples(data, task)
+  where = f"--dataset={data.dataset}"
+  y = split_lib.label_indices(labels, class_names, where=where)
+  indices = range(len(ids)) if split == "all" else rundir.select_split(run.manifest, ids, split, where=where)
+  target = _report_dir(report_dir, export, run.path if run else None, split)
+
+  from tfft.report import metrics as metrics_lib  # pylint: disable=g-import-not-at-top
+
+  served_model = loaded.ExportedModel(export)
+  chosen = [inputs[i] for i in indices]
+  logging.info("scoring %s on %d %s examples of %s", export, len(chosen), split, data.dataset)
+  probabilities = served_model.probabilities(loaded.as_bytes(served_model.task, chosen), batch_size=batch_size)
+  y_true = y[list(indices)]
+  metrics = metrics_lib.classification_metrics(y_true, probabilities, class_names)
+  metrics.update({"model": str(export), "dataset": data.dataset, "split": split})
+  target.parent.mkdir(parents=True, exist_ok=True)
+  tmp = target.parent / f".tmp-{uuid.uuid4().hex}"
+  tmp.mkdir()
+  try:
+    metrics_lib.write_report(tmp, metrics, y_true=y_true, probabilities=probabilities,
+                             inputs=[x if isinstance(x, str) else "(in memory; see id)" for x in chosen],
+                             ids=[ids[i] for i in indices])
+    if target.exists():
+      target.rmdir()  # checked empty above
+    tmp.rename(target)
+  finally:
+    shutil.rmtree(tmp, ignore_errors=True)
+  return metrics, target
+
+
+def read_inputs(args: Sequence[str], *, input_file: Optional[str] = None, stdin: TextIO = sys.stdin) -> List[str]:
+  """The inputs: arguments, then --input_file's lines; stdin's lines when neither is given or an argument is `-`.
+
+  Raises:
+    UserError: for a missing input file, or no input at all.
+  """
+  values = []
+  for arg in args:
+    values.extend(line for line in stdin.read().splitlines() if line.strip()) if arg == "-" else values.append(arg)
+  if input_file:
+    path = pathlib.Path(input_file).expanduser()
+    if not path.is_file():
+      raise UserError(f"--input_file={input_file}: no such file; it should hold one input per line")
+    values.extend(line for line in path.read_text(encoding="utf-8").splitlines() if line.strip())
+  elif not args:
+    values.extend(line for line in stdin.read().splitlines() if line.strip())
+  if not values:
+    raise UserError("no inputs: pass texts or image paths as arguments, --input_file=FILE (one per line), or lines "
+                    "on stdin")
+  return values
+
+
+def expand_images(values: Sequence[str]) -> List[str]:
+  """Image paths with globs expanded, in order.
+
+  Raises:
+    UserError: for a path that does not exist or a glob that matches nothing.
+  """
+  paths = []
+  for value in values:
+    matches = sorted(glob.glob(str(pathlib.Path(value).expanduser()), recursive=True))
+    files = [m for m in matches if pathlib.Path(m).is_file()]
+    if not files:
+      raise UserError(f"{value}: no such image file (and no file matches it as a glob); pass image paths or globs")
+    paths.extend(files)
+  return paths
+
+
+def predict_export(model: str, values: Sequence[str], *, top_k: int = 3, batch_size: int = 32) -> List[Dict]:
+  """Runs inputs through the export's serving_default (tfft.serving.loaded.ExportedModel.predict).
+
+  Args:
+    model: an export dir, model base dir or run dir (see tfft.serving.loaded.locate).
+    values: texts for a text model; image paths or globs for an image model.
+    top_k: classes to keep per input.
+    batch_size: inputs per signature call.
+
+  Raises:
+    UserError: for a path that is no export, or an image path or glob that matches no file.
+  """
+  export, _ = loaded.locate(model)
+  loaded.read_class_names(export)  # fail before loading TensorFlow
+  is_image = loaded.read_meta(export).get("task") == "image"
+  values = expand_images(values) if is_image else list(values)
+  served_model = loaded.ExportedModel(export)
+  if served_model.task == "image" and not is_image:
+    values = expand_images(values)
+  return served_model.predict(values, top_k=top_k, batch_size=batch_size)
+
+
+def format_table(rows: Sequence[Dict], *, width: int = 48) -> str:
+  """One block per input: the input (shortened), then its top classes with probabilities."""
+  name_width = max([10] + [len(p["class_name"]) for row in rows for p in row["predictions"]])
+  lines = [f"{'input':<{width}}  {'class':<{name_width}}  probability"]
+  for row in rows:
+    text = " ".join(row["input"].split())
+    text = text if len(text) <= width else text[:width - 1] + "…"
+    for rank, p in enumerate(row["predictions"]):
+      lines.append(f"{text if rank == 0 else '':<{width}}  {p['class_name']:<{name_width}}  {p['probability']:.4f}")
+  return "\n".join(lines)
+
+
+def format_json(rows: Sequence[Dict]) -> str:
+  return json.dumps(list(rows), indent=2, ensure_ascii=False)

@@ -1,0 +1,123 @@
+"""Image classification: a keras.applications, built-in or keras-hub backbone, images decoded in tf.data, and an
+export that takes encoded image bytes."""
+
+import math
+import pathlib
+from typing import List, Mapping, Optional, Sequence
+
+import numpy as np
+from absl import logging
+
+from tfft.config import Config
+from tfft.data import images as image_data
+from tfft.errors import UserError
+from tfft.model import image_backbones
+from tfft.rundir import write_atomically
+from tfft.tasks.base import Built, Prepared
+
+
+class ImageClassifier:
+  """The Task for image datasets (tfft.tasks.base): single-label classification of images."""
+  kind = "image"
+
+  def __init__(self, config: Config):
+    """Resolves --backbone, its input size and --backbone_weights.
+
+    Raises:
+      UserError: for an unknown backbone, a size it cannot take, or a weights file that does not exist.
+    """
+    self.config = config
+    self.spec = image_backbones.resolve(config.model.backbone)
+    self.image_size = image_backbones.image_size(self.spec, config.model.image_size)
+    weights = config.model.backbone_weights
+    if weights not in ("imagenet", "none") and not pathlib.Path(weights).expanduser().is_file():
+      raise UserError(f"--backbone_weights={weights}: no such file; pass imagenet, none, or a path to a "
+                      ".weights.h5 / .keras file")
+
+  def load_examples(self) -> image_data.ImageExamples:
+    """Raises: UserError for a bad source, a bad file under --on_bad_file=fail, or --classes."""
+    return image_data.load_examples(self.config.data)
+
+  def build_model(self, num_classes: int, strategy, *, precision: Optional[str] = None,
+                  weights: Optional[str] = None) -> Built:
+    """Builds the backbone with its weights and the classifier under `strategy`.
+
+    Args:
+      num_classes: width of the output layer.
+      strategy: the tf.distribute strategy to build under.
+      precision: the dtype policy (default --mixed_precision); the logits stay float32 either way.
+      weights: overrides --backbone_weights ("none" for a copy whose weights are loaded next).
+
+    Raises:
+      UserError: when the weights cannot be had or do not fit.
+    """
+    import keras  # pylint: disable=g-import-not-at-top
+    from tfft.model import heads, layers  # pylint: disable=g-import-not-at-top
+    m = self.config.model
+    keras.mixed_precision.set_global_policy(precision or self.config.train.mixed_precision)
+    with strategy.scope():
+      backbone = image_backbones.load_backbone(self.spec, image_size=self.image_size,
+                                               weights=weights or m.backbone_weights)
+      augmentation = layers.build_augmentation(flip=m.flip, rotation=m.rotation, zoom=m.zoom,
+                                               translation=m.translation, contrast=m.contrast,
+                                               seed=self.config.train.seed)
+      model = heads.build_image_classifier(
+          backbone, num_classes=num_classes, image_size=self.image_size,
+          preprocessing=image_backbones.preprocessing(self.spec), augmentation=augmentation,
+          bn_frozen=m.bn == "frozen", head_units=m.head_units, dropout=m.dropout, l1=m.l1, l2=m.l2)
+    logging.info("backbone %s at %dx%d, weights %s, preprocessing %s, BatchNorm %s", self.spec.flag_value,
+                 self.image_size, self.image_size, weights or m.backbone_weights,
+                 image_backbones.preprocessing(self.spec), m.bn)
+    return Built(model, backbone, image_backbones.weighted_layers(backbone))
+
+  def prepare(self, examples, labels: np.ndarray, split: Mapping[str, np.ndarray],
+              class_names: Sequence[str]) -> Prepared:
+    """The images themselves are the units of training; they are decoded and resized in tf.data."""
+    from tfft.data import image_batches  # pylint: disable=g-import-not-at-top
+    batch_size = self.config.train.batch_size
+
+    def make(name, padding=None, **kw):  # pylint: disable=unused-argument  (images have no padding)
+      return image_batches.make_dataset(examples, labels, split[name], num_classes=len(class_names),
+                                        image_size=self.image_size, batch_size=batch_size, **kw)
+
+    return Prepared(examples, tuple(class_names), labels, dict(split), labels, dict(split), "fixed",
+                    math.ceil(len(split["train"]) / batch_size), make)
+
+  def cache_top_k(self):
+    """Only the head phase is cached for images, and only without augmentation (cached features would freeze
+    one random draw of it)."""
+    if self.config.model.augments:
+      logging.info("augmentation is on: --cache_features is skipped, every phase runs the whole model")
+      return False
+    return None
+
+  def predict_logits(self, model, prepared: Prepared, indices: np.ndarray) -> np.ndarray:
+    from tfft.data import image_batches  # pylint: disable=g-import-not-at-top
+    ds = image_batches.make_dataset(prepared.examples, prepared.labels, np.asarray(indices),
+                                    num_classes=len(prepared.class_names), image_size=self.image_size,
+                                    batch_size=self.config.train.batch_size)
+    return np.asarray(model.predict(ds, verbose=0), dtype=np.float32)
+
+  def run_data(self, prepared: Prepared):
+    """The report's view: each image as its file path, or, for images held in memory, as PNG bytes."""
+    from tfft.report import run_report  # pylint: disable=g-import-not-at-top
+    return run_report.RunData("image", image_data.served_inputs(prepared.examples), prepared.examples.ids,
+                              prepared.labels, prepared.split, prepared.class_names)
+
+  def contract(self) -> List[str]:
+    return [f"Input `image_bytes`: encoded JPEG, PNG, GIF or BMP files (REST: {{\"b64\": ...}}); decoded to 3 "
+            f"channels (grey repeated, alpha dropped) and resized to {self.image_size}x{self.image_size} exactly as "
+            "in training.",
+            "Input `images` (signature serving_images): uint8 [N, H, W, 3] pixels, resized the same way.",
+            f"Preprocessing inside the model, applied once: {image_backbones.preprocessing(self.spec)}; "
+            "augmentation layers are inactive at inference."]
+
+  def save_artifacts(self, built: Built, run_dir):
+    """Saves the trained backbone's weights, for --backbone_weights=MODEL_DIR/backbone.weights.h5 in a later run."""
+    from tfft.fit.callbacks import weights_h5_bytes  # pylint: disable=g-import-not-at-top
+    write_atomically(run_dir.backbone_weights, weights_h5_bytes(built.backbone))
+
+  def export(self, model, prepared: Prepared, *, export_base, finalize=None, metadata=None):
+    from tfft.serving import savedmodel  # pylint: disable=g-import-not-at-top
+    return savedmodel.export_image_classifier(model, prepared.class_names, export_base=export_base,
+                                              image_size=self.image_size, finalize=finalize, metadata=metadata)

@@ -1,0 +1,139 @@
+"""Text classification: a keras-hub backbone, texts tokenized once, and an export that takes raw strings."""
+
+from typing import List, Mapping, Optional, Sequence
+
+import numpy as np
+from absl import logging
+
+from tfft.config import Config
+from tfft.data import split as split_lib
+from tfft.data import text as text_data
+from tfft.model import text_backbones
+from tfft.tasks.base import Built, Prepared
+
+
+class TextClassifier:
+  """The Task for text datasets (tfft.tasks.base): single-label classification of texts."""
+  kind = "text"
+
+  def __init__(self, config: Config):
+    """Resolves --backbone and loads its tokenizer; a bad backbone fails here, before any data is read.
+
+    Raises:
+      UserError: for a backbone that cannot be found or loaded.
+    """
+    self.config = config
+    self.spec = text_backbones.resolve(config.model.backbone)
+    self.pooling = self.spec.default_pooling if config.model.pooling == "auto" else config.model.pooling
+    self.preprocessor = text_backbones.load_preprocessor(self.spec, config.model.sequence_length)
+
+  def load_examples(self) -> text_data.Examples:
+    """Raises: UserError for a bad source or --classes."""
+    examples = text_data.load_examples(self.config.data)
+    if self.config.data.classes:
+      keep = split_lib.select_classes(examples.labels, self.config.data.classes, flag_value=self.config.data.dataset)
+      examples = text_data.Examples([examples.texts[i] for i in keep], [examples.labels[i] for i in keep],
+                                    [examples.ids[i] for i in keep], examples.source)
+    return examples
+
+  def build_model(self, num_classes: int, strategy, *, precision: Optional[str] = None,
+                  weights: Optional[str] = None) -> Built:
+    """Loads the backbone and builds the classifier under `strategy`.
+
+    Args:
+      num_classes: width of the output layer.
+      strategy: the tf.distribute strategy to build under.
+      precision: the dtype policy (default --mixed_precision); the logits stay float32 either way.
+      weights: "none" builds the backbone without its pretrained weights, for a copy that is loaded next.
+
+    Raises:
+      UserError: if the backbone cannot be loaded or is shorter than --sequence_length.
+    """
+    import keras  # pylint: disable=g-import-not-at-top
+    from tfft.model import heads  # pylint: disable=g-import-not-at-top
+    m = self.config.model
+    precision = precision or self.config.train.mixed_precision
+    keras.mixed_precision.set_global_policy(precision)
+    with strategy.scope():
+      backbone = text_backbones.load_backbone(self.spec, dtype=None if precision == "float32" else precision,
+                                              load_weights=weights != "none")
+      text_backbones.check_sequence_length(backbone, self.spec, m.sequence_length)
+      model = heads.build_text_classifier(backbone, num_classes=num_classes, pooling=self.pooling,
+                                          head_units=m.head_units, dropout=m.dropout, l1=m.l1, l2=m.l2)
+    logging.info("backbone %s (%s pooling), sequence length %d", self.spec.flag_value, self.pooling,
+                 m.sequence_length)
+    return Built(model, backbone, text_backbones.transformer_blocks(backbone))
+
+  def _trim(self, prepared: Prepared) -> Optional[int]:
+    """Scoring and serving cut each batch of windows to a multiple of this many tokens (None: fixed padding)."""
+    return None if prepared.padding == "fixed" else self.config.train.pad_to_multiple_of
+
+  def prepare(self, examples, labels: np.ndarray, split: Mapping[str, np.ndarray],
+              class_names: Sequence[str]) -> Prepared:
+    """Tokenizes every text once and resolves --padding=auto from the training texts' lengths.
+
+    With --train_windows=N > 1, the units of training and validation are the texts' windows, each with its text's
+    label (a text's windows stay in its split); scoring still reads whole texts (predict_logits).
+    """
+    from tfft.data import text_batches  # pylint: disable=g-import-not-at-top
+    from tfft.fit import recipe  # pylint: disable=g-import-not-at-top
+    t, windows = self.config.train, self.config.model.train_windows
+    if windows > 1:
+      from tfft.data import windows as windows_lib  # pylint: disable=g-import-not-at-top
+      features, doc = windows_lib.window_arrays(self.preprocessor, examples.texts, windows)
+      unit_labels = labels[doc]
+      unit_split = {name: np.flatnonzero(np.isin(doc, indices)) for name, indices in split.items()}
+      logging.info("--train_windows=%d: %s windows per split", windows,
+                   {name: len(indices) for name, indices in unit_split.items()})
+    else:
+      features = text_batches.tokenize(self.preprocessor, examples.texts)
+      unit_labels, unit_split = labels, dict(split)
+    padding = recipe.choose_padding(t, features["padding_mask"], unit_split["train"])
+    if t.padding == "auto":
+      logging.info("--padding=auto: %s", padding)
+
+    def make(name, **kw):
+      return text_batches.make_dataset(features, unit_labels, unit_split[name], num_classes=len(class_names),
+                                       batch_size=t.batch_size, **{"padding": padding,
+                                                                   "pad_to_multiple_of": t.pad_to_multiple_of, **kw})
+
+    steps = text_batches.num_batches(features, unit_split["train"], batch_size=t.batch_size, padding=padding,
+                                     pad_to_multiple_of=t.pad_to_multiple_of)
+    return Prepared(examples, tuple(class_names), labels, dict(split), unit_labels, unit_split, padding, steps, make)
+
+  def cache_top_k(self):
+    """The k whose lower blocks the feature cache may cache (None: only the head phase)."""
+    freeze = self.config.train.freeze
+    return freeze.k if freeze.kind == "top_k" else None
+
+  def predict_logits(self, model, prepared: Prepared, indices: np.ndarray) -> np.ndarray:
+    """Logits of whole texts, each read as up to --eval_windows windows, as the export reads them."""
+    from tfft.data import windows  # pylint: disable=g-import-not-at-top
+    return windows.predict_logits(model, self.preprocessor, [prepared.examples.texts[i] for i in indices],
+                                  self.config.model.eval_windows, batch_size=self.config.train.batch_size,
+                                  pad_to_multiple_of=self._trim(prepared))
+
+  def run_data(self, prepared: Prepared):
+    from tfft.report import run_report  # pylint: disable=g-import-not-at-top
+    return run_report.RunData("text", prepared.examples.texts, prepared.examples.ids, prepared.labels,
+                              prepared.split, prepared.class_names)
+
+  def contract(self) -> List[str]:
+    """The export's preprocessing contract, for the model card."""
+    m, tokenizer = self.config.model, getattr(self.preprocessor, "tokenizer", None)
+    return ["Input: a batch of raw UTF-8 strings, shape [N]; the client does no cleaning, lowercasing or tokenizing.",
+            f"Tokenizer (in the graph, TF Text ops): {type(tokenizer).__name__}"
+            + (f", lowercase={getattr(tokenizer, 'lowercase', 'n/a')}, vocabulary size "
+               f"{tokenizer.vocabulary_size()}" if tokenizer is not None else "") + ".",
+            f"Packing: [CLS] tokens [SEP], truncated and padded to {m.sequence_length} tokens.",
+            ("Long texts: the first window only." if m.eval_windows == 1 else
+             f"Long texts: up to {m.eval_windows} windows of {m.sequence_length} tokens, logits averaged.")]
+
+  def save_artifacts(self, built: Built, run_dir):
+    """Nothing beyond the checkpoints: the backbone is a keras-hub preset already."""
+
+  def export(self, model, prepared: Prepared, *, export_base, finalize=None, metadata=None):
+    from tfft.serving import savedmodel  # pylint: disable=g-import-not-at-top
+    return savedmodel.export_text_classifier(model, self.preprocessor, prepared.class_names, export_base=export_base,
+                                             eval_windows=self.config.model.eval_windows,
+                                             pad_to_multiple_of=self._trim(prepared), finalize=finalize, metadata=metadata)

@@ -74,12 +74,12 @@ def test_building_blocks_make_a_hand_written_two_phase_fit(tiny_bert_preset, tmp
   x = preprocessor(list(texts))
   y = keras.utils.to_categorical([names.index(label) for label in labels], 3)
   sizes = []
-  for policy, blocks in ((tfft.Freeze("all"), None), (tfft.Freeze("top_k", 1), backbone.transformer_layers)):
-    tfft.apply_freeze(model, backbone, policy, blocks=blocks)
+  for policy in (tfft.Freeze("all"), tfft.Freeze("top_k", 1)):
+    tfft.apply_freeze(model, backbone, policy)  # top_k counts the backbone's transformer_layers
     schedule = tfft.build_schedule("linear", peak=1e-2, total_steps=6, warmup_steps=2, steps_per_epoch=3)
     model.compile(optimizer=tfft.build_optimizer(tfft.TrainConfig(), schedule),  # re-compiled after each change
                   loss=keras.losses.CategoricalCrossentropy(from_logits=True), metrics=["accuracy"])
-    best = tfft.BestCheckpoint(tmp_path / f"best_{policy.kind}.weights.h5", "val_loss", "min")
+    best = tfft.BestCheckpoint(str(tmp_path / "checkpoints" / f"best_{policy.kind}.weights.h5"), "val_loss", "min")
     model.fit(x, y, batch_size=8, epochs=2, validation_data=(x, y), verbose=0, callbacks=[best, tfft.StopOnNaN()])
     assert best.path.is_file() and best.best is not None
     sizes.append(sum(int(np.prod(w.shape)) for w in model.trainable_weights))

@@ -89,9 +89,9 @@ class BestCheckpoint(keras.callbacks.Callback):
   Keras' ModelCheckpoint writes in place, so a kill mid-write would lose the previous best as well.
   """
 
-  def __init__(self, path: pathlib.Path, monitor: str, mode: str):
+  def __init__(self, path, monitor: str, mode: str):
     super().__init__()
-    self.path, self.monitor, self.mode = path, monitor, mode
+    self.path, self.monitor, self.mode = pathlib.Path(path), monitor, mode
     self.best: Optional[float] = None
 
   def on_epoch_end(self, epoch, logs=None):
@@ -101,6 +101,7 @@ class BestCheckpoint(keras.callbacks.Callback):
     value = float(value)
     if self.best is None or (value < self.best if self.mode == "min" else value > self.best):
       self.best = value
+      self.path.parent.mkdir(parents=True, exist_ok=True)
       save_weights_atomically(self.model, self.path)
 
 

@@ -23,12 +23,14 @@ def apply_freeze(model: keras.Model, backbone, policy: Freeze, *, blocks=None):
     policy: all (frozen), none (everything trains), top_k:N (only the last N blocks train) or from_layer:NAME
       (that layer and every later one in backbone.layers train).
     blocks: the backbone's blocks in order, for top_k: transformer blocks for text, layers holding weights for
-      images.
+      images; default the backbone's `transformer_layers` (keras-hub text backbones).
 
   Raises:
     UserError: if top_k names more blocks than exist, the backbone has no blocks to count, or from_layer names
       no layer of the backbone.
   """
+  if blocks is None:
+    blocks = getattr(backbone, "transformer_layers", None)
   model.get_layer(BACKBONE).train_mode = policy.kind != "all"
   if policy.kind == "all":
     backbone.trainable = False

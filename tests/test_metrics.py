@@ -9,7 +9,7 @@ from PIL import Image
 from sklearn import metrics as skm
 
 from conftest import make_texts
-from tfft import config
+from tfft import config, config_checks
 from tfft.report import baseline, metrics, plots
 from tfft.errors import UserError
 
@@ -146,8 +146,8 @@ def test_min_metric_parsing():
     with pytest.raises(UserError) as e:
       config.parse_min_metric([bad])
     assert needle in str(e.value)
-  config.check_min_metric((("roc_auc", 0.9),), 2)
+  config_checks.check_min_metric((("roc_auc", 0.9),), 2)
   with pytest.raises(UserError, match="binary tasks only"):
-    config.check_min_metric((("roc_auc", 0.9),), 3)
+    config_checks.check_min_metric((("roc_auc", 0.9),), 3)
   with pytest.raises(UserError, match="needs more than 3 classes"):
-    config.check_min_metric((("top_3_accuracy", 0.9),), 3)
+    config_checks.check_min_metric((("top_3_accuracy", 0.9),), 3)

@@ -67,9 +67,9 @@ def train(config, *, strategy=None):
     UserError: for a bad value, path, file or label (the message names it and the fix).
     RunFailed: when the loss diverges, the quality gate is unmet or the export disagrees with the model.
   """
-  from tfft import config as config_lib  # pylint: disable=g-import-not-at-top
+  from tfft import config_checks  # pylint: disable=g-import-not-at-top
   from tfft.fit import job  # pylint: disable=g-import-not-at-top
-  return job.run(config_lib.validate(config), strategy=strategy)
+  return job.run(config_checks.validate(config), strategy=strategy)
 
 
 run_train_job = train  # what tfft.train calls once the tfft.train command module has been imported over it

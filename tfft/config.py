@@ -375,6 +375,7 @@ def from_flag_lines(lines: Sequence[str], *, where: str) -> "Config":
       raise UserError(f"{where}: --{name} is not a tfft.train option; was it written by another version of tfft?")
     section, field = fields[name]
     values[section][name] = option_value(field, text)
+  from tfft.config_checks import validate  # pylint: disable=g-import-not-at-top
   defaults = Config()
   return validate(Config(**{section: dataclasses.replace(getattr(defaults, section), **values[section])
                             for section in SECTIONS}))
@@ -383,18 +384,6 @@ def from_flag_lines(lines: Sequence[str], *, where: str) -> "Config":
 def resume_options() -> Tuple[str, ...]:
   """Options that fix the split, the model or the data order: an interrupted run resumes only with their values."""
   return tuple(field.name for _, field in options() if field.metadata["resume"])
-
-
-def check_min_metric(gates: Tuple[Tuple[str, float], ...], num_classes: int):
-  """Raises UserError for a gate on a metric that a task with `num_classes` classes does not report."""
-  for name, threshold in gates:
-    top_k = re.fullmatch(r"top_(\d+)_accuracy", name)
-    if top_k and int(top_k.group(1)) >= num_classes:
-      raise UserError(f"--min_metric={name}:{threshold:g}: {name} needs more than {top_k.group(1)} classes and this "
-                      f"dataset has {num_classes}; gate on accuracy or another metric")
-    if name in ("roc_auc", "pr_auc") and num_classes != 2:
-      raise UserError(f"--min_metric={name}:{threshold:g}: {name} is reported for binary tasks only and this dataset "
-                      f"has {num_classes} classes; gate on macro_f1 or another metric")
 
 
 def split_dataset_spec(dataset: str) -> Tuple[str, Optional[str]]:
@@ -414,147 +403,3 @@ def modality(data: DataConfig) -> str:
   """'image' for image sources (imagedir, tfds, digits, csv with --image_column), else 'text'."""
   kind, _ = split_dataset_spec(data.dataset)
   return "image" if kind in _IMAGE_KINDS or (kind == "csv" and data.image_column) else "text"
-
-
-def _fail(flag: str, value, fix: str):
-  raise UserError(f"--{flag}={value!r}: {fix}")
-
-
-def _check_choice(flag, value, choices):
-  if value not in choices:
-    _fail(flag, value, f"must be one of {', '.join(choices)}")
-
-
-def validate(config: Config) -> Config:
-  """Checks every value and combination before anything heavy runs.
-
-  Returns:
-    The same config, so calls can chain.
-
-  Raises:
-    UserError: naming the first bad flag, the value it got and what it accepts.
-  """
-  d, m, t, r = config.data, config.model, config.train, config.run
-  for section in (d, m, t):  # NaN and inf pass every comparison below, so they are rejected first
-    for field in dataclasses.fields(section):
-      value = getattr(section, field.name)
-      if isinstance(value, float) and not math.isfinite(value):
-        _fail(field.name, value, "must be a finite number")
-  for section, field in options():
-    if field.metadata["choices"]:
-      _check_choice(field.name, getattr(getattr(config, section), field.name), field.metadata["choices"])
-  split_dataset_spec(d.dataset)
-  for flag, value in (("val_fraction", d.val_fraction), ("test_fraction", d.test_fraction)):
-    if not 0.0 < value < 1.0:
-      _fail(flag, value, "must be a fraction strictly between 0 and 1")
-  if d.val_fraction + d.test_fraction >= 1.0:
-    _fail("val_fraction", d.val_fraction,
-          f"val_fraction + test_fraction ({d.val_fraction + d.test_fraction:g}) must leave examples to train on")
-  if d.examples_per_class < 0:
-    _fail("examples_per_class", d.examples_per_class, "must be >= 0 (0 keeps every example)")
-  if d.train_examples_per_class < 0:
-    _fail("train_examples_per_class", d.train_examples_per_class, "must be >= 0 (0 keeps the whole train split)")
-  for flag, column in (("text_column", d.text_column), ("label_column", d.label_column)):
-    if not column or column != column.strip():
-      _fail(flag, column, "must name a column, without surrounding spaces (headers are matched stripped)")
-  if d.image_column != d.image_column.strip():
-    _fail("image_column", d.image_column, "must name a column, without surrounding spaces")
-  if any(not c or c != c.strip() for c in d.classes) or len(set(d.classes)) != len(d.classes):
-    _fail("classes", ",".join(d.classes), "must be distinct, non-empty class names separated by commas")
-  if len(d.classes) == 1:
-    _fail("classes", ",".join(d.classes), "a classifier needs at least two classes")
-  if not d.tfds_split.strip():
-    _fail("tfds_split", d.tfds_split, "must name a tfds split, e.g. train or train+test")
-
-  if not m.backbone:
-    _fail("backbone", m.backbone, "must name a backbone: an alias, a keras-hub preset, hf://…, kaggle://… or a directory")
-  if m.sequence_length < 8:
-    _fail("sequence_length", m.sequence_length, "must be at least 8 tokens")
-  if m.eval_windows < 1:
-    _fail("eval_windows", m.eval_windows, "must be >= 1 (1 reads only the first --sequence_length tokens)")
-  if m.train_windows < 1:
-    _fail("train_windows", m.train_windows, "must be >= 1 (1 trains on the first --sequence_length tokens only)")
-  if any(u <= 0 for u in m.head_units):
-    _fail("head_units", ",".join(map(str, m.head_units)), "every hidden head width must be a positive integer")
-  if not 0.0 <= m.dropout < 1.0:
-    _fail("dropout", m.dropout, "must be in [0, 1)")
-  for flag, value in (("l1", m.l1), ("l2", m.l2)):
-    if value < 0:
-      _fail(flag, value, "regularisation strength must be >= 0")
-  if m.image_size < 0:
-    _fail("image_size", m.image_size, "must be >= 0 (0 uses the backbone's default size)")
-  if not m.backbone_weights.strip():
-    _fail("backbone_weights", m.backbone_weights, f"must be {BACKBONE_WEIGHTS_HELP}")
-  for flag, value in (("rotation", m.rotation), ("zoom", m.zoom), ("translation", m.translation),
-                      ("contrast", m.contrast)):
-    if not 0.0 <= value < 1.0:
-      _fail(flag, value, "must be in [0, 1) (0 turns it off)")
-  kind = modality(d)
-  for section, field in options():  # a flag of the other modality is an error, not silently ignored
-    applies, value = field.metadata["applies"], getattr(getattr(config, section), field.name)
-    if applies not in (ALL, kind) and value != field.default:
-      sources = ("bbc_news, textdir:, csv: without --image_column" if applies == TEXT else
-                 "imagedir:, tfds:, digits, csv: with --image_column")
-      _fail(field.name, value, f"applies to {applies} datasets only ({sources}); drop it for "
-            f"{'images' if kind == IMAGE else 'text'}")
-
-  if t.batch_size <= 0:
-    _fail("batch_size", t.batch_size, "must be a positive integer (it is the global batch)")
-  for flag, value in (("head_epochs", t.head_epochs), ("epochs", t.epochs)):
-    if value < 0:
-      _fail(flag, value, "must be >= 0")
-  if t.head_epochs + t.epochs == 0:
-    _fail("epochs", t.epochs, "both phases have 0 epochs: set --head_epochs and/or --epochs above 0")
-  if t.freeze.kind == "all" and t.epochs > 0:
-    _fail("freeze", str(t.freeze),
-          "freezes the whole backbone, so only the head trains: set --epochs=0 and use --head_epochs")
-  for flag, value in (("head_learning_rate", t.head_learning_rate), ("learning_rate", t.learning_rate)):
-    if not value > 0:
-      _fail(flag, value, "must be > 0")
-  if not 0.0 <= t.warmup_fraction < 1.0:
-    _fail("warmup_fraction", t.warmup_fraction, "must be in [0, 1)")
-  if t.weight_decay < 0:
-    _fail("weight_decay", t.weight_decay, "must be >= 0")
-  if not 0.0 <= t.momentum < 1.0:
-    _fail("momentum", t.momentum, "must be in [0, 1)")
-  if t.clipnorm < 0:
-    _fail("clipnorm", t.clipnorm, "must be >= 0 (0 turns clipping off)")
-  if not 0.0 < t.lr_decay_rate <= 1.0:
-    _fail("lr_decay_rate", t.lr_decay_rate, "the per-epoch decay factor must be in (0, 1]")
-  if not 0.0 <= t.lr_alpha <= 1.0:
-    _fail("lr_alpha", t.lr_alpha, "the final LR fraction must be in [0, 1]")
-  if t.lr_restart_epochs < 1:
-    _fail("lr_restart_epochs", t.lr_restart_epochs, "must be >= 1")
-  if not 0.0 <= t.label_smoothing < 1.0:
-    _fail("label_smoothing", t.label_smoothing, "must be in [0, 1)")
-  if t.early_stopping_patience < 0:
-    _fail("early_stopping_patience", t.early_stopping_patience, "must be >= 0 (0 turns early stopping off)")
-  if t.worker_hosts:
-    if t.strategy != "multi_worker_mirrored":
-      _fail("worker_hosts", ",".join(t.worker_hosts), "needs --strategy=multi_worker_mirrored")
-    for host in t.worker_hosts:
-      if not re.fullmatch(r"[^:\s]+:\d{1,5}", host):
-        _fail("worker_hosts", ",".join(t.worker_hosts), f"{host!r} is not HOST:PORT; list every worker, e.g. "
-              "10.0.0.1:12345,10.0.0.2:12345")
-    if not 0 <= t.task_index < len(t.worker_hosts):
-      _fail("task_index", t.task_index, f"must be in [0, {len(t.worker_hosts)}): this worker's position in "
-            "--worker_hosts (0 is the chief)")
-  elif t.task_index:
-    _fail("task_index", t.task_index, "needs --worker_hosts (or set TF_CONFIG instead of both)")
-  if t.strategy == "tpu" and not t.tpu:
-    _fail("tpu", t.tpu, "--strategy=tpu needs --tpu=NAME (the TPU name, grpc:// address or 'local')")
-  if t.steps_per_execution < 1:
-    _fail("steps_per_execution", t.steps_per_execution, "must be >= 1 (batches run per call into the graph)")
-  if t.pad_to_multiple_of < 1:
-    _fail("pad_to_multiple_of", t.pad_to_multiple_of, "must be >= 1 (1 pads each batch to its longest text)")
-  if t.profile_batches and not (len(t.profile_batches) == 2 and 1 <= t.profile_batches[0] <= t.profile_batches[1]):
-    _fail("profile_batches", ",".join(map(str, t.profile_batches)),
-          "must be FIRST,LAST with 1 <= FIRST <= LAST, e.g. 3,5 (leave the first batches out: they trace the graph)")
-
-  if not r.model_dir:
-    _fail("model_dir", r.model_dir, "must name the run directory")
-  if not r.export_dir:
-    _fail("export_dir", r.export_dir, "must name the export base directory")
-  if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", r.name):
-    _fail("name", r.name, "must be a plain directory name (letters, digits, '_', '.', '-')")
-  return config

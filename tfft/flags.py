@@ -11,6 +11,7 @@ from typing import Callable, Sequence
 from absl import flags
 
 from tfft import config as config_lib
+from tfft import config_checks
 from tfft import startup
 from tfft.errors import Preempted, RunFailed, UserError
 
@@ -75,7 +76,7 @@ def config_from_flags(flag_values=FLAGS) -> config_lib.Config:
     sections[section][field.name] = config_lib.option_value(field, flag_values[field.name].value)
   config = config_lib.Config(**{section: type(getattr(config_lib.Config(), section))(**values)
                                 for section, values in sections.items()})
-  return config_lib.validate(config)
+  return config_checks.validate(config)
 
 
 def given(name: str, flag_values=FLAGS):

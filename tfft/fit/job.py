@@ -14,7 +14,8 @@ from absl import logging
 
 from tfft import config as config_lib
 from tfft import rundir, tasks
-from tfft.config import Config, check_min_metric
+from tfft.config import Config
+from tfft.config_checks import check_min_metric
 from tfft.data import split as split_lib
 from tfft.data.text import sorted_class_names
 from tfft.rundir import PhaseResult, RunDir

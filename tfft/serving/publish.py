@@ -169,14 +169,14 @@ def reexport(model_dir: str, *, export_dir: Optional[str] = None, name: Optional
   """
   import dataclasses  # pylint: disable=g-import-not-at-top
   import json  # pylint: disable=g-import-not-at-top
-  from tfft import config as config_lib, rundir, tasks  # pylint: disable=g-import-not-at-top
+  from tfft import config_checks, rundir, tasks  # pylint: disable=g-import-not-at-top
   from tfft.data import split as split_lib  # pylint: disable=g-import-not-at-top
   from tfft.errors import UserError  # pylint: disable=g-import-not-at-top
   from tfft.fit import recipe  # pylint: disable=g-import-not-at-top
 
   run = rundir.load_run(model_dir)
   cfg = run.config
-  cfg = config_lib.validate(dataclasses.replace(
+  cfg = config_checks.validate(dataclasses.replace(
       cfg, run=dataclasses.replace(cfg.run, model_dir=str(run.path), export_dir=export_dir or cfg.run.export_dir,
                                    name=name or cfg.run.name),
       report=dataclasses.replace(cfg.report, warmup=cfg.report.warmup if warmup is None else warmup)))

@@ -1,0 +1,1 @@
+"""Metrics, baselines, significance, plots and the model card."""

@@ -1,0 +1,1 @@
+"""Backbones, heads, freezing policies and layers."""

@@ -142,7 +142,7 @@ class _Cursor:
 
   def take(self, n: int) -> memoryview:
     if self.pos + n > len(self.buf):
-      raise _Truncated(f"a {n}-byte field at offset {self.pos} runs past the end")
+      raise _Truncated(f"{n} bytes wanted at offset {self.pos}, past the end of the file ({len(self.buf)} bytes)")
     out = self.buf[self.pos:self.pos + n]
     self.pos += n
     return out

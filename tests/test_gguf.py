@@ -353,10 +353,23 @@ def test_smollm2_tokenizer_on_a_mixed_string(smollm2):
 
 
 @pytest.mark.large
-def test_smollm2_backbone_completes_a_prompt(smollm2):
+def test_smollm2_backbone_predicts_english(smollm2):
   tok = gguf_llama.build_tokenizer(smollm2)
   backbone = gguf_llama.build_llama_backbone(smollm2)
-  ids = np.asarray(tok.tokenizer("The capital of France is"))[None].astype(np.int32)
-  hidden = backbone({"token_ids": ids, "padding_mask": np.ones_like(ids)})
-  logits = np.asarray(backbone.token_embedding(hidden[:, -1:], reverse=True))[0, -1]
-  assert smollm2.metadata["tokenizer.ggml.tokens"][int(logits.argmax())] == "ĠParis"
+  tokens = smollm2.metadata["tokenizer.ggml.tokens"]
+
+  def logits(text):
+    ids = np.asarray(tok.tokenizer(text))[None].astype(np.int32)
+    hidden = backbone({"token_ids": ids, "padding_mask": np.ones_like(ids)})
+    return ids[0], np.asarray(backbone.token_embedding(hidden, reverse=True))[0].astype(np.float64)
+
+  _, lg = logits("The capital of France is")
+  assert tokens[int(lg[-1].argmax())] == "ĠParis"
+  # "Paris" survives Q and K left in llama.cpp's row order; perplexity does not (6.3 here, 25 with them left so).
+  ids, lg = logits("The Eiffel Tower is a wrought-iron lattice tower on the Champ de Mars in Paris, France. It is "
+                   "named after the engineer Gustave Eiffel, whose company designed and built the tower from 1887 "
+                   "to 1889.")
+  log_probs = lg - lg.max(-1, keepdims=True)
+  log_probs -= np.log(np.exp(log_probs).sum(-1, keepdims=True))
+  perplexity = np.exp(-log_probs[np.arange(len(ids) - 1), ids[1:]].mean())
+  assert perplexity < 10, perplexity

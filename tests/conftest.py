@@ -15,8 +15,8 @@ REPO = pathlib.Path(__file__).resolve().parents[1]
 
 # The slowest files, slowest first. `make test` runs the suite in 2 pytest-xdist workers that take whole files in
 # collection order; started first, these overlap the many short files instead of finishing the run alone.
-SLOW_FILES_FIRST = ("test_resume.py", "test_cli_errors.py", "test_cli.py", "test_report.py", "test_large.py",
-                    "test_multi_worker.py", "test_image_cli.py", "test_serving.py", "test_windows.py")
+SLOW_FILES_FIRST = ("test_resume.py", "test_cli_errors.py", "test_train_cli.py", "test_report.py", "test_large.py",
+                    "test_multi_worker.py", "test_image_train_cli.py", "test_serving.py", "test_windows.py")
 
 
 def pytest_collection_modifyitems(items):

@@ -37,8 +37,26 @@ def _pixels(n=2, size=8, seed=0):
   return np.random.default_rng(seed).uniform(0, 255, (n, size, size, 3)).astype("float32")
 
 
-def test_the_registry_covers_every_keras_applications_family_and_the_tiny_cnn():
-  assert set(image_backbones.FAMILIES) == set(KERAS_PREPROCESS) | {"tiny_cnn"}
+def test_the_registry_covers_every_keras_applications_family_and_the_built_in_ones():
+  assert set(image_backbones.FAMILIES) == set(KERAS_PREPROCESS) | {"tiny_cnn", "efficientnet_lite0"}
+
+
+def test_efficientnet_lite0_freezes_by_mbconv_block():
+  """top_k:N counts Lite0's blocks (stem, 16 MBConv blocks, head), not its layers."""
+  import keras
+
+  from tfft.config import Freeze
+  from tfft.model import freezing
+
+  spec = image_backbones.resolve("efficientnet_lite0")
+  backbone = image_backbones.load_backbone(spec, image_size=32, weights="none")
+  blocks = image_backbones.blocks(spec, backbone)
+  assert len(blocks) == 18 and all(isinstance(b, list) for b in blocks)
+  model = heads.build_image_classifier(backbone, num_classes=2, image_size=32, preprocessing={"mode": "none"})
+  freezing.apply_freeze(model, backbone, Freeze("top_k", 2), blocks=blocks)
+  trained = {layer.name.split("_", 1)[0] for layer in backbone.layers if layer.trainable and layer.weights}
+  assert trained == {"block15", "head"}
+  assert keras.ops.convert_to_numpy(model(np.zeros((1, 32, 32, 3), "float32"))).shape == (1, 2)
 
 
 @pytest.mark.parametrize("name", sorted(KERAS_PREPROCESS))

@@ -50,7 +50,8 @@ def apply_freeze(model: keras.Model, backbone, policy: Freeze, *, blocks=None):
     if policy.k > len(blocks):
       raise UserError(f"--freeze={policy} names more blocks than the backbone has ({len(blocks)}); "
                       f"use top_k:1 to top_k:{len(blocks)}, or none")
-    trainable = {id(layer) for layer in blocks[len(blocks) - policy.k:]}
+    top = blocks[len(blocks) - policy.k:]  # a block is a layer, or a list of the layers it is made of
+    trainable = {id(layer) for block in top for layer in (block if isinstance(block, (list, tuple)) else [block])}
     for layer in backbone.layers:
       layer.trainable = id(layer) in trainable
   for name in _UNUSED_BACKBONE_LAYERS:

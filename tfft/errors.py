@@ -15,7 +15,12 @@ class RunFailed(Exception):
 
 
 class Preempted(Exception):
-  """SIGTERM arrived during training: the epoch in progress finished and was checkpointed, then the run stopped.
+  """SIGTERM or SIGINT (Ctrl-C) arrived: the run stopped at its next safe point, with everything done so far kept.
 
-  Entry points print the message as one line and exit 143 (128 + SIGTERM); re-running the command resumes.
+  Commands print the message as one line and exit 128 + the signal's number (143 for SIGTERM, 130 for SIGINT);
+  re-running the command resumes.
   """
+
+  def __init__(self, message: str, signum: int = 15):
+    super().__init__(message)
+    self.signum = signum

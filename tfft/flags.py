@@ -142,8 +142,9 @@ def run_command(prog: str, argv: Sequence[str], body: Callable[[], str], *, take
   """Runs a command's body and prints what it returns (the command's final output, on stdout).
 
   A stray argument (unless the command takes some) or a UserError is one `PROG: error: …` line and exit 2; a
-  RunFailed is `PROG: failed: …` and exit 1; Preempted is `PROG: stopped: …` and exit 143. Anything else is a bug
-  and keeps its traceback.
+  RunFailed is `PROG: failed: …` and exit 1; Preempted is `PROG: stopped: …` and exit 128 + its signal (143 for
+  SIGTERM, 130 for Ctrl-C), as is a Ctrl-C that lands before the run's handlers are in place or a second Ctrl-C.
+  Anything else is a bug and keeps its traceback.
   """
   if len(argv) > 1 and not takes_arguments:
     _exit_with(f"{prog}: error: unexpected arguments {list(argv[1:])}; every setting is a --flag")
@@ -156,5 +157,9 @@ def run_command(prog: str, argv: Sequence[str], body: Callable[[], str], *, take
     sys.exit(1)
   except Preempted as e:
     print(f"{prog}: stopped: {e}", file=sys.stderr)
-    sys.exit(143)
+    sys.exit(128 + e.signum)
+  except KeyboardInterrupt:
+    print(f"{prog}: stopped: interrupted by Ctrl-C before the next safe point; re-run the same command to resume "
+          "from the last finished epoch", file=sys.stderr)
+    sys.exit(130)
   print(out)

@@ -4,6 +4,7 @@ atomic write that every file tfft writes goes through."""
 import contextlib
 import csv
 import dataclasses
+import fcntl
 import io
 import json
 import os
@@ -22,6 +23,7 @@ LABELS = "labels.txt"
 MANIFEST = "split_manifest.csv"
 METRICS = "metrics.json"
 BACKBONE_WEIGHTS = "backbone.weights.h5"
+LOCK = ".lock"  # held (flock) by the one process that trains or exports into the run dir
 SPLITS = ("train", "val", "test")
 # Temporary names start with this; TF Serving loads only integer directory names, so it never sees them either.
 TMP_PREFIX = ".tmp-"
@@ -110,6 +112,9 @@ class PhaseResult:
   best: Optional[float]
   history: Dict[str, List[float]]
   seconds: float = 0.0  # wall time, including the feature-cache pass the phase needed
+  # The RNG states of the model's random layers (dropout, augmentation) at the phase's end, which weight files leave
+  # out: the next phase starts from them whether it follows at once or in a re-run.
+  seed_states: List = dataclasses.field(default_factory=list)
 
 
 class RunDir:
@@ -157,7 +162,7 @@ class RunDir:
     return self.path / "logs" / phase
 
   def is_run(self) -> bool:
-    return (self.path / FLAGFILE).exists() or (self.path / STATE).exists()
+    return any((self.path / name).exists() for name in (FLAGFILE, STATE, LOCK))
 
   def state(self) -> "RunState":
     return RunState(self.path / STATE)
@@ -191,6 +196,53 @@ class RunState:
     return self.data.get("export_path")
 
 
+def _holder(path: pathlib.Path) -> str:
+  try:
+    pid = path.read_text().split()[0]
+  except (OSError, IndexError):
+    return "another process"
+  return f"process {pid}"
+
+
+def check_unlocked(run_dir: RunDir, flag: str = "model_dir"):
+  """Raises UserError, touching nothing, if another process holds the run dir's lock (see lock)."""
+  path = run_dir.path / LOCK
+  if not path.is_file():
+    return
+  with open(path, "rb") as f:
+    try:
+      fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+      raise UserError(f"--{flag}={run_dir.path} is in use by {_holder(path)} (a tfft.train or tfft.export "
+                      "running on it); wait for it to finish, or stop it and re-run to resume") from None
+    fcntl.flock(f, fcntl.LOCK_UN)
+
+
+@contextlib.contextmanager
+def lock(run_dir: RunDir, flag: str = "model_dir"):
+  """Holds the run dir's lock while the block runs: one process trains or exports into a run dir at a time.
+
+  An flock on RUN_DIR/.lock, which the kernel releases when the process ends, however it ends, so a killed run
+  leaves no stale lock. The file holds the holder's process id, for the error the next process prints.
+
+  Raises:
+    UserError: if another process holds it.
+  """
+  path = run_dir.path / LOCK
+  fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+  try:
+    try:
+      fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+      raise UserError(f"--{flag}={run_dir.path} is in use by {_holder(path)} (a tfft.train or tfft.export "
+                      "running on it); wait for it to finish, or stop it and re-run to resume") from None
+    os.ftruncate(fd, 0)
+    os.write(fd, f"{os.getpid()}\n".encode())
+    yield
+  finally:
+    os.close(fd)  # releases the lock
+
+
 def check_model_dir(config: config_lib.Config) -> RunDir:
   """Checks the run directory without touching it, so a bad run leaves nothing behind.
 
@@ -208,6 +260,7 @@ def check_model_dir(config: config_lib.Config) -> RunDir:
   if not run_dir.is_run() and any(path.iterdir()):
     raise UserError(f"--model_dir={run.model_dir} holds files that are not a tfft run; choose a new or empty "
                     "directory, so that nothing there is overwritten")
+  check_unlocked(run_dir)
   if run.overwrite:
     return run_dir
   if run_dir.state().finished:

@@ -15,7 +15,7 @@ import keras
 from absl import logging
 
 from tfft import rundir
-from tfft.errors import RunFailed, UserError
+from tfft.errors import Preempted, RunFailed, UserError
 from tfft.testhooks import pause_point
 
 BACKUP_STATE = "state.json"
@@ -139,27 +139,53 @@ class StopOnNaN(keras.callbacks.TerminateOnNaN):
                       f"and re-run; {kept}; nothing was exported")
 
 
-class Preemption:
-  """Set by SIGTERM while a phase trains: the epoch in progress finishes and is checkpointed, then the run stops."""
+_SIGNAL_NAMES = {signal.SIGTERM: "SIGTERM", signal.SIGINT: "SIGINT (Ctrl-C)"}
+
+
+class StopRequest:
+  """SIGTERM or SIGINT, noted for the whole run and acted on at its safe points, so that no signal is dropped.
+
+  The safe points are each epoch's end (after it is committed, see EpochBackup), each phase's end (after the phase
+  boundary is committed), before the test split is scored, and before the export is published. `installed()` puts
+  the handlers in place for the whole job, phases and export alike; a second Ctrl-C interrupts at once.
+  """
 
   def __init__(self):
-    self.requested = False
+    self.signum: Optional[int] = None
+
+  @property
+  def requested(self) -> bool:
+    return self.signum is not None
 
   @contextlib.contextmanager
-  def handling_sigterm(self):
-    if threading.current_thread() is not threading.main_thread():
-      yield
+  def installed(self):
+    if threading.current_thread() is not threading.main_thread():  # signal handlers belong to the main thread
+      yield self
       return
 
     def handler(signum, frame):  # pylint: disable=unused-argument
-      logging.warning("SIGTERM: finishing and checkpointing the current epoch, then stopping")
-      self.requested = True
+      if self.signum == signal.SIGINT and signum == signal.SIGINT:
+        raise KeyboardInterrupt  # the second Ctrl-C: stop now
+      self.signum = self.signum or signum
+      logging.warning("%s: finishing and committing the current step, then stopping%s", _SIGNAL_NAMES[signum],
+                      " (Ctrl-C again stops at once)" if signum == signal.SIGINT else "")
 
-    previous = signal.signal(signal.SIGTERM, handler)
+    previous = {s: signal.signal(s, handler) for s in _SIGNAL_NAMES}
     try:
-      yield
+      yield self
     finally:
-      signal.signal(signal.SIGTERM, previous)
+      for s, h in previous.items():
+        signal.signal(s, h)
+
+  def check(self, done: str):
+    """Raises Preempted at a safe point if a signal arrived; `done` says what is already committed.
+
+    Raises:
+      Preempted: with the signal's number, for the exit code.
+    """
+    if self.requested:
+      raise Preempted(f"{_SIGNAL_NAMES[self.signum].split()[0]}: stopped {done}; re-run the same command to resume",
+                      signum=self.signum)
 
 
 class EpochBackup(keras.callbacks.Callback):
@@ -174,11 +200,12 @@ class EpochBackup(keras.callbacks.Callback):
   """
 
   def __init__(self, directory: pathlib.Path, phase: str, *, best: BestCheckpoint,
-               stopper: Optional[keras.callbacks.EarlyStopping], preemption: Preemption):
+               stopper: Optional[keras.callbacks.EarlyStopping], stop: StopRequest):
     super().__init__()
     self.directory, self.phase = directory, phase
-    self._best, self._stopper, self._preemption = best, stopper, preemption
+    self._best, self._stopper, self._stop = best, stopper, stop
     self.state: Dict = {"epoch": 0, "history": {}, "stopped": False}
+    self._epoch = 0
 
   def restore(self, model: keras.Model) -> int:
     """Loads the last committed epoch into `model` (compiled); returns the epoch to start from (0: none)."""
@@ -195,15 +222,18 @@ class EpochBackup(keras.callbacks.Callback):
       raise UserError(f"the checkpoint {weights} of an interrupted run does not fit this model "
                       f"({str(e).splitlines()[0][:120]}); pass --overwrite to start afresh or choose another "
                       "--model_dir") from None
-    seeds = seed_states(model)
-    if len(seeds) == len(self.state.get("seed_states", [])):
-      for variable, value in zip(seeds, self.state["seed_states"]):
-        variable.assign(value)
+    restore_seed_states(model, self.state.get("seed_states", []))
     return int(self.state["epoch"])
 
   @property
   def history(self) -> Dict[str, List[float]]:
     return self.state["history"]
+
+  def on_epoch_begin(self, epoch, logs=None):
+    self._epoch = epoch
+
+  def on_train_batch_begin(self, batch, logs=None):
+    pause_point(f"batch:{self.phase}:{self._epoch}:{batch}")  # the first is before the step is traced
 
   def on_train_begin(self, logs=None):
     # After EarlyStopping's own on_train_begin, which resets it.
@@ -220,7 +250,7 @@ class EpochBackup(keras.callbacks.Callback):
     self.directory.mkdir(parents=True, exist_ok=True)
     save_weights_atomically(self.model, self.directory / weights)
     self.state.update(epoch=epoch + 1, weights=weights, best=self._best.best, stopped=bool(self.model.stop_training),
-                      seed_states=[keras.ops.convert_to_numpy(v).tolist() for v in seed_states(self.model)])
+                      seed_states=seed_state_values(self.model))
     if self._stopper is not None:
       best = self._stopper.best
       self.state["early_stopping"] = {"wait": self._stopper.wait, "best_epoch": self._stopper.best_epoch,
@@ -229,8 +259,21 @@ class EpochBackup(keras.callbacks.Callback):
     for old in self.directory.glob("epoch-*.weights.h5"):
       if old.name != weights:
         old.unlink(missing_ok=True)
-    if self._preemption.requested:
+    if self._stop.requested:
       self.model.stop_training = True
+
+
+def seed_state_values(model: keras.Model) -> list:
+  """The values of seed_states(model), JSON-ready."""
+  return [keras.ops.convert_to_numpy(v).tolist() for v in seed_states(model)]
+
+
+def restore_seed_states(model: keras.Model, values: list):
+  """Assigns seed_state_values back; a list of another length (another model) is left alone."""
+  variables = seed_states(model)
+  if len(variables) == len(values):
+    for variable, value in zip(variables, values):
+      variable.assign(value)
 
 
 def seed_states(model: keras.Model) -> list:

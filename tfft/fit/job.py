@@ -66,19 +66,23 @@ def run(config: Config, *, strategy=None) -> RunResult:
   Raises:
     UserError: for bad data, backbone, weights or output paths; nothing is written before these checks pass.
     RunFailed: when the loss diverges, the quality gate is unmet or the export disagrees with the model.
-    Preempted: after SIGTERM, once the epoch in progress is checkpointed.
+    Preempted: after SIGTERM or Ctrl-C, at the next safe point: an epoch's or a phase's end once it is committed,
+      before scoring, or before the export is published.
   """
   rundir.check_model_dir(config)
   rundir.check_export_base(config.run)
-  if strategy is None:
-    from tfft.fit import distribute  # pylint: disable=g-import-not-at-top
-    t = config.train
-    strategy = distribute.build_strategy(t.strategy, tpu=t.tpu, worker_hosts=t.worker_hosts, task_index=t.task_index)
-  with _outputs(config, strategy) as (run_dir, export_base):
-    return _train(config, strategy, run_dir, export_base)
+  from tfft.fit.callbacks import StopRequest  # pylint: disable=g-import-not-at-top
+  with StopRequest().installed() as stop:
+    if strategy is None:
+      from tfft.fit import distribute  # pylint: disable=g-import-not-at-top
+      t = config.train
+      strategy = distribute.build_strategy(t.strategy, tpu=t.tpu, worker_hosts=t.worker_hosts,
+                                           task_index=t.task_index)
+    with _outputs(config, strategy) as (run_dir, export_base):
+      return _train(config, strategy, run_dir, export_base, stop)
 
 
-def _train(config: Config, strategy, run_dir: RunDir, export_base: pathlib.Path) -> RunResult:
+def _train(config: Config, strategy, run_dir: RunDir, export_base: pathlib.Path, stop) -> RunResult:
   task = tasks.build_task(config)
   examples = task.load_examples()
   class_names = sorted_class_names(examples.labels)
@@ -96,7 +100,6 @@ def _train(config: Config, strategy, run_dir: RunDir, export_base: pathlib.Path)
   import keras  # pylint: disable=g-import-not-at-top
   from tfft.fit import recipe  # pylint: disable=g-import-not-at-top
   from tfft.model import freezing  # pylint: disable=g-import-not-at-top
-  from tfft.serving import publish  # pylint: disable=g-import-not-at-top
 
   keras.utils.set_random_seed(config.train.seed)
   built = task.build_model(len(class_names), strategy)  # under strategy.scope()
@@ -106,12 +109,22 @@ def _train(config: Config, strategy, run_dir: RunDir, export_base: pathlib.Path)
 
   # Every check a user can fail has run: only now does the run write anything.
   rundir.create_model_dir(run_dir, config.run)
+  with rundir.lock(run_dir):
+    return _fit_and_publish(config, strategy, run_dir, export_base, stop, task=task, examples=examples,
+                            labels=labels, split=split, class_names=class_names, built=built, phases=phases)
+
+
+def _fit_and_publish(config: Config, strategy, run_dir: RunDir, export_base: pathlib.Path, stop, *, task, examples,
+                     labels, split, class_names, built, phases) -> RunResult:
+  """The part of the job that writes into the run dir, under its lock."""
+  from tfft.serving import publish  # pylint: disable=g-import-not-at-top
+
   rundir.write_atomically(run_dir.flagfile, config_lib.to_flagfile(config))
   rundir.write_labels_once(run_dir, class_names)
   rundir.write_manifest(run_dir.manifest, examples.ids, examples.labels, split)
 
   prepared = task.prepare(examples, labels, split, class_names)
-  results = _run_phases(task, built, prepared, phases, config=config, run_dir=run_dir, strategy=strategy)
+  results = _run_phases(task, built, prepared, phases, config=config, run_dir=run_dir, strategy=strategy, stop=stop)
   task.save_artifacts(built, run_dir)
 
   model = built.model
@@ -119,18 +132,25 @@ def _train(config: Config, strategy, run_dir: RunDir, export_base: pathlib.Path)
     copy = task.build_model(len(class_names), strategy, precision="float32", weights="none")
     copy.model.set_weights(model.get_weights())  # mixed-precision variables are float32 already
     model = copy.model
+  stop.check("after training, before scoring the test split")
   pause_point("evaluate")
-  metrics, export_path = publish.score_and_publish(task, model, prepared, config=config, run_dir=run_dir,
-                                                   export_base=export_base, phases=results)
+  metrics, export_path = publish.score_and_publish(
+      task, model, prepared, config=config, run_dir=run_dir, export_base=export_base, phases=results,
+      before_publish=lambda: stop.check("after training and scoring, before publishing the export"))
   run_dir.state().mark_finished(str(export_path))
   return RunResult(str(run_dir.path), prepared.split_sizes, results, metrics, str(export_path),
                    skipped_files=getattr(examples, "skipped", 0))
 
 
-def _run_phases(task, built, prepared, phases, *, config: Config, run_dir: RunDir, strategy) -> List[PhaseResult]:
-  """Runs each phase not finished in an earlier run, on cached frozen-layer outputs where the phase allows."""
+def _run_phases(task, built, prepared, phases, *, config: Config, run_dir: RunDir, strategy,
+                stop) -> List[PhaseResult]:
+  """Runs each phase not finished in an earlier run, on cached frozen-layer outputs where the phase allows.
+
+  A phase's end is committed like an epoch's: the whole model's weights (after_PHASE) and the RNG states of its
+  random layers (in run_state.json), so the next phase starts from the same state in a re-run as it would at once.
+  """
   from tfft.data import text_batches  # pylint: disable=g-import-not-at-top
-  from tfft.fit import feature_cache, phases as phases_lib  # pylint: disable=g-import-not-at-top
+  from tfft.fit import callbacks, feature_cache, phases as phases_lib  # pylint: disable=g-import-not-at-top
 
   t, model = config.train, built.model
   units = {name: len(indices) for name, indices in prepared.unit_split.items()}
@@ -145,6 +165,7 @@ def _run_phases(task, built, prepared, phases, *, config: Config, run_dir: RunDi
     if done and run_dir.after(phase.name).exists():
       logging.info("phase %s finished in an earlier run; loading its weights", phase.name)
       model.load_weights(str(run_dir.after(phase.name)))
+      callbacks.restore_seed_states(model, done.seed_states)
       results.append(done)
       continue
     start = time.perf_counter()
@@ -164,12 +185,14 @@ def _run_phases(task, built, prepared, phases, *, config: Config, run_dir: RunDi
                                                          batch_size=t.batch_size, padding=prepared.padding,
                                                          pad_to_multiple_of=t.pad_to_multiple_of)}
     result = phases_lib.run_phase(model, built.backbone, phase, examples_per_epoch=units["train"], train=t,
-                                  run_dir=run_dir, strategy=strategy, blocks=built.blocks, **fit)
+                                  run_dir=run_dir, strategy=strategy, blocks=built.blocks, stop=stop, **fit)
     result.seconds = time.perf_counter() - start
     pause_point(f"phase_fitted:{phase.name}")
-    from tfft.fit.callbacks import save_weights_atomically  # pylint: disable=g-import-not-at-top
-    save_weights_atomically(model, run_dir.after(phase.name))
-    state.mark_phase(result)
+    callbacks.save_weights_atomically(model, run_dir.after(phase.name))
+    result.seed_states = callbacks.seed_state_values(model)
+    state.mark_phase(result)  # the commit point of the phase boundary
     shutil.rmtree(run_dir.backup(phase.name), ignore_errors=True)  # the phase is done; its backup is not needed
     results.append(result)
+    pause_point(f"phase_committed:{phase.name}")
+    stop.check(f"after phase {phase.name}, committed in {run_dir.path}")
   return results

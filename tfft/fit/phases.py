@@ -2,12 +2,12 @@
 
 import math
 import sys
+from typing import Optional
 
 import keras
 from absl import logging
 
 from tfft.config import TrainConfig
-from tfft.errors import Preempted
 from tfft.fit import callbacks as callbacks_lib
 from tfft.fit import distribute, schedules
 from tfft.fit.recipe import Phase
@@ -30,13 +30,13 @@ def build_optimizer(train: TrainConfig, learning_rate) -> keras.optimizers.Optim
 
 
 def _callbacks(phase: Phase, *, run_dir: RunDir, monitor: str, patience: int, examples_per_epoch: int,
-               preemption: callbacks_lib.Preemption, profile_batches=()):
+               stop: callbacks_lib.StopRequest, profile_batches=()):
   mode = "min" if monitor.endswith("loss") else "max"
   backup_dir = run_dir.backup(phase.name)
   best = callbacks_lib.BestCheckpoint(run_dir.best(phase.name), monitor, mode)
   # The best weights come back from the checkpoint after fit, so EarlyStopping need not restore them.
   stopper = keras.callbacks.EarlyStopping(monitor=monitor, mode=mode, patience=patience) if patience else None
-  backup = callbacks_lib.EpochBackup(backup_dir, phase.name, best=best, stopper=stopper, preemption=preemption)
+  backup = callbacks_lib.EpochBackup(backup_dir, phase.name, best=best, stopper=stopper, stop=stop)
   callbacks = [
       callbacks_lib.Throughput(examples_per_epoch),  # first, so the loggers after it see its numbers
       callbacks_lib.StopOnNaN(phase, backup_dir),
@@ -52,7 +52,7 @@ def _callbacks(phase: Phase, *, run_dir: RunDir, monitor: str, patience: int, ex
 
 def run_phase(model: keras.Model, backbone, phase: Phase, *, train_ds, val_ds, steps_per_epoch: int,
               examples_per_epoch: int = 0, train: TrainConfig, run_dir: RunDir, strategy, blocks=None,
-              fit_model: keras.Model = None) -> PhaseResult:
+              fit_model: keras.Model = None, stop: Optional[callbacks_lib.StopRequest] = None) -> PhaseResult:
   """Runs one phase: apply the freezing policy, compile under the strategy, fit, and keep the best weights.
 
   Args:
@@ -71,6 +71,7 @@ def run_phase(model: keras.Model, backbone, phase: Phase, *, train_ds, val_ds, s
     blocks: the backbone's transformer blocks, for top_k freezing.
     fit_model: what to fit when not `model` itself: the head alone, with the datasets holding cached
       pooled features (see tfft.model.heads.split_at_pooling).
+    stop: the run's StopRequest (its signal handlers are the caller's to install); default a fresh one.
 
   Returns:
     The phase's parameter counts, epochs run, best monitored value and history (all epochs of the phase, also
@@ -78,7 +79,7 @@ def run_phase(model: keras.Model, backbone, phase: Phase, *, train_ds, val_ds, s
 
   Raises:
     RunFailed: when the loss becomes NaN (the last finished epoch stays in MODEL_DIR/backup/PHASE).
-    Preempted: after SIGTERM, once the epoch in progress is checkpointed.
+    Preempted: after SIGTERM or SIGINT, once the epoch in progress is committed, if the phase has epochs left.
     UserError: when a checkpoint cannot be written, or an interrupted run's checkpoint does not fit.
   """
   freezing.apply_freeze(model, backbone, phase.freeze, blocks=blocks)
@@ -99,10 +100,10 @@ def run_phase(model: keras.Model, backbone, phase: Phase, *, train_ds, val_ds, s
         metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")],
         jit_compile=train.jit_compile, steps_per_execution=train.steps_per_execution)
   run_dir.best(phase.name).parent.mkdir(parents=True, exist_ok=True)
-  preemption = callbacks_lib.Preemption()
+  stop = stop or callbacks_lib.StopRequest()
   callbacks, backup = _callbacks(phase, run_dir=run_dir, monitor=train.monitor,
                                  patience=train.early_stopping_patience, examples_per_epoch=examples_per_epoch,
-                                 preemption=preemption, profile_batches=train.profile_batches)
+                                 stop=stop, profile_batches=train.profile_batches)
   with strategy.scope():
     first = backup.restore(fit_model)
   callbacks_lib.truncate_history(run_dir.history(phase.name), first)
@@ -113,15 +114,15 @@ def run_phase(model: keras.Model, backbone, phase: Phase, *, train_ds, val_ds, s
     per_epoch = callable(train_ds)
     data = train_ds(first, phase.epochs) if per_epoch else train_ds
     distribute.build_for_multi_worker(fit_model, strategy, lambda: next(iter(data)))
-    with preemption.handling_sigterm():
-      fit_model.fit(
-          data, validation_data=val_ds, epochs=phase.epochs,
-          initial_epoch=first, steps_per_epoch=steps_per_epoch if per_epoch else None,
-          shuffle=False,  # train_ds shuffles itself
-          callbacks=callbacks, verbose=1 if sys.stdout.isatty() else 2)
-    if preemption.requested and backup.state["epoch"] < phase.epochs and not backup.state.get("stopped"):
-      raise Preempted(f"SIGTERM: stopped after epoch {backup.state['epoch']} of {phase.epochs} of phase "
-                      f"{phase.name}, checkpointed in {backup.directory}; re-run the same command to resume")
+    fit_model.fit(
+        data, validation_data=val_ds, epochs=phase.epochs,
+        initial_epoch=first, steps_per_epoch=steps_per_epoch if per_epoch else None,
+        shuffle=False,  # train_ds shuffles itself
+        callbacks=callbacks, verbose=1 if sys.stdout.isatty() else 2)
+    if backup.state["epoch"] < phase.epochs and not backup.state.get("stopped"):
+      # A finished phase goes on to its boundary commit; the job checks the request there.
+      stop.check(f"after epoch {backup.state['epoch']} of {phase.epochs} of phase {phase.name}, checkpointed in "
+                 f"{backup.directory}")
   values = backup.history.get(train.monitor, [])
   if run_dir.best(phase.name).exists():
     fit_model.load_weights(str(run_dir.best(phase.name)))

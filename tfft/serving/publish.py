@@ -20,7 +20,8 @@ PARITY_ATOL = 1e-4
 
 
 def score_and_publish(task, model, prepared, *, config: Config, run_dir: RunDir, export_base: pathlib.Path,
-                      phases: Sequence[PhaseResult], rescore: Optional[Dict] = None) -> Tuple[Dict, pathlib.Path]:
+                      phases: Sequence[PhaseResult], rescore: Optional[Dict] = None,
+                      before_publish: Optional[Callable[[], None]] = None) -> Tuple[Dict, pathlib.Path]:
   """Scores the test split, writes the report, applies --min_metric, and publishes a parity-checked export.
 
   The one ending of both tfft.train and tfft.export (a re-export).
@@ -35,6 +36,8 @@ def score_and_publish(task, model, prepared, *, config: Config, run_dir: RunDir,
     phases: what each phase did, for the report and the model card.
     rescore: for a re-export, the run's metrics.json as training wrote it: its baseline is reused rather than
       fitted again, and the run's report is left as it is.
+    before_publish: called once the export is complete and checked, just before it is published; it may raise
+      (e.g. Preempted) to publish nothing.
 
   Returns:
     (metrics, the published version dir).
@@ -52,7 +55,7 @@ def score_and_publish(task, model, prepared, *, config: Config, run_dir: RunDir,
       lambda finalize, metadata: task.export(model, prepared, export_base=export_base, finalize=finalize,
                                              metadata=metadata),
       config, data, model_dir=run_dir.path, probabilities=probabilities, metrics=metrics, phases=phases,
-      backbone=task.spec, contract=task.contract())
+      backbone=task.spec, contract=task.contract(), before_publish=before_publish)
   if rescore is None:
     metrics_lib.write_json(run_dir.metrics, metrics)
   return metrics, path
@@ -95,7 +98,7 @@ def check_parity(served_probabilities: np.ndarray, probabilities: np.ndarray, y_
 
 def export_checked(export_fn: Callable, config: Config, data: run_report.RunData, *, model_dir: pathlib.Path,
                    probabilities: np.ndarray, metrics: Dict, phases: Sequence[PhaseResult], backbone,
-                   contract: Sequence[str]) -> pathlib.Path:
+                   contract: Sequence[str], before_publish: Optional[Callable[[], None]] = None) -> pathlib.Path:
   """Exports through `export_fn`, checking the complete export before it is published as a version.
 
   Before the rename that publishes it, the temporary export is loaded with TensorFlow alone and fed the raw test
@@ -113,6 +116,7 @@ def export_checked(export_fn: Callable, config: Config, data: run_report.RunData
     phases: the phases that ran.
     backbone: the resolved backbone spec (its `source` and `local` go into the model card).
     contract: the preprocessing contract, one sentence a line.
+    before_publish: called on the complete, checked export just before the rename; raising aborts it.
 
   Returns:
     The published version dir.
@@ -133,6 +137,8 @@ def export_checked(export_fn: Callable, config: Config, data: run_report.RunData
     write_atomically(tmp / "assets.extra" / model_card_lib.MODEL_CARD, model_card_lib.model_card(
         config, data, metrics=metrics, parity=parity, phases=phases, backbone=backbone, contract=contract,
         signature=model.signature))
+    if before_publish:
+      before_publish()
 
   metadata = {"model_dir": str(model_dir.resolve()), "name": config.run.name, "dataset": config.data.dataset,
               "text_column": config.data.text_column, "label_column": config.data.label_column}
@@ -175,6 +181,7 @@ def reexport(model_dir: str, *, export_dir: Optional[str] = None, name: Optional
   from tfft.fit import recipe  # pylint: disable=g-import-not-at-top
 
   run = rundir.load_run(model_dir)
+  rundir.check_unlocked(run.dir)
   cfg = run.config
   cfg = config_checks.validate(dataclasses.replace(
       cfg, run=dataclasses.replace(cfg.run, model_dir=str(run.path), export_dir=export_dir or cfg.run.export_dir,
@@ -203,6 +210,7 @@ def reexport(model_dir: str, *, export_dir: Optional[str] = None, name: Optional
   prepared = task.prepare(examples, labels, split, run.class_names)
   trained = json.loads(run.dir.metrics.read_text()) if run.dir.metrics.is_file() else {}
   phases = [run.state.phase_result(p.name) for p in recipe.plan_phases(cfg.train) if run.state.phase_result(p.name)]
-  metrics, path = score_and_publish(task, built.model, prepared, config=cfg, run_dir=run.dir, export_base=export_base,
-                                    phases=phases, rescore=trained)
+  with rundir.lock(run.dir):
+    metrics, path = score_and_publish(task, built.model, prepared, config=cfg, run_dir=run.dir,
+                                      export_base=export_base, phases=phases, rescore=trained)
   return path, metrics

@@ -77,6 +77,9 @@ def evaluate_export(model: str, *, model_dir: Optional[str] = None, data: Option
   if model_dir and run is None:
     rundir.load_run(model_dir)  # raises the error that names --model_dir
   class_names = loaded.read_class_names(export)
+  if run is not None and run.class_names != class_names:
+    raise UserError(f"{run.dir.labels} and {export / 'assets.extra' / rundir.LABELS} name different classes; "
+                    "pass --model_dir=RUN_DIR of the run that trained this export")
   if data is None:
     if run is None:
       raise UserError(f"--dataset is needed: {export} names no run whose dataset to reuse; pass --dataset=…")

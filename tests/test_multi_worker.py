@@ -8,6 +8,7 @@ tiny_run (same flags, same seed): the global batch is the same 8 examples, split
 import csv
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -33,19 +34,20 @@ def _history(path):
     return list(csv.DictReader(f))
 
 
-def test_two_workers_train_and_only_the_chief_writes(tiny_bert_preset, tiny_textdir, tiny_run, tmp_path):
-  single, _ = tiny_run
-  hosts = ",".join(f"127.0.0.1:{port}" for port in _free_ports(2))
-  args = tiny_flags(tiny_bert_preset, tiny_textdir, tmp_path, eval_windows=2, strategy="multi_worker_mirrored",
-                    worker_hosts=hosts)
+def _launch(args, tmp_path, tag, *, env_for=lambda index: {}):
+  """Starts the 2 workers of one job (the same flags but --task_index), each with its own TMPDIR."""
   procs, scratch = [], []
   for index in range(2):
-    scratch.append(tmp_path / f"tmpdir{index}")
+    scratch.append(tmp_path / f"tmpdir-{tag}{index}")
     scratch[-1].mkdir()
-    env = {**os.environ, "TMPDIR": str(scratch[-1])}
+    env = {**os.environ, "TMPDIR": str(scratch[-1]), **env_for(index)}
     procs.append(subprocess.Popen([sys.executable, "-m", "tfft.train", *map(str, args), f"--task_index={index}"],
                                   cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
-  deadline = time.monotonic() + 480  # a hung collective must fail the test, not hang the suite
+  return procs, scratch
+
+
+def _wait(procs, timeout=480):
+  deadline = time.monotonic() + timeout  # a hung collective must fail the test, not hang the suite
   outputs = []
   for proc in procs:
     try:
@@ -53,14 +55,37 @@ def test_two_workers_train_and_only_the_chief_writes(tiny_bert_preset, tiny_text
     except subprocess.TimeoutExpired:
       for p in procs:
         p.kill()
-      pytest.fail("the 2-worker job did not finish in 480 s")
+      pytest.fail(f"the 2-worker job did not finish in {timeout} s")
+  return outputs
+
+
+def _args(tiny_bert_preset, tiny_textdir, tmp_path):
+  hosts = ",".join(f"127.0.0.1:{port}" for port in _free_ports(2))
+  return tiny_flags(tiny_bert_preset, tiny_textdir, tmp_path, eval_windows=2, strategy="multi_worker_mirrored",
+                    worker_hosts=hosts)
+
+
+@pytest.fixture(scope="module")
+def two_workers(tiny_bert_preset, tiny_textdir, tmp_path_factory):
+  """One uninterrupted 2-worker job: (tmp dir, [(stdout, stderr)] per worker, the TMPDIR of each)."""
+  tmp = tmp_path_factory.mktemp("two_workers")
+  procs, scratch = _launch(_args(tiny_bert_preset, tiny_textdir, tmp), tmp, "a")
+  outputs = _wait(procs)
   for proc, (_, err) in zip(procs, outputs):
     assert proc.returncode == 0, err[-3000:]
+  return tmp, outputs, scratch
+
+
+def test_two_workers_train_and_only_the_chief_writes(two_workers, tiny_run):
+  single, _ = tiny_run
+  tmp_path, outputs, scratch = two_workers
+  for _, err in outputs:
     assert "Strategy with 2 replica(s)" in err  # the class is CollectiveAllReduceStrategy
 
-  # Only the chief's outputs: one export version, one run dir; the worker's temporary dir is gone.
+  # Only the chief's outputs: one export version, one run dir; the worker's own dir and temporary dir are gone.
   assert sorted(p.name for p in (tmp_path / "exports" / "tiny").iterdir()) == ["1"]
   assert (tmp_path / "run" / "metrics.json").exists()
+  assert not (tmp_path / "run.worker-1").exists(), "the finished worker left its run dir behind"
   assert list(scratch[1].iterdir()) == [], "the worker left its temporary outputs behind"
   assert f"export:   {tmp_path / 'exports' / 'tiny' / '1'}" in outputs[0][0]
 
@@ -76,3 +101,46 @@ def test_two_workers_train_and_only_the_chief_writes(tiny_bert_preset, tiny_text
   ref = json.loads((single / "run" / "metrics.json").read_text())
   got = json.loads((tmp_path / "run" / "metrics.json").read_text())
   assert abs(got["accuracy"] - ref["accuracy"]) <= 0.1  # 12 test examples: at most one differs
+
+
+def test_a_killed_worker_job_restarts_and_resumes_to_the_same_result(two_workers, tiny_bert_preset, tiny_textdir,
+                                                                       tmp_path):
+  """Worker 1 is killed inside phase 2's second epoch (the chief then waits in a collective and is killed too, as
+  a cluster manager would); the same job started again resumes on both workers after phase 2's first epoch and
+  ends with the uninterrupted job's history and metrics."""
+  reference, _, _ = two_workers
+  args, marker = _args(tiny_bert_preset, tiny_textdir, tmp_path), tmp_path / "paused"
+  pause = {"TFFT_TEST_PAUSE_AT": "batch:finetune:1:1", "TFFT_TEST_PAUSE_MARKER": str(marker)}
+  procs, _ = _launch(args, tmp_path, "k", env_for=lambda index: pause if index == 1 else {})
+  deadline = time.monotonic() + 480
+  while not marker.exists():
+    if any(p.poll() is not None for p in procs) or time.monotonic() > deadline:
+      for p in procs:
+        p.kill()
+      pytest.fail(f"worker 1 never reached its pause point: {[p.communicate()[1][-1500:] for p in procs]}")
+    time.sleep(0.2)
+  procs[1].send_signal(signal.SIGKILL)
+  time.sleep(1)
+  procs[0].send_signal(signal.SIGKILL)
+  for p in procs:
+    p.communicate()
+  assert (tmp_path / "run.worker-1" / "backup" / "finetune").is_dir()  # the worker's own committed epoch
+
+  # Fresh ports (the old ones may linger); --worker_hosts is not an option a resume must repeat.
+  procs, _ = _launch(_args(tiny_bert_preset, tiny_textdir, tmp_path), tmp_path, "r")
+  outputs = _wait(procs)
+  for proc, (_, err) in zip(procs, outputs):
+    assert proc.returncode == 0, err[-3000:]
+    assert "phase head finished in an earlier run" in err and "phase finetune: resuming after epoch 1 of 2" in err
+  for phase in ("head", "finetune"):
+    ref = _history(reference / "run" / f"history_{phase}.csv")
+    got = _history(tmp_path / "run" / f"history_{phase}.csv")
+    assert [r["epoch"] for r in got] == [r["epoch"] for r in ref]
+    for a, b in zip(ref, got):
+      for key in ("loss", "val_loss", "learning_rate"):
+        assert float(b[key]) == pytest.approx(float(a[key]), rel=1e-5), (phase, a["epoch"], key)
+  ref = json.loads((reference / "run" / "metrics.json").read_text())
+  got = json.loads((tmp_path / "run" / "metrics.json").read_text())
+  assert got["accuracy"] == ref["accuracy"] and got["macro_f1"] == pytest.approx(ref["macro_f1"], abs=1e-9)
+  assert sorted(p.name for p in (tmp_path / "exports" / "tiny").iterdir()) == ["1"]
+  assert not (tmp_path / "run.worker-1").exists()

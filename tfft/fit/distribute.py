@@ -4,6 +4,8 @@ import json
 import os
 from typing import Callable, Sequence
 
+import numpy as np
+
 import tensorflow as tf
 from absl import logging
 
@@ -55,6 +57,21 @@ def is_chief(strategy: tf.distribute.Strategy) -> bool:
   return bool(getattr(strategy.extended, "should_checkpoint", True))
 
 
+def worker_index(strategy: tf.distribute.Strategy) -> int:
+  """This process's task index in a multi-worker job (0 elsewhere)."""
+  resolver = getattr(strategy, "cluster_resolver", None)
+  return int(getattr(resolver, "task_id", 0) or 0)
+
+
+def gather_from_workers(strategy: tf.distribute.Strategy, values: Sequence[int]) -> np.ndarray:
+  """Every worker's `values`, one row per replica, through a collective; outside multi-worker jobs just [values]."""
+  if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+    return np.array([list(values)], dtype=np.int64)
+  local = tf.constant([list(values)], tf.int64)
+  per_replica = strategy.experimental_distribute_values_from_function(lambda context: local)
+  return strategy.gather(per_replica, axis=0).numpy()
+
+
 def build_for_multi_worker(model, strategy: tf.distribute.Strategy, batch: Callable):
   """Works around Keras 3's fit/evaluate under MultiWorkerMirroredStrategy (keras-team/keras#20585).
 
@@ -64,8 +81,11 @@ def build_for_multi_worker(model, strategy: tf.distribute.Strategy, batch: Calla
   undistributed batch (`batch()`), and Keras' own attempt is skipped for this model. Other strategies are left
   alone (and `batch` is not called).
   """
-  if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy) or model.optimizer.built:
+  if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
     return
+  # Not only before a phase's first step: a resumed phase has its optimizer built already (its state restored),
+  # but its compiled metrics and loss are not, and Keras would build them from the PerReplica batch. Keras'
+  # _symbolic_build builds only what is unbuilt, so the restored optimizer state is kept.
   patch_keras_multi_worker_reduce()
   with strategy.scope():
     model._symbolic_build(data_batch=batch())  # pylint: disable=protected-access

@@ -3,6 +3,7 @@ score, gate and publish the export (tfft.serving.publish)."""
 
 import contextlib
 import dataclasses
+import json
 import pathlib
 import shutil
 import tempfile
@@ -38,16 +39,20 @@ def _outputs(config: Config, strategy) -> Iterator[Tuple[RunDir, pathlib.Path]]:
   """The run dir and export base this worker writes to.
 
   Every worker of a multi-worker job runs every step (checkpoint saves and the export included, which may need
-  collectives), but only the chief writes to the real paths; the others write into a temporary directory that
-  is removed when the run ends.
+  collectives), but only the chief writes the real run dir and export. Each other worker keeps its own run dir
+  beside the chief's, MODEL_DIR.worker-N, with its own epoch backups, so that a restarted job resumes on every
+  worker from the same committed epoch; it is removed when the run finishes. Its exports go to a temporary
+  directory, removed at the end.
   """
   from tfft.fit import distribute  # pylint: disable=g-import-not-at-top
   if distribute.is_chief(strategy):
     yield RunDir(config.run.model_dir), rundir.check_export_base(config.run)
     return
+  worker_dir = RunDir(f"{pathlib.Path(config.run.model_dir).expanduser()}.worker-{distribute.worker_index(strategy)}")
   scratch = pathlib.Path(tempfile.mkdtemp(prefix="tfft-worker-"))
   try:
-    yield RunDir(scratch / "run"), scratch / "exports" / config.run.name
+    yield worker_dir, scratch / "exports" / config.run.name
+    shutil.rmtree(worker_dir.path, ignore_errors=True)  # finished: nothing left to resume
   finally:
     shutil.rmtree(scratch, ignore_errors=True)
 
@@ -142,6 +147,22 @@ def _fit_and_publish(config: Config, strategy, run_dir: RunDir, export_base: pat
                    skipped_files=getattr(examples, "skipped", 0))
 
 
+def _check_workers_agree(strategy, run_dir: RunDir, phase: str, *, done: bool):
+  """In a multi-worker job, every worker must resume a phase from the same point, or their steps would not match.
+
+  Raises:
+    RunFailed: if the workers' committed states differ (one was killed between the others' commits).
+  """
+  from tfft.errors import RunFailed  # pylint: disable=g-import-not-at-top
+  from tfft.fit import callbacks, distribute  # pylint: disable=g-import-not-at-top
+  backup = run_dir.backup(phase) / callbacks.BACKUP_STATE
+  epoch = json.loads(backup.read_text())["epoch"] if backup.is_file() else 0
+  rows = distribute.gather_from_workers(strategy, [int(done), epoch])
+  if len({tuple(row) for row in rows.tolist()}) > 1:
+    raise RunFailed(f"the workers of this job committed different points of phase {phase} (finished, epoch: "
+                    f"{rows.tolist()}), so they cannot resume together; restart the job with --overwrite")
+
+
 def _run_phases(task, built, prepared, phases, *, config: Config, run_dir: RunDir, strategy,
                 stop) -> List[PhaseResult]:
   """Runs each phase not finished in an earlier run, on cached frozen-layer outputs where the phase allows.
@@ -162,6 +183,7 @@ def _run_phases(task, built, prepared, phases, *, config: Config, run_dir: RunDi
   state, results = run_dir.state(), []
   for phase in phases:
     done = state.phase_result(phase.name)
+    _check_workers_agree(strategy, run_dir, phase.name, done=bool(done and run_dir.after(phase.name).exists()))
     if done and run_dir.after(phase.name).exists():
       logging.info("phase %s finished in an earlier run; loading its weights", phase.name)
       model.load_weights(str(run_dir.after(phase.name)))

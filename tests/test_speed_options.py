@@ -72,6 +72,24 @@ def test_bucketing_keeps_every_example_once_and_counts_its_batches(tiny):
   assert text_batches.num_batches(features, idx, batch_size=4) == -(-len(labels) // 4)
 
 
+def test_cached_pooled_features_keep_the_example_order_under_bucketing(tiny):
+  """The head phase's cache pairs features with labels by position, so it must not take the bucketed order."""
+  from tfft.fit import feature_cache  # pylint: disable=g-import-not-at-top
+
+  _, _, model, _, features, labels = tiny
+  # Texts of 8, 14 and 20 tokens in turn, so that bucketing regroups them.
+  idx = np.array([block * 8 + j for j in range(8) for block in range(3)])
+  make = lambda name, **kw: text_batches.make_dataset(
+      features, labels, idx, num_classes=3, batch_size=4, **{"padding": "bucket", "pad_to_multiple_of": 8, **kw})
+  bucketed = np.concatenate([x["token_ids"].numpy()[:, 1] for x, _ in make("train")])
+  in_order_ids = np.concatenate([x["token_ids"].numpy()[:, 1] for x, _ in make("train", padding="fixed")])
+  assert (bucketed != in_order_ids).any(), "bucketing kept the order: the test cannot tell the orders apart"
+  cache = feature_cache.FeatureCache(model, None, None, make, strategy=tf.distribute.get_strategy())
+  encoder, _ = heads.split_at_pooling(model)
+  in_order = encoder.predict(make("train", padding="fixed"), verbose=0)
+  np.testing.assert_allclose(cache.pooled("train"), in_order, atol=1e-5)
+
+
 def test_trimmed_windowed_logits_match_full_length(tiny):
   _, preprocessor, model, texts, _, _ = tiny
   full = windows.predict_logits(model, preprocessor, texts, 1, batch_size=8)

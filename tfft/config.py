@@ -23,11 +23,12 @@ GATE_METRICS = (("accuracy",) + tuple(f"top_{k}_accuracy" for k in TOP_K)
                 + ("roc_auc", "pr_auc"))
 BN_POLICIES = ("frozen", "train")
 ON_BAD_FILE = ("skip", "fail")
+DEDUPES = ("split", "drop", "off")
 FLIPS = ("none", "horizontal", "vertical", "horizontal_and_vertical")
 BACKBONE_WEIGHTS_HELP = "imagenet, none, or a path to a .weights.h5 / .keras file"
 
 _DATASET_SCHEMES = ("textdir", "csv", "imagedir", "tfds")
-_BUILTIN_DATASETS = ("bbc_news", "digits")
+_BUILTIN_DATASETS = ("bbc_news", "rotten_tomatoes", "digits")
 # Sources whose examples are images; csv: holds images when --image_column is set.
 _IMAGE_KINDS = ("imagedir", "tfds", "digits")
 
@@ -128,7 +129,7 @@ def parse_min_metric(values) -> Gates:
 class DataConfig:
   """Where the examples come from and how they are split."""
   dataset: str = option(
-      "bbc_news", "Text: bbc_news (built in), textdir:PATH (one subfolder per class), csv:PATH (.csv, .tsv, "
+      "bbc_news", "Text: bbc_news or rotten_tomatoes (built in), textdir:PATH (one subfolder per class), csv:PATH (.csv, .tsv, "
       ".jsonl). Images: digits (built in), imagedir:PATH (one subfolder per class), tfds:NAME, csv:PATH with "
       "--image_column.", resume=True)
   text_column: str = option("text", "csv/tsv/jsonl: the column holding the text.", resume=True)
@@ -142,6 +143,11 @@ class DataConfig:
       "their full size (0 trains on the whole train split).", resume=True)
   classes: Tuple[str, ...] = option((), "Keep only these classes, e.g. 0,1,2,3,4 (empty keeps every class).",
                                     resume=True)
+  dedupe: str = option(
+      "split", "Texts that are equal, exactly or after collapsing whitespace and case: split keeps each group of "
+      "them in one split (that of its first example), drop keeps only the first of each group, off splits them as "
+      "separate examples (a duplicate across splits is then only warned about).", choices=DEDUPES, applies=TEXT,
+      resume=True)
   image_column: str = option(
       "", "csv/tsv/jsonl of images: the column holding image paths (relative to the file's folder).", resume=True)
   on_bad_file: str = option("skip", "An image file that does not decode: skip it (logged by path, counted in the "
@@ -387,7 +393,8 @@ def resume_options() -> Tuple[str, ...]:
 
 
 def split_dataset_spec(dataset: str) -> Tuple[str, Optional[str]]:
-  """Splits `--dataset` into (kind, path): ('bbc_news', None), ('digits', None), or (scheme, PATH or NAME)."""
+  """Splits `--dataset` into (kind, path): ('bbc_news', None), ('rotten_tomatoes', None), ('digits', None), or
+  (scheme, PATH or NAME)."""
   if dataset in _BUILTIN_DATASETS:
     return dataset, None
   scheme, sep, path = dataset.partition(":")

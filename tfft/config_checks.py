@@ -102,7 +102,7 @@ def validate(config: Config) -> Config:
   for section, field in options():  # a flag of the other modality is an error, not silently ignored
     applies, value = field.metadata["applies"], getattr(getattr(config, section), field.name)
     if applies not in (ALL, kind) and value != field.default:
-      sources = ("bbc_news, textdir:, csv: without --image_column" if applies == TEXT else
+      sources = ("bbc_news, rotten_tomatoes, textdir:, csv: without --image_column" if applies == TEXT else
                  "imagedir:, tfds:, digits, csv: with --image_column")
       _fail(field.name, value, f"applies to {applies} datasets only ({sources}); drop it for "
             f"{'images' if kind == IMAGE else 'text'}")

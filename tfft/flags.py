@@ -54,6 +54,11 @@ flags.DEFINE_string("models_config", None,
                     "Export base dir: write BASE_DIR/models.config listing every model under it, for "
                     "tensorflow_model_server --model_config_file.")
 flags.DEFINE_string("serving_base", "/models", "Where --models_config's dir is mounted inside the TF Serving container.")
+flags.DEFINE_list("train_sizes", ["16", "64", "256", "all"],
+                  "tfft.curve: training examples per class at each point (all: the whole train split).")
+flags.DEFINE_integer("seeds", 3, "tfft.curve: seeds 0 .. N-1 at each size; each seed has its own split and draw.")
+flags.DEFINE_string("curve_dir", "runs/curve", "tfft.curve: the points' run dirs and exports, learning_curve.csv "
+                    "and learning_curve.png.")
 
 # Which flags each command reads; any other tfft flag given to it is an error, not silently ignored.
 COMMANDS = {
@@ -62,6 +67,7 @@ COMMANDS = {
                       "model_dir"),
     "tfft.predict": ("model", "top_k", "format", "input_file"),
     "tfft.export": ("model_dir", "export_dir", "name", "warmup", "models_config", "serving_base"),
+    "tfft.curve": TRAIN_FLAGS + ("train_sizes", "seeds", "curve_dir"),
 }
 
 

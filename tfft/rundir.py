@@ -84,14 +84,17 @@ def read_labels(path: pathlib.Path) -> List[str]:
   return [line for line in path.read_text(encoding="utf-8").splitlines() if line]
 
 
-def write_manifest(path: pathlib.Path, ids: Sequence[str], labels: Sequence[str], split: Dict[str, np.ndarray]):
-  """Writes which example went to which split, one row per example: id,label,split ("unused" if in none)."""
+def write_manifest(path: pathlib.Path, ids: Sequence[str], labels: Sequence[str], split: Dict[str, np.ndarray],
+                   duplicate_of: Optional[Sequence[str]] = None):
+  """Writes which example went to which split, one row per example: id,label,split ("unused" if in none), and with
+  `duplicate_of` a 4th column: the id of the first example with the same text, empty for a first or unique one."""
   where = {int(i): name for name in SPLITS for i in split[name]}
   out = io.StringIO(newline="")
   writer = csv.writer(out)
-  writer.writerow(["id", "label", "split"])
+  extra = [] if duplicate_of is None else [duplicate_of]
+  writer.writerow(["id", "label", "split"] + ["duplicate_of"] * len(extra))
   for i, (example_id, label) in enumerate(zip(ids, labels)):
-    writer.writerow([example_id, label, where.get(i, "unused")])
+    writer.writerow([example_id, label, where.get(i, "unused")] + [column[i] for column in extra])
   write_atomically(path, out.getvalue())
 
 

@@ -1,33 +1,53 @@
-"""Deterministic stratified train/val/test splits, few-shot draws, class selection and cross-split duplicates.
+"""Deterministic stratified train/val/test splits (duplicates kept together), few-shot draws, class selection and
+cross-split duplicates.
 
 The files that persist a split (split_manifest.csv, labels.txt) are written by tfft.rundir."""
 
 import collections
+import dataclasses
 import hashlib
 import pathlib
-from typing import Dict, List, Sequence
+from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 from absl import logging
 
+from tfft.config import DataConfig
+from tfft.data import dedupe
 from tfft.data.text import natural_key
 from tfft.errors import UserError
 from tfft.rundir import SPLITS
 
 
-def stratified_split(labels: Sequence[str], *, val_fraction: float, test_fraction: float,
-                     seed: int) -> Dict[str, np.ndarray]:
+def stratified_split(labels: Sequence[str], *, val_fraction: float, test_fraction: float, seed: int,
+                     groups: Optional[Sequence[int]] = None) -> Dict[str, np.ndarray]:
   """Splits example indices per class into train/val/test.
 
-  The result depends only on the labels in order, the fractions and the seed; every class appears in every
-  split, and no index is in two splits.
+  The result depends only on the labels in order, the fractions, the seed and the groups; every class appears in
+  every split, and no index is in two splits.
+
+  Args:
+    labels: each example's label.
+    val_fraction: fraction of each class for val.
+    test_fraction: fraction of each class for test.
+    seed: seed of the per-class shuffles.
+    groups: a group id per example (e.g. tfft.data.dedupe.group_ids): the first example of each group is split,
+      stratified by its label, and every other member follows it into its split. None (or all ids distinct) splits
+      every example on its own.
 
   Returns:
     {"train": indices, "val": indices, "test": indices}, each sorted.
 
   Raises:
-    UserError: when a class has too few examples to appear in all three splits.
+    UserError: when a class has too few examples (groups, with `groups`) to appear in all three splits.
   """
+  if groups is not None:
+    groups = np.asarray(groups)
+    _, first = np.unique(groups, return_index=True)
+    first = np.sort(first)
+    parts = stratified_split(np.asarray(labels)[first], val_fraction=val_fraction, test_fraction=test_fraction,
+                             seed=seed)
+    return {name: np.flatnonzero(np.isin(groups, groups[first[parts[name]]])) for name in SPLITS}
   labels = np.asarray(labels)
   counts = collections.Counter(labels.tolist())
   n = len(labels)
@@ -53,6 +73,59 @@ def stratified_split(labels: Sequence[str], *, val_fraction: float, test_fractio
     parts["train"].append(members[n_test + n_val:])
   train, val, test = (np.concatenate(parts[name]) for name in SPLITS)
   return {"train": np.sort(train), "val": np.sort(val), "test": np.sort(test)}
+
+
+@dataclasses.dataclass(frozen=True)
+class Split:
+  """A run's split and what shaped it.
+
+  Attributes:
+    indices: split name -> sorted example indices.
+    duplicate_of: text runs: per example, the id of the first example whose text equals it (tfft.data.dedupe's
+      key); "" for a first or unique text. None for images.
+    info: JSON-ready facts for the summary: dedupe (the policy), duplicates (texts that repeat an earlier one),
+      dropped (duplicates --dedupe=drop removed), across_splits (duplicates in another split than their first),
+      train_pool (train examples before --train_examples_per_class drew from them), train_examples_per_class.
+  """
+  indices: Dict[str, np.ndarray]
+  duplicate_of: Optional[List[str]]
+  info: Dict
+
+
+def split_examples(examples, data: DataConfig, *, seed: int) -> Split:
+  """The run's split: stratified per class with duplicate texts kept together (--dedupe=split), then the few-shot
+  draw of --train_examples_per_class; warns about any duplicate left across splits.
+
+  Args:
+    examples: the loaded examples (texts and labels, or images and labels).
+    data: the data options.
+    seed: --seed, for the split and the few-shot draw.
+
+  Returns:
+    The Split.
+
+  Raises:
+    UserError: when a class has too few examples to appear in train, val and test.
+  """
+  texts = getattr(examples, "texts", None)
+  ids = dedupe.group_ids(texts) if texts is not None else None
+  grouped = ids is not None and data.dedupe == "split"
+  indices = stratified_split(examples.labels, val_fraction=data.val_fraction, test_fraction=data.test_fraction,
+                             seed=seed, groups=ids if grouped else None)
+  info = {"train_pool": int(len(indices["train"])), "train_examples_per_class": data.train_examples_per_class}
+  if data.train_examples_per_class:
+    indices["train"] = few_shot(indices["train"], examples.labels, data.train_examples_per_class, seed=seed)
+  warn_duplicates(examples, indices, data.dataset)
+  duplicate_of = None
+  if ids is not None:
+    _, first = np.unique(ids, return_index=True)
+    duplicate_of = ["" if first[g] == i else examples.ids[first[g]] for i, g in enumerate(ids.tolist())]
+    where = {int(i): name for name in SPLITS for i in indices[name]}
+    info.update(dedupe=data.dedupe, duplicates=sum(1 for d in duplicate_of if d),
+                dropped=int(getattr(examples, "dropped_duplicates", 0)),
+                across_splits=sum(1 for i, g in enumerate(ids.tolist()) if first[g] != i and i in where
+                                  and int(first[g]) in where and where[int(first[g])] != where[i]))
+  return Split(indices, duplicate_of, info)
 
 
 def select_classes(labels: Sequence[str], classes: Sequence[str], *, flag_value: str) -> np.ndarray:

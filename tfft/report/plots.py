@@ -99,3 +99,30 @@ def plot_training_curves(path: pathlib.Path, histories: Sequence[Tuple[str, Dict
       ax.legend(fontsize=8)
   axes[0].set_title("Training curves: train and val per epoch, phase boundary dotted")
   _save(fig, path)
+
+
+def plot_learning_curve(path: pathlib.Path, per_class: Sequence[float],
+                        arms: Dict[str, Sequence[Tuple[float, float, float]]]):
+  """Draws test accuracy against training examples per class (log axis): each arm's mean over seeds, with its
+  min-max band.
+
+  Args:
+    path: the .png to write.
+    per_class: the x of each point, training examples per class.
+    arms: arm name -> per point (mean, min, max).
+  """
+  fig = Figure(figsize=(6.4, 4.2))
+  ax = fig.add_subplot()
+  order = np.argsort(per_class)
+  x = np.asarray(per_class, dtype=float)[order]
+  for name, values in arms.items():
+    v = np.asarray(values, dtype=float)[order]
+    line, = ax.plot(x, v[:, 0], marker="o", label=name)
+    ax.fill_between(x, v[:, 1], v[:, 2], color=line.get_color(), alpha=0.2, linewidth=0)
+  ax.set_xscale("log")
+  ax.set_xlabel("training examples per class")
+  ax.set_ylabel("test accuracy")
+  ax.set_title("Learning curve: mean over seeds, band from min to max")
+  ax.grid(True, which="both", alpha=0.3)
+  ax.legend()
+  _save(fig, path)

@@ -2,12 +2,15 @@
 
 from typing import Dict, List
 
+from tfft.report.significance import METRICS, format_verdict
+
 
 def format_summary(result) -> str:
   """tfft.train's summary of a finished run (a tfft.fit.job.RunResult): split sizes, parameters per phase, test
   scores beside the baseline, export parity, and where the run dir and the export are."""
   lines = ["", "tfft summary", "============",
            "data:     " + "  ".join(f"{k}={v}" for k, v in result.split_sizes.items())]
+  lines += data_lines(getattr(result, "split_info", {}))
   if result.skipped_files:
     lines.append(f"skipped:  {result.skipped_files} file(s) that do not decode as images (paths in the log)")
   for phase in result.phases:
@@ -16,21 +19,67 @@ def format_summary(result) -> str:
                  f"epochs={phase.epochs_run}  best {phase.monitor}={best}  {phase.seconds:.0f}s")
   m = result.metrics
   lines += [f"test:     accuracy={m['accuracy']:.4f}  macro_f1={m['macro_f1']:.4f}  weighted_f1={m['weighted_f1']:.4f}",
+            *interval_lines(m, indent=10),
             *summary_lines(m),
             f"run dir:  {result.model_dir}",
             f"export:   {result.export_path}"]
   return "\n".join(lines)
 
 
+def data_lines(info: Dict) -> List[str]:
+  """The lines under `data:`: a training set drawn from the train split, and duplicate texts.
+
+  Args:
+    info: tfft.data.split.Split.info.
+
+  Returns:
+    Zero to two lines, indented under `data:`.
+  """
+  lines, pad = [], " " * 10
+  if info.get("train_examples_per_class"):
+    lines.append(f"{pad}train: up to {info['train_examples_per_class']} per class drawn from the train split's "
+                 f"{info['train_pool']} (--train_examples_per_class)")
+  if info.get("dropped"):
+    lines.append(f"{pad}duplicates: dropped {info['dropped']} text(s) repeating an earlier one (--dedupe=drop)")
+  elif info.get("duplicates") and info.get("dedupe") == "split":
+    lines.append(f"{pad}duplicates: {info['duplicates']} text(s) repeat an earlier one (up to whitespace and case); "
+                 "each stays in its first's split (--dedupe=split)")
+  elif info.get("duplicates"):
+    lines.append(f"{pad}duplicates: {info['duplicates']} text(s) repeat an earlier one, {info['across_splits']} of "
+                 "them in another split (--dedupe=off)")
+  return lines
+
+
+def interval_lines(metrics: Dict, *, indent: int = 0) -> List[str]:
+  """The line with the bootstrap intervals of the test accuracy and macro-F1, if the metrics hold them.
+
+  Args:
+    metrics: a report's metrics (metrics.json's content), with "ci" as tfft.report.run_report.intervals writes it.
+    indent: spaces before the line, to sit under the line it qualifies.
+
+  Returns:
+    [] or one line, e.g. "95% CI: accuracy 0.936 to 0.973, macro_f1 0.935 to 0.972 (percentile bootstrap, …)".
+  """
+  ci = metrics.get("ci")
+  if not ci:
+    return []
+  ranges = ", ".join(f"{name} {ci[name][0]:.3f} to {ci[name][1]:.3f}" for name in METRICS)
+  return [" " * indent + f"{ci['confidence'] * 100:g}% CI: {ranges} ({ci['method']})"]
+
+
 def summary_lines(metrics: Dict) -> List[str]:
-  """The baseline and parity lines of train's summary."""
+  """The baseline, model - baseline (a verdict per metric) and parity lines of train's summary."""
   lines = []
   if "baseline" in metrics:
     b, d = metrics["baseline"], metrics["baseline_difference"]
     lines.append(f"baseline: accuracy={b['accuracy']:.4f}  macro_f1={b['macro_f1']:.4f}  weighted_f1="
                  f"{b['weighted_f1']:.4f}  ({b['method']})")
-    lines.append(f"model - baseline: accuracy={d['accuracy']:+.4f}  macro_f1={d['macro_f1']:+.4f}  "
-                 f"weighted_f1={d['weighted_f1']:+.4f}")
+    comparison = metrics.get("baseline_comparison")
+    if comparison:
+      lines += [format_verdict(comparison[name]) for name in METRICS]
+    else:  # a report written before the paired comparison existed
+      lines.append(f"model - baseline: accuracy={d['accuracy']:+.4f}  macro_f1={d['macro_f1']:+.4f}  "
+                   f"weighted_f1={d['weighted_f1']:+.4f}")
   if "export_parity" in metrics:
     p = metrics["export_parity"]
     lines.append(f"parity:   serving_default matches on {p['examples']} test examples "

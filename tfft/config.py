@@ -160,8 +160,8 @@ class ModelConfig:
   """The backbone and the new head on top of it."""
   backbone: str = option(
       "minilm-l6", "Alias (minilm-l6), keras-hub preset name, hf://…, kaggle://…, or a local directory holding a "
-      "keras-hub preset or a HF checkpoint; for images a keras.applications name, tiny_cnn or a keras-hub image "
-      "preset.", resume=True)
+      "keras-hub preset or a HF checkpoint; for images a keras.applications name, tiny_cnn, efficientnet_lite0, a "
+      "keras-hub image preset, or keras:PATH (a .keras file or a Keras-2 .h5 model).", resume=True)
   sequence_length: int = option(128, "Tokens per example, [CLS] and [SEP] included.", applies=TEXT, resume=True)
   eval_windows: int = option(1, "Scoring and the export read up to N windows of --sequence_length tokens per text "
                              "and average their logits.", applies=TEXT)
@@ -180,8 +180,16 @@ class ModelConfig:
   image_size: int = option(0, "Images: height and width the model reads (0: the backbone's default size).",
                            applies=IMAGE, resume=True)
   backbone_weights: str = option(
-      "imagenet", "Images: imagenet (Keras' download and cache), none (random init), or a path to a .weights.h5 / "
-      ".keras file of the same backbone.", applies=IMAGE)
+      "imagenet", "Images: imagenet (Keras' download and cache; for keras:PATH the file's own weights), none "
+      "(random init), or a path to a .weights.h5 / .keras file of the same backbone.", applies=IMAGE)
+  backbone_output: str = option(
+      "", "Images, --backbone=keras:PATH: the layer whose output is the backbone's features (empty: the layer "
+      "before the model's classifier).", applies=IMAGE, resume=True)
+  preprocessing: str = option(
+      "auto", "Images: the pixel normalisation inside the model. auto: the backbone's own (for keras:PATH, none if "
+      "the file starts with a Rescaling/Normalization layer, else it must be stated); for keras:PATH also none, tf "
+      "(x/127.5 - 1), torch, caffe, or SCALE,OFFSET (x * SCALE + OFFSET on 0..255 pixels).", applies=IMAGE,
+      resume=True)
   bn: str = option("frozen", "Images: frozen keeps BatchNorm in inference mode (moving statistics fixed) even "
                    "where the backbone trains; train lets unfrozen BatchNorm layers use and update batch "
                    "statistics.", choices=BN_POLICIES, applies=IMAGE)

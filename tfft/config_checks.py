@@ -11,6 +11,7 @@ from typing import Tuple
 from tfft.config import (ALL, BACKBONE_WEIGHTS_HELP, IMAGE, TEXT, Config, modality, options,
                          split_dataset_spec)
 from tfft.errors import UserError
+from tfft.model import keras_file
 
 
 def check_min_metric(gates: Tuple[Tuple[str, float], ...], num_classes: int):
@@ -94,6 +95,15 @@ def validate(config: Config) -> Config:
     _fail("image_size", m.image_size, "must be >= 0 (0 uses the backbone's default size)")
   if not m.backbone_weights.strip():
     _fail("backbone_weights", m.backbone_weights, f"must be {BACKBONE_WEIGHTS_HELP}")
+  keras_backbone = m.backbone.startswith(keras_file.SCHEME)
+  if m.backbone_output and not keras_backbone:
+    _fail("backbone_output", m.backbone_output, "applies to --backbone=keras:PATH only; use --freeze=from_layer:NAME "
+          "to choose what trains")
+  if m.preprocessing != "auto":
+    if not keras_backbone:
+      _fail("preprocessing", m.preprocessing, f"--backbone={m.backbone} brings its own preprocessing; drop "
+            "--preprocessing (it applies to --backbone=keras:PATH)")
+    keras_file.parse_preprocessing(m.preprocessing)
   for flag, value in (("rotation", m.rotation), ("zoom", m.zoom), ("translation", m.translation),
                       ("contrast", m.contrast)):
     if not 0.0 <= value < 1.0:

@@ -13,7 +13,7 @@ STAMP := $(VENV)/.tfft-installed
 BENCH_VENV ?= .venv-bench
 BENCH_STAMP := $(BENCH_VENV)/.installed
 
-.PHONY: install quickstart test bench clean
+.PHONY: install quickstart test bench demo-images clean
 
 install: $(STAMP)
 
@@ -44,6 +44,16 @@ $(BENCH_STAMP): bench/requirements-hf.txt
 # Every contender in one run (about an hour on 2 cores); writes bench/results.md and bench/results.json.
 bench: install $(BENCH_STAMP)
 	$(PY) bench/run.py
+
+# The image transfer demo (docs/images.md): Fashion-MNIST from Debian's dataset-fashion-mnist, installed here when
+# missing (apt-get needs root), then 12 EfficientNet-Lite0 runs; about 40 minutes on 2 cores.
+FASHION_MNIST := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
+
+$(FASHION_MNIST):
+	apt-get install -y dataset-fashion-mnist || sudo apt-get install -y dataset-fashion-mnist
+
+demo-images: install $(FASHION_MNIST)
+	$(PY) bench/transfer_demo.py --out_dir=runs/transfer_demo
 
 clean:
 	rm -rf $(VENV) $(BENCH_VENV) runs build *.egg-info

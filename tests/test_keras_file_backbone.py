@@ -179,8 +179,10 @@ def test_fer_keras2_model_is_cut_fine_tuned_on_grayscale_and_exported(tmp_path):
   assert "phase head" in proc.stdout and "phase finetune" in proc.stdout
   assert "parity:   serving_default matches" in proc.stdout
   assert f"--backbone=keras:{path}" in (tmp_path / "run" / "flags.cfg").read_text()
-  card = json.loads((tmp_path / "exports" / "fer" / "1" / "assets.extra" / "tfft.json").read_text())
-  assert card["task"] == "image"
+  extra = tmp_path / "exports" / "fer" / "1" / "assets.extra"
+  assert json.loads((extra / "tfft.json").read_text())["task"] == "image"
+  card = (extra / "model_card.md").read_text()
+  assert "| `--preprocessing` | `tf` |" in card and "The backbone reads grayscale" in card
   import tensorflow as tf
   loaded = tf.saved_model.load(str(tmp_path / "exports" / "fer" / "1"))
   raw = (tmp_path / "data" / "light" / "0.png").read_bytes()

@@ -41,17 +41,17 @@ $(BENCH_STAMP): bench/requirements-hf.txt
 	$(BENCH_VENV)/bin/python -m pip install --quiet -r bench/requirements-hf.txt
 	touch $(BENCH_STAMP)
 
-# Every contender in one run (about an hour on 2 cores); writes bench/results.md and bench/results.json.
-bench: install $(BENCH_STAMP)
-	$(PY) bench/run.py
-
-# The image transfer demo (docs/images.md): Fashion-MNIST from Debian's dataset-fashion-mnist, installed here when
-# missing (apt-get needs root), then 12 EfficientNet-Lite0 runs; about 40 minutes on 2 cores.
+# Fashion-MNIST for the image demo and bench: Debian's dataset-fashion-mnist, installed when missing (needs root).
 FASHION_MNIST := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
 
 $(FASHION_MNIST):
 	apt-get install -y dataset-fashion-mnist || sudo apt-get install -y dataset-fashion-mnist
 
+# Every contender in one run (about an hour on 2 cores); writes bench/results.md and bench/results.json.
+bench: install $(BENCH_STAMP) $(FASHION_MNIST)
+	$(PY) bench/run.py
+
+# The image transfer demo (docs/images.md): 12 EfficientNet-Lite0 runs on Fashion-MNIST.
 demo-images: install $(FASHION_MNIST)
 	$(PY) bench/transfer_demo.py --out_dir=runs/transfer_demo
 

@@ -193,6 +193,11 @@ class ModelConfig:
   bn: str = option("frozen", "Images: frozen keeps BatchNorm in inference mode (moving statistics fixed) even "
                    "where the backbone trains; train lets unfrozen BatchNorm layers use and update batch "
                    "statistics.", choices=BN_POLICIES, applies=IMAGE)
+  bn_momentum: float = option(
+      0.0, "Images, --bn=train: the momentum of the backbone's BatchNorm moving statistics (0 keeps the "
+      "backbone's own, 0.99 for most). Training from scratch on few steps needs less, e.g. 0.9: at 0.99 the "
+      "statistics inference uses are still half their initial values after 70 steps.", applies=IMAGE,
+      resume=True)
   flip: str = option("none", "Images: random flips while training.",
                      choices=FLIPS, applies=IMAGE)
   rotation: float = option(0.0, "Images: random rotation, as a fraction of a full turn.", applies=IMAGE)

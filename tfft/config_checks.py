@@ -95,6 +95,10 @@ def validate(config: Config) -> Config:
     _fail("image_size", m.image_size, "must be >= 0 (0 uses the backbone's default size)")
   if not m.backbone_weights.strip():
     _fail("backbone_weights", m.backbone_weights, f"must be {BACKBONE_WEIGHTS_HELP}")
+  if not 0.0 <= m.bn_momentum < 1.0:
+    _fail("bn_momentum", m.bn_momentum, "must be in [0, 1) (0 keeps the backbone's own)")
+  if m.bn_momentum and m.bn != "train":
+    _fail("bn_momentum", m.bn_momentum, "acts only with --bn=train (under --bn=frozen the statistics never move)")
   keras_backbone = m.backbone.startswith(keras_file.SCHEME)
   if m.backbone_output and not keras_backbone:
     _fail("backbone_output", m.backbone_output, "applies to --backbone=keras:PATH only; use --freeze=from_layer:NAME "

@@ -408,6 +408,15 @@ def load_weights_file(backbone, path_value: str, *, backbone_flag: str):
   raise UserError(f"--backbone_weights={path_value}: expected a .weights.h5 or .keras file, imagenet or none")
 
 
+def set_bn_momentum(backbone, momentum: float):
+  """Sets the moving-statistics momentum of every BatchNormalization layer in `backbone`, nested ones included;
+  the layers read it when the train step is traced, so set it before compiling."""
+  import keras  # pylint: disable=g-import-not-at-top
+  for layer in backbone._flatten_layers(include_self=False):  # pylint: disable=protected-access
+    if isinstance(layer, keras.layers.BatchNormalization):
+      layer.momentum = momentum
+
+
 def weighted_layers(backbone):
   """The backbone's top-level layers that hold weights, in order: the "blocks" top_k:N counts for images."""
   return [layer for layer in backbone.layers if layer.weights]

@@ -61,6 +61,8 @@ class ImageClassifier:
     with strategy.scope():
       backbone = image_backbones.load_backbone(self.spec, image_size=self.image_size,
                                                weights=weights or m.backbone_weights, output_layer=m.backbone_output)
+      if m.bn_momentum:
+        image_backbones.set_bn_momentum(backbone, m.bn_momentum)
       augmentation = layers.build_augmentation(flip=m.flip, rotation=m.rotation, zoom=m.zoom,
                                                translation=m.translation, contrast=m.contrast,
                                                seed=self.config.train.seed)

@@ -41,9 +41,10 @@ def run_one(arm: str, labels: int, seed: int, out_dir: pathlib.Path) -> dict:
   seconds = None
   if not metrics_file.is_file():
     start = time.time()
-    proc = subprocess.run(command(arm, labels, seed, run_dir), cwd=REPO, capture_output=True, text=True)
+    # Straight to the log file, not a pipe: the run's output can be followed, and the run outlives this script.
+    with open(out_dir / f"{run_dir.name}.log", "w") as log:
+      proc = subprocess.run(command(arm, labels, seed, run_dir), cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
     seconds = time.time() - start
-    (out_dir / f"{run_dir.name}.log").write_text(proc.stdout + proc.stderr)
     if proc.returncode != 0:
       raise RuntimeError(f"{run_dir.name} failed (exit {proc.returncode}); see {out_dir / run_dir.name}.log")
   metrics = json.loads(metrics_file.read_text())

@@ -25,6 +25,7 @@ ARMS = {"imagenet": "configs/fashion_lite0_imagenet.cfg", "scratch": "configs/fa
 flags.DEFINE_string("out_dir", "runs/transfer_demo", "Where the runs and the table go.")
 flags.DEFINE_list("seeds", ["0", "1", "2"], "Seeds: each fixes the split and the few-shot draw.")
 flags.DEFINE_list("labels", ["10", "100"], "Training images per class.")
+flags.DEFINE_list("arms", list(ARMS), "Which arms to run (the table needs both; runs already done are read back).")
 FLAGS = flags.FLAGS
 
 
@@ -64,14 +65,16 @@ def table(rows) -> str:
   for labels in sorted({r["labels"] for r in rows}):
     by = {(r["arm"], r["seed"]): r for r in rows if r["labels"] == labels}
     seeds = sorted({r["seed"] for r in rows if r["labels"] == labels})
+    cell = lambda arm, seed: f"{by[(arm, seed)]['accuracy']:.4f}" if (arm, seed) in by else "not run"
     for seed in seeds:
-      pre, scr = by[("imagenet", seed)], by[("scratch", seed)]
-      # Both arms of a seed score the same test images, so their baselines are the same model on the same data.
-      lines.append(f"| {labels} | {seed} | {pre['accuracy']:.4f} | {scr['accuracy']:.4f} | "
-                   f"{pre['baseline_accuracy']:.4f} |")
-    col = lambda arm, key: [by[(arm, s)][key] for s in seeds]
-    lines.append(f"| {labels} | mean ± sd | **{_mean_sd(col('imagenet', 'accuracy'))}** | "
-                 f"{_mean_sd(col('scratch', 'accuracy'))} | {_mean_sd(col('imagenet', 'baseline_accuracy'))} |")
+      # Both arms of a seed score the same test images with the same baseline (same split, same draw).
+      base = (by.get(("imagenet", seed)) or by[("scratch", seed)])["baseline_accuracy"]
+      lines.append(f"| {labels} | {seed} | {cell('imagenet', seed)} | {cell('scratch', seed)} | {base:.4f} |")
+    col = lambda arm, key: [by[(arm, s)][key] for s in seeds if (arm, s) in by]
+    mean = lambda arm, key: _mean_sd(col(arm, key)) if col(arm, key) else "not run"
+    base = [(by.get(("imagenet", s)) or by[("scratch", s)])["baseline_accuracy"] for s in seeds]
+    lines.append(f"| {labels} | mean ± sd | {mean('imagenet', 'accuracy')} | {mean('scratch', 'accuracy')} | "
+                 f"{_mean_sd(base)} |")
   return "\n".join(lines)
 
 
@@ -83,9 +86,15 @@ def main(argv):
   rows = []
   for labels in map(int, FLAGS.labels):
     for seed in map(int, FLAGS.seeds):
-      for arm in ARMS:
+      for arm in FLAGS.arms:
         rows.append(run_one(arm, labels, seed, out_dir))
         logging.info("%s", rows[-1])
+  # Runs of the other arms that exist already (e.g. from a run with --arms) join the table.
+  for labels in map(int, FLAGS.labels):
+    for seed in map(int, FLAGS.seeds):
+      for arm in set(ARMS) - set(FLAGS.arms):
+        if (out_dir / f"{arm}_{labels}_seed{seed}" / "metrics.json").is_file():
+          rows.append(run_one(arm, labels, seed, out_dir))
   date = datetime.date.today().isoformat()
   text = table(rows)
   (out_dir / "transfer_demo.json").write_text(json.dumps({"date": date, "rows": rows}, indent=1))

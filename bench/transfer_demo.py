@@ -26,6 +26,7 @@ flags.DEFINE_string("out_dir", "runs/transfer_demo", "Where the runs and the tab
 flags.DEFINE_list("seeds", ["0", "1", "2"], "Seeds: each fixes the split and the few-shot draw.")
 flags.DEFINE_list("labels", ["10", "100"], "Training images per class.")
 flags.DEFINE_list("arms", list(ARMS), "Which arms to run (the table needs both; runs already done are read back).")
+flags.DEFINE_bool("report_only", False, "Run nothing: the table of the runs in --out_dir that are done.")
 FLAGS = flags.FLAGS
 
 
@@ -87,6 +88,8 @@ def main(argv):
   for labels in map(int, FLAGS.labels):
     for seed in map(int, FLAGS.seeds):
       for arm in FLAGS.arms:
+        if FLAGS.report_only and not (out_dir / f"{arm}_{labels}_seed{seed}" / "metrics.json").is_file():
+          continue
         rows.append(run_one(arm, labels, seed, out_dir))
         logging.info("%s", rows[-1])
   # Runs of the other arms that exist already (e.g. from a run with --arms) join the table.
@@ -98,7 +101,8 @@ def main(argv):
   date = datetime.date.today().isoformat()
   text = table(rows)
   (out_dir / "transfer_demo.json").write_text(json.dumps({"date": date, "rows": rows}, indent=1))
-  (out_dir / "transfer_demo.md").write_text(f"Measured {date}: python bench/transfer_demo.py\n\n{text}\n")
+  command_line = " ".join(["python bench/transfer_demo.py", *sys.argv[1:]])
+  (out_dir / "transfer_demo.md").write_text(f"Written {date}: {command_line}\n\n{text}\n")
   print(text)
 
 

@@ -140,11 +140,16 @@ def test_bad_keras_backbones_are_one_line_errors(saved, tmp_path):
      "applies to --backbone=keras:PATH only"),
     (ModelConfig(backbone="tiny_cnn", preprocessing="tf"), "--preprocessing='tf'",
      "--backbone=tiny_cnn brings its own preprocessing"),
-    (ModelConfig(backbone="keras:m.keras", preprocessing="0.5"), "--preprocessing=0.5",
+    (ModelConfig(backbone="keras:TMP/m.keras", preprocessing="0.5"), "--preprocessing=0.5",
      "use auto \\(the backbone's own\\), none, tf"),
+    (ModelConfig(backbone="keras:TMP/missing.keras"), "--backbone=keras:.*missing.keras", "no such file"),
 ])
-def test_keras_file_flags_are_checked_before_anything_loads(model, flag, message):
+def test_keras_file_flags_are_checked_before_anything_loads(model, flag, message, tmp_path):
+  import dataclasses
+
   from tfft.config import DataConfig
+  (tmp_path / "m.keras").write_bytes(b"not read: validation only checks the file is there")
+  model = dataclasses.replace(model, backbone=model.backbone.replace("TMP", str(tmp_path)))
   with pytest.raises(UserError, match=f"^{flag}: {message}"):
     validate(Config(data=DataConfig(dataset="digits"), model=model))
 

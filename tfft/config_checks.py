@@ -100,6 +100,8 @@ def validate(config: Config) -> Config:
   if m.bn_momentum and m.bn != "train":
     _fail("bn_momentum", m.bn_momentum, "acts only with --bn=train (under --bn=frozen the statistics never move)")
   keras_backbone = m.backbone.startswith(keras_file.SCHEME)
+  if keras_backbone:
+    keras_file.file_path(m.backbone)  # a missing file fails here, before TensorFlow loads
   if m.backbone_output and not keras_backbone:
     _fail("backbone_output", m.backbone_output, "applies to --backbone=keras:PATH only; use --freeze=from_layer:NAME "
           "to choose what trains")

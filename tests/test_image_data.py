@@ -1,5 +1,5 @@
 """Image sources on tiny real files: every format and colour mode, class order, the bad-file policy, csv, digits,
-tfds under mock data, few-shot draws, and the tf.data pipeline's pixels."""
+Fashion-MNIST's IDX files, tfds under mock data, few-shot draws, and the tf.data pipeline's pixels."""
 
 import numpy as np
 import pytest
@@ -127,6 +127,48 @@ def test_digits_classes_and_examples_per_class():
   assert few.labels == ["5"] * 4 + ["7"] * 4 or sorted(few.labels) == ["5"] * 4 + ["7"] * 4
   with pytest.raises(UserError, match=r"--classes=1,x: 'x' not in --dataset=digits; its classes are: 0, 1"):
     _load("digits", classes=("1", "x"))
+
+
+def _write_idx(path, array):
+  """An IDX file of uint8, gzipped, as Fashion-MNIST ships them: 0, 0, 0x08, ndim, big-endian dims, data."""
+  import gzip
+  header = bytes([0, 0, 8, array.ndim]) + b"".join(int(d).to_bytes(4, "big") for d in array.shape)
+  with gzip.open(path, "wb") as f:
+    f.write(header + array.astype(np.uint8).tobytes())
+
+
+def test_fashion_mnist_reads_idx_files_train_then_test_with_named_classes(tmp_path):
+  rng = np.random.default_rng(0)
+  train, test = rng.integers(0, 256, (6, 28, 28)), rng.integers(0, 256, (4, 28, 28))
+  _write_idx(tmp_path / "train-images-idx3-ubyte.gz", train)
+  _write_idx(tmp_path / "train-labels-idx1-ubyte.gz", np.array([0, 1, 2, 9, 9, 5]))
+  _write_idx(tmp_path / "t10k-images-idx3-ubyte.gz", test)
+  _write_idx(tmp_path / "t10k-labels-idx1-ubyte.gz", np.array([3, 4, 6, 7]))
+  ex = images.load_fashion_mnist(tmp_path)
+  assert ex.pixels.shape == (10, 28, 28, 3) and ex.pixels.dtype == np.uint8
+  np.testing.assert_array_equal(ex.pixels[:6, ..., 1], train)
+  np.testing.assert_array_equal(ex.pixels[6:, ..., 0], test)
+  assert ex.labels[:4] == ["tshirt_top", "trouser", "pullover", "ankle_boot"] and ex.labels[-1] == "sneaker"
+  assert ex.ids[0] == "train:0" and ex.ids[6] == "t10k:0"
+
+
+def test_fashion_mnist_missing_or_broken_files_say_how_to_install(tmp_path, monkeypatch):
+  monkeypatch.setattr(images, "FASHION_MNIST_DIR", tmp_path)
+  with pytest.raises(UserError, match=r"^--dataset=fashion_mnist: .*train-images-idx3-ubyte.gz not found; install "
+                     r"the data with apt-get install dataset-fashion-mnist"):
+    images.load_fashion_mnist(tmp_path)
+  for name in ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz", "t10k-images-idx3-ubyte.gz",
+               "t10k-labels-idx1-ubyte.gz"):
+    _write_idx(tmp_path / name, np.zeros((2, 28, 28)) if "images" in name else np.zeros(2))
+  (tmp_path / "t10k-images-idx3-ubyte.gz").write_bytes(b"not gzip")
+  with pytest.raises(UserError, match=r"t10k-images-idx3-ubyte.gz \(.*\); reinstall it: apt-get install --reinstall"):
+    images.load_fashion_mnist(tmp_path)
+
+
+@pytest.mark.skipif(not images.FASHION_MNIST_DIR.is_dir(), reason="dataset-fashion-mnist is not installed")
+def test_fashion_mnist_from_debians_package_is_70000_balanced_images():
+  ex = _load("fashion_mnist", examples_per_class=5)
+  assert len(ex) == 50 and sorted(set(ex.labels)) == sorted(images.FASHION_MNIST_CLASSES)
 
 
 def test_few_shot_draws_per_class_by_seed_and_keeps_val_and_test():

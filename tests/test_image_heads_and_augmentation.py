@@ -165,3 +165,22 @@ def test_cached_head_features_equal_the_models():
   head, inputs = cache.plan(recipe.Phase("head", 1, 1e-2, 0.0, Freeze("all")))
   np.testing.assert_allclose(head(inputs("train")).numpy(), model(x, training=False).numpy(), rtol=1e-5, atol=1e-5)
   assert cache.plan(recipe.Phase("finetune", 1, 1e-3, 0.0, Freeze("none"))) is None
+
+
+def test_bn_momentum_sets_every_batchnorm_of_the_backbone_and_needs_bn_train():
+  from tfft.config import Config, DataConfig, ModelConfig
+  from tfft.config_checks import validate
+  from tfft.errors import UserError
+  from tfft.model import image_backbones
+
+  backbone = image_backbones.load_backbone(image_backbones.resolve("efficientnet_lite0"), image_size=32,
+                                           weights="none")
+  image_backbones.set_bn_momentum(backbone, 0.9)
+  bns = [layer for layer in backbone._flatten_layers() if type(layer).__name__ == "BatchNormalization"]
+  assert len(bns) > 40 and {layer.momentum for layer in bns} == {0.9}
+  # The layer uses it: one training call on inputs of mean 5 moves the moving mean 10% of the way from 0.
+  first = bns[0]
+  first(np.full((2, 4, 4, first.moving_mean.shape[0]), 5.0, "float32"), training=True)
+  np.testing.assert_allclose(first.moving_mean.numpy(), 0.5, rtol=1e-5)
+  with pytest.raises(UserError, match=r"^--bn_momentum=0.9: acts only with --bn=train"):
+    validate(Config(data=DataConfig(dataset="digits"), model=ModelConfig(backbone="tiny_cnn", bn_momentum=0.9)))

@@ -28,9 +28,9 @@ FLIPS = ("none", "horizontal", "vertical", "horizontal_and_vertical")
 BACKBONE_WEIGHTS_HELP = "imagenet, none, or a path to a .weights.h5 / .keras file"
 
 _DATASET_SCHEMES = ("textdir", "csv", "imagedir", "tfds")
-_BUILTIN_DATASETS = ("bbc_news", "rotten_tomatoes", "digits")
+_BUILTIN_DATASETS = ("bbc_news", "rotten_tomatoes", "digits", "fashion_mnist")
 # Sources whose examples are images; csv: holds images when --image_column is set.
-_IMAGE_KINDS = ("imagedir", "tfds", "digits")
+_IMAGE_KINDS = ("imagedir", "tfds", "digits", "fashion_mnist")
 
 
 # Which runs an option applies to: a value other than its default on a run of the other modality is an error.
@@ -129,9 +129,9 @@ def parse_min_metric(values) -> Gates:
 class DataConfig:
   """Where the examples come from and how they are split."""
   dataset: str = option(
-      "bbc_news", "Text: bbc_news or rotten_tomatoes (built in), textdir:PATH (one subfolder per class), csv:PATH (.csv, .tsv, "
-      ".jsonl). Images: digits (built in), imagedir:PATH (one subfolder per class), tfds:NAME, csv:PATH with "
-      "--image_column.", resume=True)
+      "bbc_news", "Text: bbc_news or rotten_tomatoes (built in), textdir:PATH (one subfolder per class), csv:PATH "
+      "(.csv, .tsv, .jsonl). Images: digits (built in), fashion_mnist (Debian's dataset-fashion-mnist), "
+      "imagedir:PATH (one subfolder per class), tfds:NAME, csv:PATH with --image_column.", resume=True)
   text_column: str = option("text", "csv/tsv/jsonl: the column holding the text.", resume=True)
   label_column: str = option("label", "csv/tsv/jsonl: the column holding the label.", resume=True)
   val_fraction: float = option(0.1, "Fraction of each class held out for validation.", resume=True)
@@ -166,8 +166,8 @@ class ModelConfig:
   """The backbone and the new head on top of it."""
   backbone: str = option(
       "minilm-l6", "Alias (minilm-l6), keras-hub preset name, hf://…, kaggle://…, or a local directory holding a "
-      "keras-hub preset or a HF checkpoint; for images a keras.applications name, tiny_cnn or a keras-hub image "
-      "preset.", resume=True)
+      "keras-hub preset or a HF checkpoint; for images a keras.applications name, tiny_cnn, efficientnet_lite0, a "
+      "keras-hub image preset, or keras:PATH (a .keras file or a Keras-2 .h5 model).", resume=True)
   sequence_length: int = option(128, "Tokens per example, [CLS] and [SEP] included.", applies=TEXT, resume=True)
   eval_windows: int = option(1, "Scoring and the export read up to N windows of --sequence_length tokens per text "
                              "and average their logits.", applies=TEXT)
@@ -186,11 +186,24 @@ class ModelConfig:
   image_size: int = option(0, "Images: height and width the model reads (0: the backbone's default size).",
                            applies=IMAGE, resume=True)
   backbone_weights: str = option(
-      "imagenet", "Images: imagenet (Keras' download and cache), none (random init), or a path to a .weights.h5 / "
-      ".keras file of the same backbone.", applies=IMAGE)
+      "imagenet", "Images: imagenet (Keras' download and cache; for keras:PATH the file's own weights), none "
+      "(random init), or a path to a .weights.h5 / .keras file of the same backbone.", applies=IMAGE)
+  backbone_output: str = option(
+      "", "Images, --backbone=keras:PATH: the layer whose output is the backbone's features (empty: the layer "
+      "before the model's classifier).", applies=IMAGE, resume=True)
+  preprocessing: str = option(
+      "auto", "Images: the pixel normalisation inside the model. auto: the backbone's own (for keras:PATH, none if "
+      "the file starts with a Rescaling/Normalization layer, else it must be stated); for keras:PATH also none, tf "
+      "(x/127.5 - 1), torch, caffe, or SCALE,OFFSET (x * SCALE + OFFSET on 0..255 pixels).", applies=IMAGE,
+      resume=True)
   bn: str = option("frozen", "Images: frozen keeps BatchNorm in inference mode (moving statistics fixed) even "
                    "where the backbone trains; train lets unfrozen BatchNorm layers use and update batch "
                    "statistics.", choices=BN_POLICIES, applies=IMAGE)
+  bn_momentum: float = option(
+      0.0, "Images, --bn=train: the momentum of the backbone's BatchNorm moving statistics (0 keeps the "
+      "backbone's own, 0.99 for most). Training from scratch on few steps needs less, e.g. 0.9: at 0.99 the "
+      "statistics inference uses are still half their initial values after 70 steps.", applies=IMAGE,
+      resume=True)
   flip: str = option("none", "Images: random flips while training.",
                      choices=FLIPS, applies=IMAGE)
   rotation: float = option(0.0, "Images: random rotation, as a fraction of a full turn.", applies=IMAGE)

@@ -11,6 +11,7 @@ from typing import Tuple
 from tfft.config import (ALL, BACKBONE_WEIGHTS_HELP, IMAGE, TEXT, Config, modality, options,
                          split_dataset_spec)
 from tfft.errors import UserError
+from tfft.model import keras_file
 
 
 def check_min_metric(gates: Tuple[Tuple[str, float], ...], num_classes: int):
@@ -94,6 +95,21 @@ def validate(config: Config) -> Config:
     _fail("image_size", m.image_size, "must be >= 0 (0 uses the backbone's default size)")
   if not m.backbone_weights.strip():
     _fail("backbone_weights", m.backbone_weights, f"must be {BACKBONE_WEIGHTS_HELP}")
+  if not 0.0 <= m.bn_momentum < 1.0:
+    _fail("bn_momentum", m.bn_momentum, "must be in [0, 1) (0 keeps the backbone's own)")
+  if m.bn_momentum and m.bn != "train":
+    _fail("bn_momentum", m.bn_momentum, "acts only with --bn=train (under --bn=frozen the statistics never move)")
+  keras_backbone = m.backbone.startswith(keras_file.SCHEME)
+  if keras_backbone:
+    keras_file.file_path(m.backbone)  # a missing file fails here, before TensorFlow loads
+  if m.backbone_output and not keras_backbone:
+    _fail("backbone_output", m.backbone_output, "applies to --backbone=keras:PATH only; use --freeze=from_layer:NAME "
+          "to choose what trains")
+  if m.preprocessing != "auto":
+    if not keras_backbone:
+      _fail("preprocessing", m.preprocessing, f"--backbone={m.backbone} brings its own preprocessing; drop "
+            "--preprocessing (it applies to --backbone=keras:PATH)")
+    keras_file.parse_preprocessing(m.preprocessing)
   for flag, value in (("rotation", m.rotation), ("zoom", m.zoom), ("translation", m.translation),
                       ("contrast", m.contrast)):
     if not 0.0 <= value < 1.0:
@@ -103,7 +119,7 @@ def validate(config: Config) -> Config:
     applies, value = field.metadata["applies"], getattr(getattr(config, section), field.name)
     if applies not in (ALL, kind) and value != field.default:
       sources = ("bbc_news, rotten_tomatoes, textdir:, csv: without --image_column" if applies == TEXT else
-                 "imagedir:, tfds:, digits, csv: with --image_column")
+                 "imagedir:, tfds:, digits, fashion_mnist, csv: with --image_column")
       _fail(field.name, value, f"applies to {applies} datasets only ({sources}); drop it for "
             f"{'images' if kind == IMAGE else 'text'}")
 

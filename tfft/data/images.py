@@ -1,7 +1,9 @@
-"""Image classification sources: a folder per class, a csv of image paths, the built-in digits, and tfds."""
+"""Image classification sources: a folder per class, a csv of image paths, the built-in digits, Fashion-MNIST's IDX
+files, and tfds."""
 
 import concurrent.futures
 import dataclasses
+import gzip
 import pathlib
 import re
 from typing import List, Optional, Sequence
@@ -133,6 +135,67 @@ def load_digits() -> ImageExamples:
                        "sklearn.datasets.load_digits", pixels=pixels)
 
 
+# Where Debian's dataset-fashion-mnist package installs the IDX files (gzipped, as the dataset publishes them).
+FASHION_MNIST_DIR = pathlib.Path("/usr/share/datasets/fashion-mnist")
+FASHION_MNIST_FILES = {"train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
+                       "t10k": ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")}
+# Label i's name, from the dataset's README; "/" and spaces left out, so a name is also a plain file name.
+FASHION_MNIST_CLASSES = ("tshirt_top", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag",
+                         "ankle_boot")
+
+
+def read_idx(path: pathlib.Path) -> np.ndarray:
+  """An IDX file (gzipped or not) of unsigned bytes as a numpy array of its shape.
+
+  The format: two zero bytes, a type code (0x08 for uint8), the number of dimensions, each dimension as a
+  big-endian uint32, then the data in C order.
+
+  Raises:
+    UserError: for a file that is not an IDX file of unsigned bytes, or is cut short.
+  """
+  opener = gzip.open if path.suffix == ".gz" else open
+  try:
+    with opener(path, "rb") as f:
+      data = f.read()
+  except (OSError, EOFError) as e:
+    raise UserError(f"--dataset=fashion_mnist: cannot read {path} ({e}); reinstall it: "
+                    "apt-get install --reinstall dataset-fashion-mnist") from None
+  if len(data) < 4 or data[:2] != b"\0\0" or data[2] != 0x08:
+    raise UserError(f"--dataset=fashion_mnist: {path} is not an IDX file of unsigned bytes; reinstall it: "
+                    "apt-get install --reinstall dataset-fashion-mnist")
+  ndim = data[3]
+  shape = tuple(int.from_bytes(data[4 + 4 * i:8 + 4 * i], "big") for i in range(ndim))
+  start = 4 + 4 * ndim
+  if len(data) != start + int(np.prod(shape)):
+    raise UserError(f"--dataset=fashion_mnist: {path} holds {len(data) - start} bytes of data, its header says "
+                    f"{shape}; reinstall it: apt-get install --reinstall dataset-fashion-mnist")
+  return np.frombuffer(data, np.uint8, offset=start).reshape(shape)
+
+
+def load_fashion_mnist(root: pathlib.Path = FASHION_MNIST_DIR) -> ImageExamples:
+  """Fashion-MNIST's 60,000 training and 10,000 test images (28x28 grey, 10 classes) as one pool of grey uint8
+  RGB, training images first; tfft splits the pool itself. Ids are train:I and t10k:I.
+
+  Raises:
+    UserError: when the files are missing (with the apt-get command that installs them) or malformed.
+  """
+  missing = [name for pair in FASHION_MNIST_FILES.values() for name in pair if not (root / name).is_file()]
+  if missing:
+    raise UserError(f"--dataset=fashion_mnist: {root / missing[0]} not found; install the data with "
+                    "apt-get install dataset-fashion-mnist (Debian/Ubuntu), or pass --dataset=imagedir:PATH")
+  grey, labels, ids = [], [], []
+  for part, (images_file, labels_file) in FASHION_MNIST_FILES.items():
+    images, targets = read_idx(root / images_file), read_idx(root / labels_file)
+    if images.ndim != 3 or targets.ndim != 1 or len(images) != len(targets) or targets.max() >= 10:
+      raise UserError(f"--dataset=fashion_mnist: {root / images_file} and {labels_file} do not pair up as images "
+                      "and labels 0-9; reinstall them: apt-get install --reinstall dataset-fashion-mnist")
+    grey.append(images)
+    labels += [FASHION_MNIST_CLASSES[t] for t in targets]
+    ids += [f"{part}:{i}" for i in range(len(targets))]
+  pixels = np.repeat(np.concatenate(grey)[..., None], 3, axis=-1)
+  return ImageExamples(labels, ids, str(root), pixels=pixels)
+
+
 def load_tfds(name: str, data: DataConfig) -> ImageExamples:
   """Reads a prepared TFDS image classification dataset (its supervised keys) into memory.
 
@@ -177,6 +240,8 @@ def load_examples(data: DataConfig) -> ImageExamples:
   kind, path = split_dataset_spec(data.dataset)
   if kind == "digits":
     examples = load_digits()
+  elif kind == "fashion_mnist":
+    examples = load_fashion_mnist()
   elif kind == "tfds":
     examples = load_tfds(path, data)
   elif kind == "imagedir":

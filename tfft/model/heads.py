@@ -4,7 +4,7 @@ from typing import Sequence
 
 import keras
 
-from tfft.model.layers import ImagePreprocessing
+from tfft.model.layers import Grayscale, ImagePreprocessing
 
 POOLED = "pooled"
 BACKBONE = "backbone"
@@ -81,17 +81,20 @@ def _head(x, *, num_classes: int, head_units: Sequence[int], dropout: float, l1:
 
 def build_image_classifier(backbone, *, num_classes: int, image_size: int, preprocessing: dict,
                            augmentation: Sequence = (), bn_frozen: bool = True, head_units: Sequence[int] = (),
-                           dropout: float = 0.1, l1: float = 0.0, l2: float = 0.0) -> keras.Model:
+                           dropout: float = 0.1, l1: float = 0.0, l2: float = 0.0, channels: int = 3) -> keras.Model:
   """Puts augmentation, the backbone's own preprocessing, and a new head around an image backbone.
 
   Args:
-    backbone: a headless image model mapping [N, H, W, 3] to a feature map ([N, h, w, C]) or tokens ([N, T, C]).
+    backbone: a headless image model mapping [N, H, W, `channels`] to a feature map ([N, h, w, C]), tokens
+      ([N, T, C]) or pooled features ([N, C]).
     num_classes: width of the output layer.
     image_size: input height and width.
     preprocessing: keyword arguments of ImagePreprocessing for this backbone (tfft.model.image_backbones.preprocessing).
     augmentation: layers from build_augmentation, applied before the preprocessing; inert at inference.
     bn_frozen: call the backbone in inference mode in every phase (--bn=frozen).
     head_units, dropout, l1, l2: as build_text_classifier.
+    channels: what the backbone reads: 3 (RGB), or 1 (the RGB input becomes grayscale in the model, after the
+      augmentation and before the preprocessing).
 
   Returns:
     A functional keras.Model mapping float32 RGB pixels in [0, 255] ("image") to float32 logits.
@@ -100,10 +103,15 @@ def build_image_classifier(backbone, *, num_classes: int, image_size: int, prepr
   x = inputs
   for layer in augmentation:
     x = layer(x)
+  if channels == 1:
+    x = Grayscale(name="grayscale")(x)
   x = ImagePreprocessing(**preprocessing, name="preprocessing")(x)
   features = BackboneCall(backbone, inference_only=bn_frozen, name=BACKBONE)(x)
-  pool = keras.layers.GlobalAveragePooling2D if len(features.shape) == 4 else keras.layers.GlobalAveragePooling1D
-  x = pool(name="avg_pool")(features)
+  if len(features.shape) == 2:  # a saved model cut after its own pooling
+    x = keras.layers.Identity(name="avg_pool")(features)
+  else:
+    pool = keras.layers.GlobalAveragePooling2D if len(features.shape) == 4 else keras.layers.GlobalAveragePooling1D
+    x = pool(name="avg_pool")(features)
   return keras.Model(inputs, _head(x, num_classes=num_classes, head_units=head_units, dropout=dropout, l1=l1, l2=l2),
                      name="tfft_image_classifier")
 

@@ -1,5 +1,6 @@
 """Image backbones: a registry of keras.applications families with their input size and preprocessing, a small
-built-in CNN, and keras-hub image presets; plus loading their weights (imagenet, none or a file)."""
+built-in CNN, keras-hub image presets and saved Keras models (keras:PATH); plus loading their weights (imagenet,
+none or a file)."""
 
 import dataclasses
 import functools
@@ -9,7 +10,7 @@ import re
 from typing import Callable, Optional, Tuple
 
 from tfft.errors import UserError
-from tfft.model import efficientnet_lite
+from tfft.model import efficientnet_lite, keras_file
 
 REMOTE_SCHEMES = ("hf://", "kaggle://")
 TINY_CNN = "tiny_cnn"
@@ -126,11 +127,22 @@ FAMILIES = {
 
 @dataclasses.dataclass(frozen=True)
 class ImageBackboneSpec:
-  """A resolved `--backbone` for images: a registry family, or a keras-hub preset (local dir or hub handle)."""
+  """A resolved `--backbone` for images: a registry family, a keras-hub preset (local dir or hub handle), or a
+  saved Keras model (`keras_path`)."""
   flag_value: str
   family: Optional[Family] = None
   preset: str = ""  # keras-hub source when family is None
   local: bool = False
+  keras_path: str = ""  # --backbone=keras:PATH
+
+
+@dataclasses.dataclass(frozen=True)
+class KerasFileInfo:
+  """What a saved Keras model says about itself as a backbone: its input and where its features are."""
+  image_size: int      # 0 when it takes any size
+  channels: int        # 1 (grayscale) or 3
+  default_output: str  # the layer before its classifier
+  recorded_preprocessing: Optional[str]  # the name of a Rescaling/Normalization layer at its input
 
 
 def valid_names() -> str:
@@ -145,6 +157,8 @@ def resolve(value: str) -> ImageBackboneSpec:
   """
   if value.lower() in FAMILIES:
     return ImageBackboneSpec(value, family=FAMILIES[value.lower()])
+  if value.startswith(keras_file.SCHEME):
+    return ImageBackboneSpec(value, keras_path=str(keras_file.file_path(value)))
   if value.startswith(REMOTE_SCHEMES):
     return ImageBackboneSpec(value, preset=value)
   path = pathlib.Path(value).expanduser()
@@ -153,8 +167,31 @@ def resolve(value: str) -> ImageBackboneSpec:
       raise UserError(f"--backbone={value}: not a keras-hub preset directory (no config.json); pass a directory "
                       "written by save_to_preset, or one of: " + valid_names())
     return ImageBackboneSpec(value, preset=str(path), local=True)
-  raise UserError(f"--backbone={value} is not an image backbone; use one of: {valid_names()}; or a keras-hub "
-                  "image preset (a local directory, hf://…, kaggle://…)")
+  raise UserError(f"--backbone={value} is not an image backbone; use one of: {valid_names()}; a keras-hub "
+                  "image preset (a local directory, hf://…, kaggle://…); or keras:PATH to a saved Keras model")
+
+
+@functools.lru_cache(maxsize=8)
+def _keras_file_info(flag_value: str) -> KerasFileInfo:
+  model = keras_file.load_model(flag_value)
+  _, height, _, _ = tuple(model.inputs[0].shape)
+  return KerasFileInfo(height or 0, keras_file.channels(model), keras_file.default_output(model),
+                       keras_file.recorded_preprocessing(model))
+
+
+def keras_file_info(spec: ImageBackboneSpec) -> Optional[KerasFileInfo]:
+  """For --backbone=keras:PATH, what the file says (loaded once per process); else None.
+
+  Raises:
+    UserError: when the file cannot be loaded safely.
+  """
+  return _keras_file_info(spec.flag_value) if spec.keras_path else None
+
+
+def channels(spec: ImageBackboneSpec) -> int:
+  """How many channels the backbone reads: 1 for a grayscale saved model, else 3."""
+  info = keras_file_info(spec)
+  return info.channels if info else 3
 
 
 def image_size(spec: ImageBackboneSpec, requested: int) -> int:
@@ -163,6 +200,14 @@ def image_size(spec: ImageBackboneSpec, requested: int) -> int:
   Raises:
     UserError: if the size is below what the family accepts.
   """
+  if spec.keras_path:
+    info = keras_file_info(spec)
+    if info.image_size and requested and requested != info.image_size:
+      raise UserError(f"--image_size={requested}: --backbone={spec.flag_value} reads {info.image_size}x"
+                      f"{info.image_size} images; drop --image_size or pass {info.image_size}")
+    if not (info.image_size or requested):
+      raise UserError(f"--backbone={spec.flag_value}: the model takes images of any size; pass --image_size")
+    return info.image_size or requested
   if spec.family is None:
     return requested or (preset_converter(spec).get("image_size") or (224, 224))[0]
   size = requested or spec.family.default_size
@@ -183,11 +228,20 @@ def _converter_config(preset: str) -> dict:
 
 def preset_converter(spec: ImageBackboneSpec) -> dict:
   """The keras-hub preset's image converter config (image_size, scale, offset); {} when it has none."""
-  return _converter_config(spec.preset) if spec.family is None else {}
+  return _converter_config(spec.preset) if spec.family is None and not spec.keras_path else {}
 
 
-def preprocessing(spec: ImageBackboneSpec) -> dict:
-  """The arguments of modeling.ImagePreprocessing: the family's mode, or a preset converter's scale and offset."""
+def preprocessing(spec: ImageBackboneSpec, requested: str = "auto") -> dict:
+  """The arguments of modeling.ImagePreprocessing: the family's mode, a preset converter's scale and offset, or
+  for a saved Keras model what --preprocessing states (auto: nothing, if the file has its own Rescaling or
+  Normalization layer at its input).
+
+  Raises:
+    UserError: for a saved model that records no preprocessing under --preprocessing=auto, or a per-channel mode
+      (torch, caffe) on a grayscale model.
+  """
+  if spec.keras_path:
+    return _keras_file_preprocessing(spec, requested)
   if spec.family is not None:
     return {"mode": spec.family.preprocess}
   converter = preset_converter(spec)
@@ -195,6 +249,24 @@ def preprocessing(spec: ImageBackboneSpec) -> dict:
   if scale is None and offset is None:
     return {"mode": "none"}
   return {"mode": "affine", "scale": _per_channel(scale, 1.0), "offset": _per_channel(offset, 0.0)}
+
+
+def _keras_file_preprocessing(spec: ImageBackboneSpec, requested: str) -> dict:
+  info = keras_file_info(spec)
+  if requested == "auto":
+    if info.recorded_preprocessing is None:
+      raise UserError(f"--preprocessing=auto: --backbone={spec.flag_value} records no preprocessing (no Rescaling "
+                      "or Normalization layer at its input); state what it was trained on: --preprocessing="
+                      f"{keras_file.PREPROCESSING_HELP}")
+    return {"mode": "none"}
+  args = keras_file.parse_preprocessing(requested)
+  if info.channels == 1:
+    if args["mode"] in ("torch", "caffe"):
+      raise UserError(f"--preprocessing={requested}: its per-channel ImageNet constants need RGB and "
+                      f"--backbone={spec.flag_value} reads grayscale; use tf, none or SCALE,OFFSET")
+    if args["mode"] == "affine":  # one channel: one scale and one offset
+      args = {**args, "scale": args["scale"][:1], "offset": args["offset"][:1]}
+  return args
 
 
 def _per_channel(value, default) -> Tuple[float, float, float]:
@@ -210,19 +282,25 @@ def keras_cache_dir() -> pathlib.Path:
   return pathlib.Path(os.environ.get("KERAS_HOME", pathlib.Path.home() / ".keras")) / "models"
 
 
-def load_backbone(spec: ImageBackboneSpec, *, image_size: int, weights: str):
-  """Builds the headless backbone for `image_size` x `image_size` RGB input and loads `weights` into it.
+def load_backbone(spec: ImageBackboneSpec, *, image_size: int, weights: str, output_layer: str = ""):
+  """Builds the headless backbone for `image_size` x `image_size` input and loads `weights` into it.
 
   Args:
     spec: the resolved backbone.
     image_size: input height and width.
-    weights: "imagenet" (Keras' download and cache; for presets, the preset's own weights), "none" (random),
-      or a path to a .weights.h5 file, or a .keras model whose weights are copied (loaded in safe mode).
+    weights: "imagenet" (Keras' download and cache; for presets, the preset's own weights; for a saved Keras
+      model, the file's own), "none" (random), or a path to a .weights.h5 file, or a .keras model whose weights
+      are copied (loaded in safe mode).
+    output_layer: for a saved Keras model, the layer whose output is the backbone's (--backbone_output); empty
+      for the layer before its classifier.
 
   Raises:
-    UserError: when ImageNet weights cannot be downloaded, the file is missing, or it does not fit the backbone.
+    UserError: when ImageNet weights cannot be downloaded, the file is missing, it does not fit the backbone,
+      or the saved model has no layer `output_layer`.
   """
-  if spec.family is None:
+  if spec.keras_path:
+    backbone = _load_keras_file(spec, output_layer, fresh=weights == "none")
+  elif spec.family is None:
     backbone = _load_preset(spec, load_weights=weights == "imagenet")
   elif weights == "imagenet":
     if not spec.family.imagenet:
@@ -234,6 +312,15 @@ def load_backbone(spec: ImageBackboneSpec, *, image_size: int, weights: str):
   if weights not in ("imagenet", "none"):
     load_weights_file(backbone, weights, backbone_flag=spec.flag_value)
   return backbone
+
+
+def _load_keras_file(spec: ImageBackboneSpec, output_layer: str, *, fresh: bool):
+  """The saved model cut at `output_layer`; `fresh` re-initialises every weight (--backbone_weights=none)."""
+  import keras  # pylint: disable=g-import-not-at-top
+  model = keras_file.load_model(spec.flag_value)
+  backbone = keras_file.cut(model, output_layer or keras_file.default_output(model), flag_value=spec.flag_value)
+  # clone_model builds new layers from the same configs, so each weight gets its initializer's fresh draw.
+  return keras.models.clone_model(backbone) if fresh else backbone
 
 
 def _build(spec: ImageBackboneSpec, image_size: int, weights):
@@ -319,6 +406,15 @@ def load_weights_file(backbone, path_value: str, *, backbone_flag: str):
     backbone.set_weights(theirs)
     return
   raise UserError(f"--backbone_weights={path_value}: expected a .weights.h5 or .keras file, imagenet or none")
+
+
+def set_bn_momentum(backbone, momentum: float):
+  """Sets the moving-statistics momentum of every BatchNormalization layer in `backbone`, nested ones included;
+  the layers read it when the train step is traced, so set it before compiling."""
+  import keras  # pylint: disable=g-import-not-at-top
+  for layer in backbone._flatten_layers(include_self=False):  # pylint: disable=protected-access
+    if isinstance(layer, keras.layers.BatchNormalization):
+      layer.momentum = momentum
 
 
 def weighted_layers(backbone):

@@ -1,4 +1,5 @@
-"""Keras layers of the image classifiers: the backbone's input normalisation and the training-time augmentation."""
+"""Keras layers of the image classifiers: the backbone's input channels and normalisation, and the training-time
+augmentation."""
 
 from typing import Optional, Sequence
 
@@ -40,6 +41,20 @@ class ImagePreprocessing(keras.layers.Layer):
 
   def get_config(self):
     return {**super().get_config(), "mode": self.mode, "scale": self.scale, "offset": self.offset}
+
+
+@keras.saving.register_keras_serializable(package="tfft")
+class Grayscale(keras.layers.Layer):
+  """RGB [..., 3] to one luma channel [..., 1] (ITU-R 601: 0.299 R + 0.587 G + 0.114 B), for a backbone that reads
+  grayscale. The weights sum to 1, so a grey image decoded to 3 equal channels maps back to its own values; the
+  decode stays the same 3-channel one in training, scoring and both serving signatures."""
+
+  def call(self, x):
+    weights = keras.ops.array([[0.299], [0.587], [0.114]], dtype=self.compute_dtype)
+    return keras.ops.matmul(keras.ops.cast(x, self.compute_dtype), weights)
+
+  def compute_output_shape(self, input_shape):
+    return (*input_shape[:-1], 1)
 
 
 def affine_matrix(angle, scale, shift_x, shift_y, *, height, width, mirror_x=None, mirror_y=None):

@@ -24,11 +24,14 @@ class ImageClassifier:
     """Resolves --backbone, its input size and --backbone_weights.
 
     Raises:
-      UserError: for an unknown backbone, a size it cannot take, or a weights file that does not exist.
+      UserError: for an unknown backbone, a size it cannot take, a weights file that does not exist, or a saved
+        Keras model that cannot be loaded safely or whose preprocessing is not stated.
     """
     self.config = config
     self.spec = image_backbones.resolve(config.model.backbone)
     self.image_size = image_backbones.image_size(self.spec, config.model.image_size)
+    self.channels = image_backbones.channels(self.spec)
+    self.preprocessing = image_backbones.preprocessing(self.spec, config.model.preprocessing)
     weights = config.model.backbone_weights
     if weights not in ("imagenet", "none") and not pathlib.Path(weights).expanduser().is_file():
       raise UserError(f"--backbone_weights={weights}: no such file; pass imagenet, none, or a path to a "
@@ -57,17 +60,19 @@ class ImageClassifier:
     keras.mixed_precision.set_global_policy(precision or self.config.train.mixed_precision)
     with strategy.scope():
       backbone = image_backbones.load_backbone(self.spec, image_size=self.image_size,
-                                               weights=weights or m.backbone_weights)
+                                               weights=weights or m.backbone_weights, output_layer=m.backbone_output)
+      if m.bn_momentum:
+        image_backbones.set_bn_momentum(backbone, m.bn_momentum)
       augmentation = layers.build_augmentation(flip=m.flip, rotation=m.rotation, zoom=m.zoom,
                                                translation=m.translation, contrast=m.contrast,
                                                seed=self.config.train.seed)
       model = heads.build_image_classifier(
           backbone, num_classes=num_classes, image_size=self.image_size,
-          preprocessing=image_backbones.preprocessing(self.spec), augmentation=augmentation,
-          bn_frozen=m.bn == "frozen", head_units=m.head_units, dropout=m.dropout, l1=m.l1, l2=m.l2)
-    logging.info("backbone %s at %dx%d, weights %s, preprocessing %s, BatchNorm %s", self.spec.flag_value,
-                 self.image_size, self.image_size, weights or m.backbone_weights,
-                 image_backbones.preprocessing(self.spec), m.bn)
+          preprocessing=self.preprocessing, augmentation=augmentation, bn_frozen=m.bn == "frozen",
+          head_units=m.head_units, dropout=m.dropout, l1=m.l1, l2=m.l2, channels=self.channels)
+    logging.info("backbone %s at %dx%dx%d, weights %s, preprocessing %s, BatchNorm %s", self.spec.flag_value,
+                 self.image_size, self.image_size, self.channels, weights or m.backbone_weights, self.preprocessing,
+                 m.bn)
     return Built(model, backbone, image_backbones.blocks(self.spec, backbone))
 
   def prepare(self, examples, labels: np.ndarray, split: Mapping[str, np.ndarray],
@@ -109,7 +114,9 @@ class ImageClassifier:
             f"channels (grey repeated, alpha dropped) and resized to {self.image_size}x{self.image_size} exactly as "
             "in training.",
             "Input `images` (signature serving_images): uint8 [N, H, W, 3] pixels, resized the same way.",
-            f"Preprocessing inside the model, applied once: {image_backbones.preprocessing(self.spec)}; "
+            *(["The backbone reads grayscale: the model turns the 3 decoded channels into one "
+               "(0.299 R + 0.587 G + 0.114 B)."] if self.channels == 1 else []),
+            f"Preprocessing inside the model, applied once: {self.preprocessing}; "
             "augmentation layers are inactive at inference."]
 
   def save_artifacts(self, built: Built, run_dir):

@@ -113,14 +113,16 @@ def _train(config: Config, strategy, run_dir: RunDir, export_base: pathlib.Path,
   rundir.create_model_dir(run_dir, config.run)
   with rundir.lock(run_dir):
     return _fit_and_publish(config, strategy, run_dir, export_base, stop, task=task, examples=examples,
-                            labels=labels, split=split, class_names=class_names, built=built, phases=phases)
+                            labels=labels, planned_split=planned_split, class_names=class_names, built=built,
+                            phases=phases)
 
 
 def _fit_and_publish(config: Config, strategy, run_dir: RunDir, export_base: pathlib.Path, stop, *, task, examples,
-                     labels, split, class_names, built, phases) -> RunResult:
+                     labels, planned_split, class_names, built, phases) -> RunResult:
   """The part of the job that writes into the run dir, under its lock."""
   from tfft.serving import publish  # pylint: disable=g-import-not-at-top
 
+  split = planned_split.indices
   rundir.write_atomically(run_dir.flagfile, config_lib.to_flagfile(config))
   rundir.write_labels_once(run_dir, class_names)
   rundir.write_manifest(run_dir.manifest, examples.ids, examples.labels, split, planned_split.duplicate_of)

@@ -109,8 +109,10 @@ def test_train_on_windows_end_to_end_with_cached_lower_blocks(tiny_bert_preset, 
                     epochs=1, cache_features=True)
   proc = run_tfft("train", args)
   assert proc.returncode == 0, proc.stderr[-3000:]
-  manifest = (tmp_path / "run" / "split_manifest.csv").read_text().splitlines()[1:]
-  texts = {name: sum(line.endswith("," + name) for line in manifest) for name in ("train", "val", "test")}
+  import csv  # pylint: disable=g-import-not-at-top
+  with (tmp_path / "run" / "split_manifest.csv").open(newline="") as f:
+    manifest = [row["split"] for row in csv.DictReader(f)]
+  texts = {name: manifest.count(name) for name in ("train", "val", "test")}
   windows_per_split = {name: 2 * n for name, n in texts.items()}  # every text has 2 windows
   assert f"--train_windows=2: {windows_per_split} windows per split" in proc.stderr
   metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())

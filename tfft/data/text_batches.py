@@ -77,16 +77,21 @@ def make_dataset(features: Union[Dict[str, np.ndarray], np.ndarray], labels: np.
   y = np.eye(num_classes, dtype="float32")[labels[indices]]
   ds = tf.data.Dataset.from_tensor_slices((x, y))
   if shuffle and epochs:
-    return per_epoch(lambda s: _batched(ds.shuffle(len(indices), seed=s), features, batch_size, padding,
+    return per_epoch(lambda s: _batched(ds.shuffle(len(indices), seed=s), features, indices, batch_size, padding,
                                         pad_to_multiple_of), seed=seed, epochs=epochs)
   if shuffle:
     ds = ds.shuffle(len(indices), seed=seed, reshuffle_each_iteration=True)
-  return shard_by_data(_batched(ds, features, batch_size, padding, pad_to_multiple_of).prefetch(tf.data.AUTOTUNE))
+  return shard_by_data(_batched(ds, features, indices, batch_size, padding, pad_to_multiple_of).prefetch(tf.data.AUTOTUNE))
 
 
-def _batched(ds: tf.data.Dataset, features, batch_size: int, padding: str, pad_to_multiple_of: int):
+def _batched(ds: tf.data.Dataset, features, indices: np.ndarray, batch_size: int, padding: str,
+             pad_to_multiple_of: int):
   maskable = isinstance(features, dict) and "padding_mask" in features
   if padding == "bucket" and maskable:
+    # tf.data cannot know how many batches the buckets leave; Keras, not told, would find the end of every
+    # validation pass by running out of data (and warn that it did).
+    batches = num_batches(features, indices, batch_size=batch_size, padding=padding,
+                          pad_to_multiple_of=pad_to_multiple_of)
     full = features["padding_mask"].shape[1]
     boundaries = _boundaries(full, pad_to_multiple_of)
     # Each bucket pads to its upper bound (a multiple of pad_to_multiple_of), so few shapes are traced.
@@ -94,6 +99,7 @@ def _batched(ds: tf.data.Dataset, features, batch_size: int, padding: str, pad_t
     ds = ds.bucket_by_sequence_length(
         lambda x, y: tf.reduce_sum(tf.cast(x["padding_mask"], tf.int32)), bucket_boundaries=boundaries,
         bucket_batch_sizes=[batch_size] * (len(boundaries) + 1), pad_to_bucket_boundary=True)
+    ds = ds.apply(tf.data.experimental.assert_cardinality(batches))
   else:
     ds = ds.batch(batch_size)
     if padding == "dynamic" and maskable:

@@ -115,3 +115,38 @@ def patch_keras_multi_worker_reduce():
 
   reduce_per_replica._tfft_patched = True  # pylint: disable=protected-access
   tf_trainer.reduce_per_replica = reduce_per_replica
+
+
+def split_global_batches(strategy: tf.distribute.Strategy, make_dataset: Callable[[], tf.data.Dataset]):
+  """The dataset `make_dataset()` of global batches, distributed so that each replica takes a fixed slice of each.
+
+  Under MultiWorkerMirroredStrategy, tf.data's own sharding of batched data rebatches the stream, so how a batch
+  is split between replicas depends on the partial batches before it: a resumed phase, whose stream starts at a
+  later epoch, would split its batches differently from an uninterrupted one. Here replica r of R takes rows
+  [r * k, (r + 1) * k) of every global batch (k = ceil(rows / R); a short last batch can leave a replica none,
+  which Keras' mean loss counts as zero), so the split depends on the batch alone. Other strategies get the
+  dataset as it is (Keras splits its batches itself).
+  """
+  if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+    return make_dataset()
+  replicas = strategy.num_replicas_in_sync
+
+  def per_worker(context: tf.distribute.InputContext) -> tf.data.Dataset:
+    local = replicas // context.num_input_pipelines
+    first = context.input_pipeline_id * local
+
+    def take(replica, batch):
+      rows = tf.shape(tf.nest.flatten(batch)[0])[0]
+      k = (rows + replicas - 1) // replicas
+      start = tf.minimum(replica * k, rows)
+      stop = tf.minimum(start + k, rows)
+      return tf.nest.map_structure(lambda t: t[start:stop], batch)
+
+    ds = make_dataset()
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF
+    # The local replicas' slices of one global batch, in replica order, then the next batch's.
+    return ds.flat_map(lambda *batch: tf.data.Dataset.range(local).map(
+        lambda j: take(tf.cast(first + j, tf.int32), batch if len(batch) > 1 else batch[0]))).with_options(options)
+
+  return strategy.distribute_datasets_from_function(per_worker)

@@ -112,8 +112,9 @@ def run_phase(model: keras.Model, backbone, phase: Phase, *, train_ds, val_ds, s
                  backup.directory)
   if first < phase.epochs and not backup.state.get("stopped"):
     per_epoch = callable(train_ds)
-    data = train_ds(first, phase.epochs) if per_epoch else train_ds
-    distribute.build_for_multi_worker(fit_model, strategy, lambda: next(iter(data)))
+    local = (lambda: train_ds(first, phase.epochs)) if per_epoch else (lambda: train_ds)
+    data = distribute.split_global_batches(strategy, local) if per_epoch else train_ds
+    distribute.build_for_multi_worker(fit_model, strategy, lambda: next(iter(local())))
     fit_model.fit(
         data, validation_data=val_ds, epochs=phase.epochs,
         initial_epoch=first, steps_per_epoch=steps_per_epoch if per_epoch else None,

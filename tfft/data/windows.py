@@ -70,8 +70,27 @@ def windowed_logits(model, preprocessor, texts, max_windows: int, pad_to_multipl
 
 def predict_logits(model, preprocessor, texts, max_windows: int, *, batch_size: int = 32,
                    pad_to_multiple_of: Optional[int] = None) -> np.ndarray:
-  """windowed_logits over a list of texts, a batch of texts at a time, as one numpy array."""
+  """windowed_logits over a list of texts, a batch of texts at a time, as one numpy array.
+
+  The texts are batched in order of length (see length_order), so with `pad_to_multiple_of` each batch is cut
+  to texts of about one length; the logits come back in the order of `texts`.
+  """
   fn = tf.function(lambda t: windowed_logits(model, preprocessor, t, max_windows, pad_to_multiple_of),
                    input_signature=[tf.TensorSpec([None], tf.string)])
-  return np.concatenate([fn(tf.constant(list(texts[i:i + batch_size]))).numpy()
-                         for i in range(0, len(texts), batch_size)])
+  order = length_order(texts)
+  ordered = [texts[i] for i in order]
+  logits = np.concatenate([fn(tf.constant(ordered[i:i + batch_size])).numpy()
+                           for i in range(0, len(ordered), batch_size)])
+  out = np.empty_like(logits)
+  out[order] = logits
+  return out
+
+
+def length_order(texts) -> np.ndarray:
+  """Indices of `texts` (str or UTF-8 bytes) from the shortest in bytes to the longest, ties in input order.
+
+  Scoring and the export's parity check batch in this order: a batch of similar lengths is cut to its longest
+  text, so it costs what its texts need, and both batch the same texts together.
+  """
+  sizes = [len(t.encode("utf-8")) if isinstance(t, str) else len(t) for t in texts]
+  return np.argsort(np.asarray(sizes, dtype=np.int64), kind="stable")

@@ -132,11 +132,16 @@ class ExportedModel:
 
     if not values:
       return np.zeros((0, len(self.class_names)), np.float32)
+    # Texts go in order of length (tfft.data.windows.length_order): the export cuts each batch to its longest
+    # text, so batches of similar lengths are cheaper. The probabilities come back in the order of `values`.
+    order = np.argsort([len(v) for v in values], kind="stable") if self.task == "text" else np.arange(len(values))
+    ordered = [values[i] for i in order]
     parts = []
-    for i in range(0, len(values), batch_size):
-      out = self._fn(**{self.input_name: tf.constant(list(values[i:i + batch_size]), tf.string)})
+    for i in range(0, len(ordered), batch_size):
+      out = self._fn(**{self.input_name: tf.constant(ordered[i:i + batch_size], tf.string)})
       parts.append(out["probabilities"].numpy())
-    probabilities = np.concatenate(parts)
+    probabilities = np.empty_like(np.concatenate(parts))
+    probabilities[order] = np.concatenate(parts)
     if probabilities.shape[1] != len(self.class_names):
       raise UserError(f"{self.path}: serving_default gives {probabilities.shape[1]} probabilities per input but "
                       f"labels.txt names {len(self.class_names)} classes; re-export the model")

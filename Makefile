@@ -50,6 +50,7 @@ $(FASHION_MNIST):
 # Every contender in one run (about an hour on 2 cores); writes bench/results.md and bench/results.json.
 bench: install $(BENCH_STAMP) $(FASHION_MNIST)
 	$(PY) bench/run.py
+	$(PY) bench/time_to_quality.py --hf_python=$(BENCH_VENV)/bin/python
 
 # SmolLM2-135M from its GGUF file against transformers loading the same file (token ids, logits, 32 greedy tokens),
 # then its forward tokens/s; bench/smollm2_parity.md has the numbers. The first run also converts the GGUF file into

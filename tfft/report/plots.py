@@ -7,7 +7,7 @@ from typing import Dict, List, Sequence, Tuple
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
-from matplotlib.ticker import MaxNLocator
+from matplotlib.ticker import MaxNLocator, NullFormatter
 
 # Figure objects on an Agg canvas, not pyplot: no global backend switch and no GUI in a training job.
 
@@ -120,6 +120,9 @@ def plot_learning_curve(path: pathlib.Path, per_class: Sequence[float],
     line, = ax.plot(x, v[:, 0], marker="o", label=name)
     ax.fill_between(x, v[:, 1], v[:, 2], color=line.get_color(), alpha=0.2, linewidth=0)
   ax.set_xscale("log")
+  # One labelled tick per measured size, in plain numbers; no minor labels (they overlap on a short log axis).
+  ax.set_xticks(x, [f"{v:g}" for v in x])
+  ax.xaxis.set_minor_formatter(NullFormatter())
   ax.set_xlabel("training examples per class")
   ax.set_ylabel("test accuracy")
   ax.set_title("Learning curve: mean over seeds, band from min to max")

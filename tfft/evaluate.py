@@ -1,5 +1,7 @@
 """Command: python -m tfft.evaluate --model=saved_models/NAME/VERSION [--dataset=…] [--split=test]."""
 
+import pathlib
+
 from absl import app
 
 from tfft import flags as tfft_flags
@@ -21,7 +23,7 @@ def main(argv):
     result, report_dir = scoring.evaluate_export(FLAGS.model, model_dir=tfft_flags.given("model_dir"), data=data,
                                                  split=FLAGS.split, report_dir=FLAGS.report_dir,
                                                  batch_size=FLAGS.batch_size)
-    target = targets.for_task(loaded.read_meta(loaded.pathlib.Path(result["model"])).get("target", "classify"))
+    target = targets.for_task(loaded.read_meta(pathlib.Path(result["model"])).get("target", "classify"))
     return "\n".join([f"{result['model']} on {result['split']} of {result['dataset']} ({result['num_examples']} "
                       "examples)", *target.table(result), f"report:   {report_dir}"])
 

@@ -169,3 +169,31 @@ def training_windows(preprocessor, tokens, tag_ids, *, batch_size: int = 256):
     sentences.append(window_sentence.numpy() + begin)
   features = {name: np.concatenate([p[name] for p in parts]) for name in parts[0]}
   return features, np.concatenate(labels), np.concatenate(weights), np.concatenate(sentences)
+
+
+def predict_word_logits(model, preprocessor, sentences, *, outside_index: int, batch_size: int = 32,
+                        pad_to_multiple_of=None, raw: bool = False):
+  """word_logits over a list of sentences, a batch at a time.
+
+  Args:
+    sentences: lists of words, or with `raw` strings split as the export's serving_default splits them.
+
+  Returns:
+    Per sentence, a [W, C] numpy array.
+  """
+  def run(words):
+    return word_logits(model, preprocessor, words, outside_index=outside_index,
+                       pad_to_multiple_of=pad_to_multiple_of)
+
+  if raw:
+    fn = tf.function(lambda t: run(split_words(t)[0]), input_signature=[tf.TensorSpec([None], tf.string)])
+    make = lambda batch: tf.constant(list(batch), tf.string)
+  else:
+    fn = tf.function(run, input_signature=[tf.RaggedTensorSpec([None, None], tf.string)])
+    make = lambda batch: tf.ragged.constant([list(s) for s in batch], dtype=tf.string, ragged_rank=1, inner_shape=())
+  out = []
+  for begin in range(0, len(sentences), batch_size):
+    logits = fn(make(sentences[begin:begin + batch_size]))
+    values, lengths = logits.flat_values.numpy(), logits.row_lengths().numpy()
+    out += np.split(values, np.cumsum(lengths)[:-1]) if len(lengths) else []
+  return out

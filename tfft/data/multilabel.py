@@ -112,9 +112,13 @@ def load_table_multilabel(path: pathlib.Path, flag: str, *, text_column: str, la
   return MultiLabelExamples(examples.texts, indicators_of(sets, names), names, examples.ids, examples.source)
 
 
-def stratified_split(y: np.ndarray, *, val_fraction: float, test_fraction: float, seed: int) -> Dict[str, np.ndarray]:
+def stratified_split(y: np.ndarray, *, val_fraction: float, test_fraction: float, seed: int,
+                     groups=None) -> Dict[str, np.ndarray]:
   """Train/val/test by iterative stratification (Sechidis et al. 2011; the iterative-stratification package):
   test is drawn first, then val from the rest, each keeping every label's share as close as the data allows.
+
+  With `groups` (a group id per example, e.g. tfft.data.dedupe.group_ids of the texts), the first example of each
+  group is split and every other member follows it into its split, so duplicates never straddle two splits.
 
   Returns:
     {"train", "val", "test"} -> sorted indices.
@@ -123,6 +127,12 @@ def stratified_split(y: np.ndarray, *, val_fraction: float, test_fraction: float
     UserError: when val or test would be empty.
   """
   from iterstrat.ml_stratifiers import MultilabelStratifiedShuffleSplit  # pylint: disable=g-import-not-at-top
+  if groups is not None:
+    groups = np.asarray(groups)
+    _, first = np.unique(groups, return_index=True)
+    first = np.sort(first)
+    parts = stratified_split(np.asarray(y)[first], val_fraction=val_fraction, test_fraction=test_fraction, seed=seed)
+    return {name: np.flatnonzero(np.isin(groups, groups[first[parts[name]]])) for name in SPLITS}
   n = len(y)
   for name, fraction in (("val", val_fraction), ("test", test_fraction)):
     if int(round(n * fraction)) < 1:
@@ -135,3 +145,50 @@ def stratified_split(y: np.ndarray, *, val_fraction: float, test_fraction: float
                     .split(np.zeros(len(rest)), y[rest]))
   parts = {"train": rest[train], "val": rest[val], "test": test}
   return {name: np.sort(parts[name]) for name in SPLITS}
+
+
+def load_text_examples(data):
+  """The texts and label sets --dataset names, as tfft.data.text.Examples whose labels are the sets joined by
+  tfft.tasks.multilabel_target.JOIN (the split manifest's label column): wnut16_types, or csv:PATH with
+  --label_column (labels separated by --label_separator) or --label_columns (one 0/1 column per label).
+
+  Raises:
+    UserError: for a bad source or column, an empty text, an empty label set in --label_column, or a label name
+      holding the separator tfft joins labels with.
+  """
+  from tfft.data import text as text_data  # pylint: disable=g-import-not-at-top
+  from tfft.tasks.multilabel_target import JOIN  # pylint: disable=g-import-not-at-top
+  flag = f"--dataset={data.dataset}"
+  if data.dataset == "wnut16_types":
+    loaded = load_wnut16_types()
+  else:
+    kind, _, path = data.dataset.partition(":")
+    if kind != "csv" or not path:
+      raise UserError(f"{flag}: --task=multilabel reads wnut16_types (built in) or csv:PATH (.csv, .tsv, .jsonl) "
+                      "with --label_column (labels separated by --label_separator) or --label_columns")
+    loaded = load_table_multilabel(pathlib.Path(path).expanduser(), flag, text_column=data.text_column,
+                                   label_column=data.label_column, label_columns=data.label_columns,
+                                   separator=data.label_separator)
+  clash = [name for name in loaded.label_names if JOIN in name]
+  if clash:
+    raise UserError(f"{flag}: label {clash[0]!r} holds {JOIN!r}, which tfft joins an example's labels with; "
+                    "rename the label")
+  for text, example_id in zip(loaded.inputs, loaded.ids):
+    if not str(text).strip():
+      raise UserError(f"{flag}: example {example_id} has an empty text; remove it or fill it in")
+  labels = [JOIN.join(name for name, on in zip(loaded.label_names, row) if on) for row in loaded.indicators]
+  examples = text_data.Examples(list(loaded.inputs), labels, list(loaded.ids), loaded.source)
+  if data.max_examples:
+    examples = examples.take(range(min(data.max_examples, len(examples))))
+  return examples
+
+
+def join_image_labels(examples, *, separator: str, flag: str):
+  """Image examples whose label column holds label sets: each label rewritten as its set joined by JOIN.
+
+  Raises:
+    UserError: naming the example for an empty label set.
+  """
+  from tfft.tasks.multilabel_target import JOIN  # pylint: disable=g-import-not-at-top
+  sets = split_label_sets(examples.labels, examples.ids, separator=separator, flag=flag)
+  return dataclasses.replace(examples, labels=[JOIN.join(s) for s in sets])

@@ -94,6 +94,13 @@ def layout(tokenizer, words: tf.RaggedTensor, room: int):
           "word_first": first, "word_has_piece": per_word > 0}
 
 
+def built(preprocessor):
+  """The preprocessor with its packer: keras-hub creates the packer when the preprocessor is first called."""
+  if getattr(preprocessor, "packer", None) is None:
+    preprocessor(tf.constant(["build"]))
+  return preprocessor
+
+
 def pack(preprocessor, windows: tf.RaggedTensor):
   """Packs windows of piece ids as the preprocessor packs one segment: [CLS] pieces [SEP], padded.
 
@@ -141,7 +148,7 @@ def training_windows(preprocessor, tokens, tag_ids, *, batch_size: int = 256):
     first piece inside the window, else 0.0), and the sentence each window came from. A word is labelled in
     every window that holds its first piece, so training sees it in each context it can be read in.
   """
-  room = preprocessor.sequence_length - 2
+  room = built(preprocessor).sequence_length - 2
 
   def plan_and_pack(words):
     plan = layout(preprocessor.tokenizer, words, room)
@@ -181,6 +188,8 @@ def predict_word_logits(model, preprocessor, sentences, *, outside_index: int, b
   Returns:
     Per sentence, a [W, C] numpy array.
   """
+  built(preprocessor)
+
   def run(words):
     return word_logits(model, preprocessor, words, outside_index=outside_index,
                        pad_to_multiple_of=pad_to_multiple_of)

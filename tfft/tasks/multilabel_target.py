@@ -32,6 +32,7 @@ class MultiLabelTarget:
   curve_metric = "binary_accuracy"
   monitors = ("val_loss", "val_binary_accuracy")
   stratified = "by iterative stratification over the labels"
+  tunes_on_validation = True  # the per-label thresholds (tune)
 
   def encode(self, labels: Sequence[str], *, where: str, names: Optional[Sequence[str]] = None,
              ids: Optional[Sequence[str]] = None):
@@ -52,24 +53,20 @@ class MultiLabelTarget:
       raise UserError(f"{where}: no example has a label; --task=multilabel needs at least one label")
     return Targets(names, multilabel.indicators_of(sets, names), tuple(canonical(s) for s in sets))
 
-  def split(self, targets, data, *, seed: int):
+  def split(self, targets, data, *, seed: int, groups=None):
     """The train/val/test indices: iterative stratification (tfft.data.multilabel.stratified_split)."""
     from tfft.data import multilabel  # pylint: disable=g-import-not-at-top
     return multilabel.stratified_split(targets.values, val_fraction=data.val_fraction,
-                                       test_fraction=data.test_fraction, seed=seed)
+                                       test_fraction=data.test_fraction, seed=seed, groups=groups)
 
   def fit(self, targets, train: np.ndarray):  # pylint: disable=unused-argument
     return targets
 
-  def calibrate(self, task, model, prepared):
-    """Chooses each label's threshold on the validation split; the export and the test report use them."""
-    val = prepared.split["val"]
+  def tune(self, targets, val_logits: np.ndarray, val_values: np.ndarray):
+    """Chooses each label's threshold on the validation split; the test report and the export use them."""
     from tfft.report import multilabel_metrics  # pylint: disable=g-import-not-at-top
-    probabilities = sigmoid(task.predict_logits(model, prepared, val))
-    thresholds = multilabel_metrics.choose_thresholds(prepared.targets.values[val], probabilities)
-    targets = dataclasses.replace(prepared.targets, info={**prepared.targets.info,
-                                                          "thresholds": [float(t) for t in thresholds]})
-    return dataclasses.replace(prepared, targets=targets)
+    thresholds = multilabel_metrics.choose_thresholds(np.asarray(val_values), sigmoid(val_logits))
+    return dataclasses.replace(targets, info={**targets.info, "thresholds": [float(t) for t in thresholds]})
 
   def rows(self, targets, values: np.ndarray) -> np.ndarray:
     return np.asarray(values, np.float32)

@@ -37,6 +37,7 @@ class TagTarget:
   curve_metric = "accuracy"  # of the tags at the words' first pieces
   monitors = ("val_accuracy", "val_loss")
   stratified = "by iterative stratification over the entity types each sentence holds"
+  tunes_on_validation = False
 
   def encode(self, labels: Sequence[str], *, where: str, names: Optional[Sequence[str]] = None,
              ids: Optional[Sequence[str]] = None):
@@ -62,14 +63,14 @@ class TagTarget:
     strata = tuple(" ".join(sorted({t[2:] for t in tags if t != OUTSIDE})) for tags in sentences)
     return Targets(names, values, strata)
 
-  def split(self, targets, data, *, seed: int):
+  def split(self, targets, data, *, seed: int, groups=None):
     """By sentence, iterative stratification over the entity types each sentence mentions."""
     from tfft.data import multilabel  # pylint: disable=g-import-not-at-top
     types = sorted({t for s in targets.strata for t in s.split()})
     y = np.array([[t in set(s.split()) for t in types] for s in targets.strata], np.float32).reshape(
         len(targets.strata), len(types))
     return multilabel.stratified_split(y, val_fraction=data.val_fraction, test_fraction=data.test_fraction,
-                                       seed=seed)
+                                       seed=seed, groups=groups)
 
   def fit(self, targets, train: np.ndarray):  # pylint: disable=unused-argument
     return targets

@@ -49,7 +49,7 @@ _SERVE = textwrap.dedent("""
     print(json.dumps({"probabilities": out["probabilities"].numpy().tolist(),
                       "predicted": out["predicted"].numpy().tolist(),
                       "labels": [[x.decode() for x in row] for row in out["labels"].numpy()],
-                      "leaked": sorted(m for m in ("keras", "keras_hub", "tfft") if m in sys.modules)}))
+                      "leaked": sorted(m for m in ("keras_hub", "tfft") if m in sys.modules)}))
 """)
 
 

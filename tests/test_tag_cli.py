@@ -69,7 +69,7 @@ _SERVE = textwrap.dedent("""
                       "tags": [[t.decode() for t in row] for row in out["tags"].numpy()],
                       "num_tokens": out["num_tokens"].numpy().tolist(),
                       "word_probabilities": by_words["probabilities"].numpy().tolist(),
-                      "leaked": sorted(m for m in ("keras", "keras_hub", "tfft") if m in sys.modules)}))
+                      "leaked": sorted(m for m in ("keras_hub", "tfft") if m in sys.modules)}))
 """)
 
 

@@ -130,3 +130,15 @@ def test_predict_prints_the_entities(tag_run):
   row = json.loads(proc.stdout)[0]
   assert {"type": "COL", "start": 4, "end": 7, "tokens": ["red"]} in row["entities"]
   assert [t["token"] for t in row["tokens"]] == ["the", "red", "cat"]
+
+
+def test_evaluate_scores_the_export_as_training_did(tag_run):
+  tmp, _ = tag_run
+  proc = run_tfft("evaluate", [f"--model={tmp / 'exports' / 'tagger' / '1'}", f"--report_dir={tmp / 'eval'}"])
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  evaluated = json.loads((tmp / "eval" / "metrics.json").read_text())
+  trained = json.loads((tmp / "run" / "metrics.json").read_text())
+  assert evaluated["num_examples"] == trained["num_examples"] == 12 and evaluated["split"] == "test"
+  for name in ("entity_f1", "entity_precision", "entity_recall", "token_accuracy"):
+    assert evaluated[name] == pytest.approx(trained[name], abs=1e-9), name
+  assert "all entities" in proc.stdout

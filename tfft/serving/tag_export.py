@@ -68,5 +68,5 @@ def export_token_tagger(model: keras.Model, preprocessor, tag_names: Sequence[st
   archive.add_endpoint("serving_default", serve, input_signature=[tf.TensorSpec([None], tf.string, name="text")])
   archive.add_endpoint("serving_words", serve_words,
                        input_signature=[tf.TensorSpec([None, None], tf.string, name="words")])
-  return write_export(archive, tag_names, export_base=export_base, info={"task": "tag", "input": "text"},
+  return write_export(archive, tag_names, export_base=export_base, info={"task": "text", "input": "text"},
                       metadata=metadata, finalize=finalize)

@@ -239,6 +239,18 @@ class TagTarget:
             "max_abs_diff": diff, "max_abs_diff_words": diff_words, "max_abs_diff_text": diff_text,
             "tolerance": atol}
 
+  def served_from_export(self, exported, texts: Sequence[str], *, batch_size: int) -> np.ndarray:
+    """The export's probabilities of each word of the sentences (words joined by spaces), through serving_words, as
+    one [sum W, C] array: what `score` reads."""
+    import tensorflow as tf  # pylint: disable=g-import-not-at-top
+    signature = exported._loaded.signatures["serving_words"]  # pylint: disable=protected-access
+    rows = []
+    for begin in range(0, len(texts), batch_size):
+      words = [t.split(" ") for t in texts[begin:begin + batch_size]]
+      probabilities = signature(words=tf.ragged.constant(words, dtype=tf.string).to_tensor(""))["probabilities"]
+      rows += [p[:len(w)] for p, w in zip(probabilities.numpy(), words)]
+    return np.concatenate(rows) if rows else np.zeros((0, len(exported.class_names)), np.float32)
+
   def predictions(self, outputs: Dict[str, np.ndarray], names: Sequence[str], *, top_k: int) -> List[Dict]:  # pylint: disable=unused-argument
     """Per sentence, its tokens (with character spans, tag and probability) and the entities they form."""
     from tfft.report import tag_metrics  # pylint: disable=g-import-not-at-top

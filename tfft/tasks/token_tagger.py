@@ -36,6 +36,19 @@ class TagExamples:
                        [self.ids[i] for i in indices], self.source)
 
 
+def load_tag_examples(data) -> TagExamples:
+  """The tagged sentences --dataset names (tfft.data.tagging.load_tagged), the first --max_examples of them.
+
+  Raises:
+    UserError: for a bad source or line.
+  """
+  loaded = tagging.load_tagged(data.dataset, scheme=data.tag_scheme)
+  examples = TagExamples(loaded.tokens, [" ".join(tags) for tags in loaded.tags], loaded.ids, loaded.source)
+  if data.max_examples:
+    examples = examples.take(range(min(data.max_examples, len(examples))))
+  return examples
+
+
 class TokenTagger:
   """The Task for --task=tag (tfft.tasks.base)."""
   kind = "text"
@@ -53,12 +66,7 @@ class TokenTagger:
 
   def load_examples(self) -> TagExamples:
     """Raises: UserError for a bad source or line (tfft.data.tagging)."""
-    d = self.config.data
-    data = tagging.load_tagged(d.dataset, scheme=d.tag_scheme)
-    examples = TagExamples(data.tokens, [" ".join(tags) for tags in data.tags], data.ids, data.source)
-    if d.max_examples:
-      examples = examples.take(range(min(d.max_examples, len(examples))))
-    return examples
+    return load_tag_examples(self.config.data)
 
   def encode(self, examples, *, names=None):
     return self.target.encode(examples.labels, where=f"--dataset={self.config.data.dataset}", names=names,

@@ -36,7 +36,7 @@ def text_run(tiny_bert_preset, tmp_path_factory):
            "val_fraction": 0.2, "test_fraction": 0.2, "model_dir": tmp / "run", "export_dir": tmp / "exports",
            "name": "ml", "seed": 1}
   (tmp / "ml.cfg").write_text("".join(f"--{k}={v}\n" for k, v in flags.items()))
-  proc = run_tfft("train", [f"--flagfile={tmp / 'ml.cfg'}"])
+  proc = run_tfft("train", [f"--flagfile={tmp / 'ml.cfg'}"], timeout=1200)
   assert proc.returncode == 0, proc.stderr[-3000:]
   return tmp, proc
 
@@ -120,7 +120,7 @@ def test_image_run_on_stripes(tmp_path):
     csv.writer(f).writerows(rows)
   flags = image_flags(tmp_path, tmp_path, dataset=f"csv:{tmp_path / 'images.csv'}", image_column="path",
                       task="multilabel", epochs=2)
-  proc = run_tfft("train", flags)
+  proc = run_tfft("train", flags, timeout=1200)
   assert proc.returncode == 0, proc.stderr[-3000:]
   metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
   assert metrics["baseline"]["method"].startswith("one-vs-rest logistic regression on 16x16")

@@ -48,7 +48,7 @@ def tag_run(tiny_bert_preset, tmp_path_factory):
            "learning_rate": 3e-3, "val_fraction": 0.2, "test_fraction": 0.2, "model_dir": tmp / "run",
            "export_dir": tmp / "exports", "name": "tagger", "seed": 1}
   (tmp / "tag.cfg").write_text("".join(f"--{k}={v}\n" for k, v in flags.items()))
-  proc = run_tfft("train", [f"--flagfile={tmp / 'tag.cfg'}"])
+  proc = run_tfft("train", [f"--flagfile={tmp / 'tag.cfg'}"], timeout=1200)
   assert proc.returncode == 0, proc.stderr[-3000:]
   return tmp, proc
 

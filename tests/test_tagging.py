@@ -40,6 +40,7 @@ def test_conll_tab_and_space_blank_lines_and_docstart(tmp_path):
     ("I O\nYork I-LOC\n", "word 2: 'I-LOC' follows 'O', which BIO does not allow"),
     ("I O\nYork LOC\n", "tag 'LOC' is not O, B-TYPE or I-TYPE"),
     ("\n\n", "holds no tagged sentence"),
+    ("New York\tB-LOC\n", "word 1: 'New York' holds whitespace"),
 ])
 def test_conll_bad_lines(tmp_path, content, phrase):
   path = tmp_path / "d.conll"

@@ -45,6 +45,13 @@ def entity_types(tags: Sequence[str]) -> List[str]:
   return sorted({tag[2:] for tag in tags if tag != OUTSIDE})
 
 
+def check_words(words: Sequence[str], *, where: str):
+  """Raises: UserError for a word holding whitespace: a sentence's text is its words joined by spaces."""
+  for i, word in enumerate(words):
+    if any(ch.isspace() for ch in word):
+      raise UserError(f"{where}, word {i + 1}: {word!r} holds whitespace; give each word its own token (and tag)")
+
+
 def check_tags(tags: Sequence[str], *, scheme: str, where: str) -> List[str]:
   """Checks one sentence's tags against the scheme and returns them as BIO (IOB2).
 
@@ -89,6 +96,7 @@ def read_conll(path: pathlib.Path, *, scheme: str, flag: str) -> TaggedExamples:
     if not line.strip():
       if words:
         where = f"{flag}: {path} line {first}"
+        check_words(words, where=where)
         tags.append(check_tags(sentence_tags, scheme=scheme, where=where))
         tokens.append(words)
         ids.append(f"line:{first}")
@@ -131,6 +139,7 @@ def read_jsonl(path: pathlib.Path, *, scheme: str, flag: str) -> TaggedExamples:
       raise UserError(f"{where} needs \"tokens\" and \"tags\": lists of non-empty strings")
     if len(words) != len(row_tags) or not words:
       raise UserError(f"{where} has {len(words)} tokens and {len(row_tags)} tags; give one tag per token")
+    check_words([w.strip() for w in words], where=where)
     tokens.append([w.strip() for w in words])
     tags.append(check_tags([t.strip() for t in row_tags], scheme=scheme, where=where))
     ids.append(f"row:{number}")

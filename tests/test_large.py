@@ -12,8 +12,8 @@ pytestmark = pytest.mark.large
 # Floors for the subset runs below, set well under what they scored when written (see each test).
 PEARSON_FLOOR = 0.3
 PAIRS_FLOOR = 0.6
-TAG_F1_FLOOR = 0.05  # set from the reduced runs in docs/tasks.md, well below what they reach
-TYPES_MAP_FLOOR = 0.15
+TAG_F1_FLOOR = 0.05  # all-O tagging scores 0; 800 tweets (seed 1, 2 fine-tune epochs) scored 0.30
+TYPES_MAP_FLOOR = 0.15  # the labels' base rates average about 0.04, which is what shuffled labels would rank at
 
 
 def test_minilm_fine_tunes_on_bbc_news(tmp_path):

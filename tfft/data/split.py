@@ -7,7 +7,7 @@ import collections
 import dataclasses
 import hashlib
 import pathlib
-from typing import Dict, List, Optional, Sequence
+from typing import Callable, Dict, List, Optional, Sequence
 
 import numpy as np
 from absl import logging
@@ -92,7 +92,8 @@ class Split:
   info: Dict
 
 
-def split_examples(examples, data: DataConfig, *, seed: int, strata: Optional[Sequence[str]] = None) -> Split:
+def split_examples(examples, data: DataConfig, *, seed: int, strata: Optional[Sequence[str]] = None,
+                   splitter: Optional[Callable] = None) -> Split:
   """The run's split: stratified per class (or per `strata`) with duplicate texts kept together (--dedupe=split)
   and so are the examples of one group (`examples.groups`, e.g. the pairs made from one article), then the
   few-shot draw of --train_examples_per_class; warns about any duplicate left across splits.
@@ -102,6 +103,8 @@ def split_examples(examples, data: DataConfig, *, seed: int, strata: Optional[Se
     data: the data options.
     seed: --seed, for the split and the few-shot draw.
     strata: per example, the key to stratify on (tfft.tasks.targets.Targets.strata); default its label.
+    splitter: splitter(groups) -> {"train", "val", "test"} indices, for a target that stratifies its own way
+      (multi-label and tagging: iterative stratification); it keeps each group in one split.
 
   Returns:
     The Split.
@@ -116,8 +119,11 @@ def split_examples(examples, data: DataConfig, *, seed: int, strata: Optional[Se
   fixed = getattr(examples, "groups", None)
   if fixed is not None:  # each example's own group, merged with its duplicates' groups
     groups = dedupe.merge_groups(fixed, groups) if groups is not None else dedupe.group_ids(list(map(str, fixed)))
-  indices = stratified_split(examples.labels if strata is None else list(strata), val_fraction=data.val_fraction,
-                             test_fraction=data.test_fraction, seed=seed, groups=groups)
+  if splitter is not None:
+    indices = splitter(groups)
+  else:
+    indices = stratified_split(examples.labels if strata is None else list(strata), val_fraction=data.val_fraction,
+                               test_fraction=data.test_fraction, seed=seed, groups=groups)
   info = {"train_pool": int(len(indices["train"])), "train_examples_per_class": data.train_examples_per_class}
   if data.train_examples_per_class:
     indices["train"] = few_shot(indices["train"], examples.labels, data.train_examples_per_class, seed=seed)

@@ -92,7 +92,11 @@ def _train(config: Config, strategy, run_dir: RunDir, export_base: pathlib.Path,
   examples = task.load_examples()
   targets = task.encode(examples)
   task.target.check_gates(config.report.min_metric, targets)
-  planned_split = split_lib.split_examples(examples, config.data, seed=config.train.seed, strata=targets.strata)
+  own_split = getattr(task.target, "split", None)  # multi-label and tagging stratify their own way
+  splitter = (lambda groups: own_split(targets, config.data, seed=config.train.seed, groups=groups)) if own_split \
+      else None
+  planned_split = split_lib.split_examples(examples, config.data, seed=config.train.seed, strata=targets.strata,
+                                           splitter=splitter)
   split = planned_split.indices
   targets = task.target.fit(targets, split["train"])
   logging.info("%d examples (%s: %s) from %s; split %s", len(examples), config.data.task,

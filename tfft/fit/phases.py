@@ -103,6 +103,7 @@ def run_phase(model: keras.Model, backbone, phase: Phase, *, train_ds, val_ds, s
   with strategy.scope():
     fit_model.compile(
         optimizer=build_optimizer(train, lr), loss=target.loss(train), metrics=target.keras_metrics(),
+        weighted_metrics=getattr(target, "weighted_metrics", list)(),
         jit_compile=train.jit_compile, steps_per_execution=train.steps_per_execution)
   run_dir.best(phase.name).parent.mkdir(parents=True, exist_ok=True)
   stop = stop or callbacks_lib.StopRequest()

@@ -87,6 +87,18 @@ def as_bytes(task: str, inputs: Sequence[str]) -> List[bytes]:
   return out
 
 
+def _concatenate(arrays: Sequence[np.ndarray]) -> np.ndarray:
+  """Batches of one output back to back; outputs padded per batch (a tagger's [N, W, ...], W the batch's longest
+  sentence) are padded to the widest batch first, with what the export pads with: "", -1, or 0."""
+  width = max(a.shape[1] for a in arrays) if arrays[0].ndim > 1 else None
+  if width is None or all(a.shape[1] == width for a in arrays):
+    return np.concatenate(arrays)
+  fill = b"" if arrays[0].dtype.kind in "SOU" else -1 if arrays[0].dtype.kind in "iu" else 0
+  padded = [np.pad(a, [(0, 0), (0, width - a.shape[1])] + [(0, 0)] * (a.ndim - 2), constant_values=fill)
+            if a.shape[1] < width else a for a in arrays]
+  return np.concatenate(padded)
+
+
 class ExportedModel:
   """The export's `serving_default`, loaded with TensorFlow and TF Text only, as TF Serving would run it.
 
@@ -165,7 +177,7 @@ class ExportedModel:
     if not parts:
       return {}
     restore = np.argsort(order, kind="stable")
-    return {name: np.concatenate([p[name] for p in parts])[restore] for name in parts[0]}
+    return {name: _concatenate([p[name] for p in parts])[restore] for name in parts[0]}
 
   def probabilities(self, values: Sequence[bytes], *, batch_size: int = 32) -> np.ndarray:
     """Probabilities [N, C] from serving_default for inputs as TF Serving hands them over (see as_bytes), a batch

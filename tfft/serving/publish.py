@@ -162,10 +162,14 @@ def export_checked(export_fn: Callable, config: Config, data: run_report.RunData
 
   def finalize(tmp: pathlib.Path):
     model = loaded.ExportedModel(tmp)
-    served = model.outputs(test_values, batch_size=config.train.batch_size)[target.parity_output]
-    if target.parity_output == "probabilities":
+    if hasattr(target, "check_parity"):  # tagging: word by word, through each of its signatures
+      parity.update(target.check_parity(model, data, probabilities, batch_size=config.train.batch_size,
+                                        atol=PARITY_ATOL))
+    elif target.parity_output == "probabilities" and getattr(target, "parity_kind", "classes") == "classes":
+      served = model.outputs(test_values, batch_size=config.train.batch_size)[target.parity_output]
       parity.update(check_parity(served, probabilities, data.labels[data.split["test"]], data.class_names))
     else:
+      served = model.outputs(test_values, batch_size=config.train.batch_size)[target.parity_output]
       scale = data.targets.info.get("std", 1.0) if data.targets is not None else 1.0
       parity.update(check_value_parity(served, probabilities, output=target.parity_output, scale=scale))
     if config.report.warmup:
@@ -181,6 +185,8 @@ def export_checked(export_fn: Callable, config: Config, data: run_report.RunData
               "text_column": config.data.text_column, "label_column": config.data.label_column}
   if config.data.task != "classify":  # classification exports keep the keys they always had
     metadata.update(target=config.data.task, pair_columns=list(config.data.pair_columns))
+    if data.targets is not None:  # what the target learnt from the data (multi-label: its thresholds)
+      metadata.update(data.targets.info)
   path = export_fn(finalize=finalize, metadata=metadata)
   metrics["export_parity"] = parity
   logging.info("export matches the trained model on %d test examples (max |d %s| %.2g)", parity["examples"],

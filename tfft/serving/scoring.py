@@ -26,10 +26,21 @@ def _load_examples(data: DataConfig, task: str):
   if task == "image":
     from tfft.data import images as image_data  # pylint: disable=g-import-not-at-top
     examples = image_data.load_examples(data)
+    if data.task == "multilabel":
+      from tfft.data import multilabel  # pylint: disable=g-import-not-at-top
+      examples = multilabel.join_image_labels(examples, separator=data.label_separator, flag=f"--dataset={data.dataset}")
     return image_data.served_inputs(examples), examples.labels, examples.ids
+  if data.task == "tag":
+    from tfft.tasks.token_tagger import load_tag_examples  # pylint: disable=g-import-not-at-top
+    examples = load_tag_examples(data)
+    return examples.texts, examples.labels, examples.ids
   from tfft.data import text as text_data  # pylint: disable=g-import-not-at-top
 
-  examples = text_data.load_examples(data)
+  if data.task == "multilabel":
+    from tfft.data import multilabel  # pylint: disable=g-import-not-at-top
+    examples = multilabel.load_text_examples(data)
+  else:
+    examples = text_data.load_examples(data)
   return examples.texts, examples.labels, examples.ids
 
 
@@ -112,7 +123,9 @@ def evaluate_export(model: str, *, model_dir: Optional[str] = None, data: Option
   chosen = [inputs[i] for i in indices]
   logging.info("scoring %s on %d %s examples of %s", export, len(chosen), split, data.dataset)
   feed = loaded.as_bytes(served_model.task, chosen)
-  if kind.parity_output == "probabilities":
+  if hasattr(kind, "served_from_export"):  # tagging: word by word, through serving_words
+    served = kind.served_from_export(served_model, chosen, batch_size=batch_size)
+  elif kind.parity_output == "probabilities":
     served = served_model.probabilities(feed, batch_size=batch_size)
   else:
     served = served_model.outputs(feed, batch_size=batch_size)[kind.parity_output]

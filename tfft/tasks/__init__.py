@@ -3,8 +3,10 @@
 from tfft import config as config_lib
 from tfft.config import Config
 from tfft.tasks.image_classifier import ImageClassifier
+from tfft.tasks.multilabel import ImageMultiLabel, TextMultiLabel
 from tfft.tasks.text_classifier import TextClassifier
 from tfft.tasks.text_pairs import TextPairClassifier
+from tfft.tasks.token_tagger import TokenTagger
 
 # --task -> modality of the dataset (tfft.config.modality) -> the Task class. Each class takes its target
 # (tfft.tasks.targets.TARGETS) from --task; tfft.config.TASKS lists the same tasks and modalities for validation.
@@ -12,6 +14,8 @@ TASKS = {
     "classify": {"text": TextClassifier, "image": ImageClassifier},
     "regress": {"text": TextClassifier, "image": ImageClassifier},
     "pairs": {"text": TextPairClassifier},
+    "multilabel": {"text": TextMultiLabel, "image": ImageMultiLabel},
+    "tag": {"text": TokenTagger},
 }
 
 

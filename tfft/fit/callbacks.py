@@ -24,15 +24,31 @@ CHECKPOINT_HINT = ("free disk space or choose another --model_dir. The previous 
 
 
 class Throughput(keras.callbacks.Callback):
-  """Adds `train_seconds` and `examples_per_sec` to each epoch's logs: the training steps only, validation
-  excluded, so CSVLogger and TensorBoard record the speed the benchmark reads."""
+  """Adds `steps`, `train_seconds` and `examples_per_sec` to each epoch's logs: the training steps only,
+  validation excluded, so CSVLogger and TensorBoard record the speed the benchmark reads.
 
-  def __init__(self, examples_per_epoch: int):
+  `steps` is what the optimizer ran in the epoch (its `iterations` at the epoch's end minus at its start), so the
+  figure stays true under steps_per_execution, where Keras calls back once per execution, not per step.
+  `examples_per_sec` is steps x the epoch's mean global batch (examples_per_epoch / steps_per_epoch) over the
+  seconds from the epoch's start to its last train step's end.
+
+  Args:
+    examples_per_epoch: training examples per epoch (0: log only the steps and seconds).
+    steps_per_epoch: batches per epoch; 0 reads it from fit's params, or counts one epoch's examples as one
+      epoch's steps when fit was given no length either.
+  """
+
+  def __init__(self, examples_per_epoch: int, steps_per_epoch: int = 0):
     super().__init__()
-    self._examples = examples_per_epoch
+    self._examples, self._steps_per_epoch = examples_per_epoch, steps_per_epoch
     self._start = self._end = None
+    self._first_iteration = 0
+
+  def _iterations(self) -> int:
+    return int(keras.ops.convert_to_numpy(self.model.optimizer.iterations))
 
   def on_epoch_begin(self, epoch, logs=None):
+    self._first_iteration = self._iterations()
     self._start, self._end = time.perf_counter(), None
 
   def on_train_batch_end(self, batch, logs=None):
@@ -41,9 +57,13 @@ class Throughput(keras.callbacks.Callback):
   def on_epoch_end(self, epoch, logs=None):
     if logs is not None and self._end is not None:
       seconds = self._end - self._start
+      steps = self._iterations() - self._first_iteration
+      logs["steps"] = steps
       logs["train_seconds"] = seconds
       if self._examples:
-        logs["examples_per_sec"] = self._examples / seconds if seconds > 0 else 0.0
+        per_epoch = self._steps_per_epoch or (self.params or {}).get("steps") or steps
+        examples = self._examples * steps / per_epoch if per_epoch else 0
+        logs["examples_per_sec"] = examples / seconds if seconds > 0 else 0.0
 
 
 class LearningRateLogger(keras.callbacks.Callback):

@@ -71,3 +71,22 @@ def test_a_goal_is_met_only_by_the_whole_range():
   s = stats.spread([0.9, 1.0, 1.1])
   assert [stats.meets(s, g) for g in (0.85, 1.0, 1.2)] == ["yes", "within spread", "no"]
   assert [stats.meets(s, g, ceiling=True) for g in (1.2, 1.0, 0.8)] == ["yes", "within spread", "no"]
+
+
+def test_the_quick_bench_summary_pairs_runs_and_compares_with_the_previous_run():
+  spec = importlib.util.spec_from_file_location("bench_quick", REPO / "bench" / "quick.py")
+  quick = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(quick)
+  m = {"tfft_finetune": [{"examples_per_sec": v} for v in (10.0, 11.0, 9.0)],
+       "keras_raw": [{"examples_per_sec": v} for v in (10.0, 10.0, 10.0)],
+       "frozen_head_cached": [{"examples_per_sec": v} for v in (60.0, 66.0, 54.0)],
+       "mfu_fp32": [0.5, 0.55, 0.45]}
+  first = quick.summarize({}, m)
+  assert first["figures"]["p1_fp32"]["verdict"] == stats.NO_CLEAR_DIFFERENCE
+  assert first["figures"]["p3_cache"]["median"] == pytest.approx(6.0)
+  assert first["figures"]["p3_cache"]["met"] == "yes" and first["figures"]["p7_mfu_fp32"]["met"] == "no"
+  assert "p4_short_auto" not in first["figures"]  # not measured: not reported
+  m["keras_raw"] = [{"examples_per_sec": v} for v in (5.0, 5.0, 5.0)]
+  second = quick.summarize({}, m, previous=first)
+  assert second["figures"]["p1_fp32"]["verdict"] == "higher"
+  assert second["agreement_with_previous"] == {"p1_fp32": False, "p3_cache": True, "p7_mfu_fp32": True}

@@ -153,7 +153,8 @@ def frozen_head_cached(tmp: pathlib.Path, data: pathlib.Path, name: str):
 def summarize(results: dict, measurements: dict, figures=FIGURES, previous: dict = None) -> dict:
   """Adds each contender's spread and each figure's (a paired ratio's, or a spread's) median, min-max, verdict
   and goal, and, given `previous` results, whether each figure's range overlaps the previous one's."""
-  values = {k: [v["examples_per_sec"] if isinstance(v, dict) else v for v in vs] for k, vs in measurements.items()}
+  values = {k: [v["examples_per_sec"] if isinstance(v, dict) else v for v in vs] for k, vs in measurements.items()
+            if isinstance(vs, list)}  # repeated measurements only
   results["spreads"] = {k: stats.spread(v) for k, v in values.items()}
   results["figures"] = {}
   for key, what, num, den, goal, ceiling in figures:
@@ -204,9 +205,9 @@ def main():
   parser.add_argument("--dynamic_warmup_steps", type=int, default=12,
                       help="warm-up steps of the dynamic-padding runs (a graph per batch length until Keras relaxes "
                            "the shape)")
-  parser.add_argument("--groups", default="finetune,short,serving",
-                      help="what to measure: finetune (tfft, raw Keras, the cached head phase), short, serving "
-                           "(needs finetune: it reads the last cached run's export)")
+  parser.add_argument("--groups", default="finetune,cache,short,serving",
+                      help="what to measure: finetune (tfft and raw Keras), cache (the cached head phase; in turn "
+                           "with finetune), short, serving (needs cache: it reads the last cached run's export)")
   parser.add_argument("--with_spe4", action="store_true",
                       help="add tfft at --steps_per_execution=4 to the finetune contenders")
   parser.add_argument("--out", default=str(BENCH))
@@ -231,27 +232,27 @@ def main():
     results["matmul_peak_gflops"] = run.matmul_peak("float32")
     articles = [json.loads(line) for line in paths["full"].read_text().splitlines()]
     names = sorted({r["label"] for r in articles})
+    contenders, frozen = {}, itertools.count()
     if "finetune" in groups:
       finetune = TfftContender(tmp, [r["text"] for r in articles], [names.index(r["label"]) for r in articles],
                                train_n=train_size(n_full), val_n=32, num_classes=len(names))
       raw = KerasContender(paths["full"], ckpt)
-      frozen = itertools.count()
-      contenders = {
-          "tfft_finetune": lambda: finetune.fit(min_seconds=args.min_seconds),
-          "keras_raw": lambda: raw.fit(min_seconds=args.min_seconds),
-          "frozen_head_cached": lambda: frozen_head_cached(tmp, paths["full"], f"frozen_{next(frozen)}"),
-      }
+      contenders["tfft_finetune"] = lambda: finetune.fit(min_seconds=args.min_seconds)
+      contenders["keras_raw"] = lambda: raw.fit(min_seconds=args.min_seconds)
       if args.with_spe4:
         contenders["tfft_spe4"] = lambda: finetune.fit(steps_per_execution=4, warmup_steps=4,
                                                        min_seconds=args.min_seconds)
-      m.update(stats.interleave(contenders, args.repeats))
+    if "cache" in groups:
+      contenders["frozen_head_cached"] = lambda: frozen_head_cached(tmp, paths["full"], f"frozen_{next(frozen)}")
+    m.update(stats.interleave(contenders, args.repeats))
+    if "finetune" in groups:
       flops = run.train_flops_per_example(ckpt, SEQ)
       results["train_flops_per_example"] = flops
       m["mfu_fp32"] = [v["examples_per_sec"] * flops / 1e9 / results["matmul_peak_gflops"]
                        for v in m["tfft_finetune"]]
     if "short" in groups:
       short_texts(args, paths, names, tmp, m)
-    if "serving" in groups and "finetune" in groups:
+    if "serving" in groups and "cache" in groups:
       texts = [r["text"] for r in articles]
       serving = run.serving_bench(tmp / "exports" / f"frozen_{args.repeats - 1}" / "1", texts,
                                   tmp / f"frozen_{args.repeats - 1}", repeats=args.repeats,

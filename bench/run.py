@@ -232,6 +232,9 @@ def main():
   out = pathlib.Path(args.out)
   if args.report_only:
     results = json.loads(pathlib.Path(args.report_only).read_text())
+    if "host" not in results or "repeats" not in results:
+      raise SystemExit(f"{args.report_only} holds single measurements without their spread, which this report "
+                       "does not present: run `make bench` for a new one")
     write_report(results, out)
     return
   if not args.skip_hf and not HF_PY.exists():

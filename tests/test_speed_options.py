@@ -225,3 +225,14 @@ def test_text_task_resolves_auto_padding_from_its_training_texts(tiny_bert_prese
 
   assert resolved(["cat dog"] * 8) == "dynamic"
   assert resolved([" ".join(["cat"] * 40)] * 8) == "fixed"
+
+
+def test_epoch_tensorboard_writes_the_epoch_summaries(tmp_path):
+  model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
+  model.compile("sgd", "mse")
+  board = callbacks.EpochTensorBoard(str(tmp_path))
+  model.fit(np.ones((10, 4)), np.ones((10, 2)), batch_size=5, epochs=2, verbose=0, callbacks=[board])
+  assert board._global_train_batch == 4  # pylint: disable=protected-access
+  tags = {v.tag for path in (tmp_path / "train").glob("events.out.tfevents.*")
+          for e in tf.compat.v1.train.summary_iterator(str(path)) for v in e.summary.value}
+  assert {"epoch_loss", "epoch_learning_rate"} <= tags and not any(t.startswith("batch_") for t in tags), tags

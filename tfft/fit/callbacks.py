@@ -66,6 +66,27 @@ class Throughput(keras.callbacks.Callback):
         logs["examples_per_sec"] = examples / seconds if seconds > 0 else 0.0
 
 
+class EpochTensorBoard(keras.callbacks.TensorBoard):
+  """Keras' TensorBoard callback at update_freq="epoch" without profiling, minus its per-batch work.
+
+  Keras' on_train_batch_end writes a `batch_<name>` scalar for every log at every step, even at
+  update_freq="epoch", where no writer receives them: a few Python summary calls per step, milliseconds on a loaded
+  CPU, which is as long as a step of a small head on cached features. The epoch summaries and the graph are the
+  same; use keras.callbacks.TensorBoard itself to profile (tfft does, for --profile_batches).
+  """
+
+  def __init__(self, log_dir: str):
+    super().__init__(log_dir=log_dir, profile_batch=0, update_freq="epoch")
+
+  def on_train_batch_begin(self, batch, logs=None):
+    self._global_train_batch += 1
+
+  def on_train_batch_end(self, batch, logs=None):
+    if self._should_write_train_graph:
+      self._write_keras_model_train_graph()
+      self._should_write_train_graph = False
+
+
 class LearningRateLogger(keras.callbacks.Callback):
   """Puts the optimizer's current learning rate into the epoch logs; listed before CSVLogger, which records it."""
 

@@ -57,7 +57,8 @@ def _callbacks(phase: Phase, *, run_dir: RunDir, monitor: str, patience: int, ex
       best,
       callbacks_lib.LearningRateLogger(),
       keras.callbacks.CSVLogger(str(run_dir.history(phase.name)), append=True),
-      keras.callbacks.TensorBoard(log_dir=str(run_dir.logs(phase.name)), profile_batch=profile_batches or 0),
+      (keras.callbacks.TensorBoard(log_dir=str(run_dir.logs(phase.name)), profile_batch=profile_batches)
+       if profile_batches else callbacks_lib.EpochTensorBoard(str(run_dir.logs(phase.name)))),
       *([stopper] if stopper else []),
       *extra,
       backup,  # last: it commits the epoch with the state the others reached

@@ -17,7 +17,7 @@ VADER_DIR := $(VENV)/share/tfft/vader
 BENCH_VENV ?= .venv-bench
 BENCH_STAMP := $(BENCH_VENV)/.installed
 
-.PHONY: install quickstart test bench bench-smollm2 demo-images clean
+.PHONY: install quickstart test bench bench-quick bench-smollm2 demo-images clean
 
 install: $(STAMP)
 
@@ -57,10 +57,16 @@ FASHION_MNIST := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
 $(FASHION_MNIST):
 	apt-get install -y dataset-fashion-mnist || sudo apt-get install -y dataset-fashion-mnist
 
-# Every contender in one run (about an hour on 2 cores); writes bench/results.md and bench/results.json.
+# Every contender in one run, each measured 3 times in turn (well over an hour on 2 cores); writes bench/results.md
+# and bench/results.json.
 bench: install $(BENCH_STAMP) $(FASHION_MNIST)
 	$(PY) bench/run.py
 	$(PY) bench/time_to_quality.py --hf_python=$(BENCH_VENV)/bin/python
+
+# The headline ratios (tfft vs raw Keras, feature cache, padding on short texts, serving) with the same repeats, in
+# about 15 minutes; writes bench/results_quick.md and says whether each ratio agrees with the previous run's.
+bench-quick: install
+	$(PY) bench/quick.py
 
 # SmolLM2-135M from its GGUF file against transformers loading the same file (token ids, logits, 32 greedy tokens),
 # then its forward tokens/s; bench/smollm2_parity.md has the numbers. The first run also converts the GGUF file into

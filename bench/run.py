@@ -2,19 +2,23 @@
 
 EfficientNet-Lite0's rows come from bench/lite0_speed.py (it needs Debian's dataset-fashion-mnist).
 
-Each figure is reported as a ratio against a baseline measured in the same run; absolute numbers go to the JSON
-for reference. Throughput is steady state: the last of two epochs (the first pays for tracing).
+Every contender runs --repeats times in turn (A B C A B C ...), the fine-tune and short-text contenders in this
+process (see bench/quick.py), oneDNN off/on, HF Trainer and the head-phase runs as their own processes. Throughput
+is optimizer steps x batch over --min_seconds of steady state after each fit's warm-up steps (bench/stats.py). Each
+figure is the median of the pairwise ratios with their min-max; "no clear difference" when the range holds 1.0.
+Absolute figures go to the JSON.
 
-Usage: python bench/run.py [--examples=320] [--skip_hf] [--report_only=bench/results.json]
+Usage: python bench/run.py [--repeats=3] [--min_seconds=30] [--skip_hf] [--skip_images]
+       [--report_only=bench/results.json]
 """
 
 import argparse
 import datetime
+import itertools
 import json
 import math
 import os
 import pathlib
-import platform
 import subprocess
 import sys
 import tempfile
@@ -94,11 +98,6 @@ def tfft_train(tmp: pathlib.Path, name: str, data: pathlib.Path, *extra, env=Non
   return state, rss
 
 
-def steady(state, phase="finetune"):
-  """Examples/s of the last epoch of a phase (tfft logs it per epoch, validation excluded)."""
-  return state["phases"][phase]["history"]["examples_per_sec"][-1]
-
-
 def matmul_peak(dtype: str) -> float:
   """GFLOP/s of a large matmul in TF on this machine, with tfft's kernel settings."""
   code = f"""
@@ -127,7 +126,9 @@ def train_flops_per_example(checkpoint: str, seq: int, classes: int = 5) -> floa
   return 3 * (layers * per_layer + 2 * h * classes)
 
 
-def serving_bench(export: pathlib.Path, texts, checkpoint_run: pathlib.Path):
+def serving_bench(export: pathlib.Path, texts, checkpoint_run: pathlib.Path, repeats: int = 3, seconds: float = 10):
+  """Batch-32 examples/s of the export's signature and of the same model in-process, measured in turn `repeats`
+  times for `seconds` each (lists, in order), and single-request latency percentiles."""
   code = r"""
 import json, sys, time, pathlib
 import tfft  # first: it sets TF's kernel options before TensorFlow loads, as in a tfft run
@@ -138,6 +139,7 @@ from tfft import rundir
 from tfft.data import windows
 from tfft.model import heads, text_backbones
 texts = json.loads(open(sys.argv[2]).read())
+repeats, seconds = int(sys.argv[4]), float(sys.argv[5])
 sig = tf.saved_model.load(sys.argv[1]).signatures["serving_default"]
 run = pathlib.Path(sys.argv[3])
 cfg = rundir.load_run(str(run)).config
@@ -145,18 +147,25 @@ spec = text_backbones.resolve(cfg.model.backbone)
 pooling = spec.default_pooling if cfg.model.pooling == "auto" else cfg.model.pooling
 labels = (run / "labels.txt").read_text().split()
 model = heads.build_text_classifier(text_backbones.load_backbone(spec), num_classes=len(labels), pooling=pooling)
-model.load_weights(str(run / "checkpoints" / "after_finetune.weights.h5"))
+weights = run / "checkpoints" / "after_finetune.weights.h5"
+model.load_weights(str(weights if weights.exists() else run / "checkpoints" / "after_head.weights.h5"))
 pre = text_backbones.load_preprocessor(spec, cfg.model.sequence_length)
 keras_fn = tf.function(lambda t: windows.windowed_logits(model, pre, t, 1, cfg.train.pad_to_multiple_of),
                        input_signature=[tf.TensorSpec([None], tf.string)])
 batch = tf.constant(texts[:32])
-def rate(fn, reps=5):
-  fn(batch); best = 0
-  for _ in range(reps):
-    t = time.perf_counter(); out = fn(batch); _ = [v.numpy() for v in (out.values() if isinstance(out, dict) else [out])]
-    best = max(best, 32 / (time.perf_counter() - t))
-  return best
-served, in_process = rate(lambda b: sig(text=b)), rate(keras_fn)
+def call(fn):
+  out = fn(batch)
+  return [v.numpy() for v in (out.values() if isinstance(out, dict) else [out])]
+def rate(fn):
+  calls, start = 0, time.perf_counter()
+  while time.perf_counter() - start < seconds:
+    call(fn); calls += 1
+  return 32 * calls / (time.perf_counter() - start)
+served_fn = lambda b: sig(text=b)
+call(served_fn), call(keras_fn)  # traced and warmed before any clock runs
+served, in_process = [], []
+for _ in range(repeats):
+  served.append(rate(served_fn)); in_process.append(rate(keras_fn))
 lat = []
 for i in range(60):
   one = tf.constant(texts[i % len(texts):i % len(texts) + 1])
@@ -167,163 +176,188 @@ print(json.dumps({"served_ex_per_s": served, "in_process_ex_per_s": in_process,
 """
   path = export.parent.parent / "serving_texts.json"
   path.write_text(json.dumps(texts))
-  return _last_json(_run([PY, "-c", code, export, path, checkpoint_run]))
+  return _last_json(_run([PY, "-c", code, export, path, checkpoint_run, repeats, seconds]))
+
+
+FIGURES = (  # as bench/quick.py's FIGURES: (key, what, numerator, denominator or None, goal or None, ceiling)
+    ("p1_fp32", "P1: tfft fine-tune step / raw Keras fit, fp32", "tfft_finetune", "keras_raw", 0.95, False),
+    ("p1_bf16", "P1: tfft / raw Keras, mixed_bfloat16", "tfft_bf16", "keras_raw_bf16", 0.95, False),
+    ("p2_fp32", "P2: tfft / HF Trainer, fp32", "tfft_finetune", "hf_fp32", 1.6, False),
+    ("p2_bf16", "P2: tfft / HF Trainer, bf16", "tfft_bf16", "hf_bf16", 1.1, False),
+    ("p3_cache", "P3: frozen head phase with the feature cache (cache pass included) / full fine-tune",
+     "frozen_head_cached", "tfft_finetune", 5.0, False),
+    ("p4_short_bucket", "P4: short texts, bucketed / fixed padding", "short_bucket", "short_fixed", 3.0, False),
+    ("p5_serving", "P5: serving signature / in-process Keras, batch 32", "serving_signature", "serving_in_process",
+     0.9, False),
+    ("p7_mfu_fp32", "P7: MFU fp32, tfft fine-tune step: model FLOP/s / matmul peak", "mfu_fp32", None, 0.6, False),
+    ("p7_mfu_bf16", "P7: MFU bf16", "mfu_bf16", None, 0.6, False),
+    ("p8_rss", "P8: peak RSS of a tfft.train full fine-tune, fp32, GB (a ceiling)", "peak_rss_gb", None, 4.0, True),
+    ("spe4", "--steps_per_execution=4 / 1", "tfft_spe4", "tfft_finetune", None, False),
+    ("jit", "--jit_compile / default", "tfft_jit", "tfft_finetune", None, False),
+    ("dynamic_long", "long texts: --padding=dynamic / auto (the default: fixed here)", "tfft_dynamic_long",
+     "tfft_finetune", None, False),
+    ("bf16_vs_fp32", "mixed_bfloat16 / float32, tfft", "tfft_bf16", "tfft_finetune", None, False),
+    ("onednn", "oneDNN on / off, raw Keras fp32 (whole processes)", "keras_raw_process_onednn_on",
+     "keras_raw_process_onednn_off", None, False),
+    ("frozen_uncached", "frozen head phase without the feature cache / full fine-tune", "frozen_head_uncached",
+     "tfft_finetune", None, False),
+    ("short_dynamic", "short texts: dynamic / fixed padding", "short_dynamic", "short_fixed", None, False),
+    ("short_auto", "short texts: --padding=auto (the default) / fixed", "short_auto", "short_fixed", None, False),
+)
+
+
+def _frozen_head(tmp, data, name, cached: bool):
+  state, _ = tfft_train(tmp, name, data, "--head_epochs=3", "--epochs=0", "--freeze=all",
+                        "--head_learning_rate=1e-3", "--cache_features" if cached else "--nocache_features")
+  head = state["phases"]["head"]
+  return {"examples_per_sec": head["epochs_run"] * state["split_sizes"]["train"] / head["seconds"],
+          "phase_seconds": round(head["seconds"], 2)}
 
 
 def main():
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument("--examples", type=int, default=320, help="BBC articles in the MiniLM runs (90% train)")
+  parser.add_argument("--examples", type=int, default=320, help="BBC articles in the MiniLM runs")
+  parser.add_argument("--headlines", type=int, default=1984, help="headlines per epoch of the short-text runs")
+  parser.add_argument("--repeats", type=int, default=3)
+  parser.add_argument("--min_seconds", type=float, default=30.0, help="steady-state seconds per training measurement")
   parser.add_argument("--skip_hf", action="store_true", help="leave out the HF Trainer contender")
+  parser.add_argument("--skip_images", action="store_true", help="leave out the image pipeline and Lite0 rows")
   parser.add_argument("--out", default=str(BENCH))
   parser.add_argument("--report_only", default="",
                       help="rewrite the table from this results.json's measurements, measuring nothing")
   args = parser.parse_args()
+  sys.path.insert(0, str(BENCH))
+  import quick  # pylint: disable=g-import-not-at-top
+  import stats  # pylint: disable=g-import-not-at-top
+  out = pathlib.Path(args.out)
   if args.report_only:
-    write_report(json.loads(pathlib.Path(args.report_only).read_text()), minilm_dir(), pathlib.Path(args.out))
+    results = json.loads(pathlib.Path(args.report_only).read_text())
+    if "host" not in results or "repeats" not in results:
+      raise SystemExit(f"{args.report_only} holds single measurements without their spread, which this report "
+                       "does not present: run `make bench` for a new one")
+    write_report(results, out)
     return
-
-  results = {"date": datetime.datetime.now().isoformat(timespec="seconds"), "machine": platform.processor() or
-             platform.machine(), "cores": os.cpu_count(), "seq": SEQ, "batch": BATCH, "measurements": {}}
-  m = results["measurements"]
-
-  def note(key, value):
-    m[key] = value
-    print(f"[bench] {key}: {json.dumps(value)}", flush=True)
-
+  if not args.skip_hf and not HF_PY.exists():
+    raise SystemExit(f"{HF_PY} is missing: run `make bench` (it builds .venv-bench), or pass --skip_hf")
+  started = time.perf_counter()
+  results = {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+             "command": " ".join(["python bench/run.py", *sys.argv[1:]]), "host": quick.host(), "seq": SEQ,
+             "batch": BATCH, "repeats": args.repeats, "min_seconds": args.min_seconds,
+             "load_before": os.getloadavg()}
+  import tfft  # noqa: F401  pylint: disable=unused-import  (first: it sets TF's kernel options, as in a tfft run)
+  del tfft
+  m = {}
+  seconds = args.min_seconds
   with tempfile.TemporaryDirectory(prefix="tfft-bench-") as tmp:
     tmp = pathlib.Path(tmp)
-    paths, n_full, n_head = write_data(tmp, args.examples)
+    paths, n_full, _ = write_data(tmp, args.examples)
     ckpt = minilm_dir()
-    full_ft = ["--head_epochs=0", "--epochs=2", "--freeze=none", "--nocache_features", "--learning_rate=5e-5"]
+    peaks = {"float32": matmul_peak("float32"), "bfloat16": matmul_peak("bfloat16")}
+    results["matmul_peak_gflops"] = peaks
+    articles = [json.loads(line) for line in paths["full"].read_text().splitlines()]
+    names = sorted({r["label"] for r in articles})
+    texts, labels = [r["text"] for r in articles], [names.index(r["label"]) for r in articles]
+    sizes = {"train_n": quick.train_size(n_full), "val_n": 32, "num_classes": len(names)}
 
-    # 7. The machine's own matmul peak, for MFU.
-    note("matmul_peak_gflops", {"float32": matmul_peak("float32"), "bfloat16": matmul_peak("bfloat16")})
-
-    # 1. Training throughput: (a) tfft.train end to end, (b) raw Keras fit, (c) HF Trainer; fp32 and bf16.
-    for precision in ("float32", "mixed_bfloat16"):
-      state, rss = tfft_train(tmp, f"a_{precision}", paths["full"], *full_ft, f"--mixed_precision={precision}")
-      note(f"a_tfft_{precision}", {"examples_per_sec": steady(state), "peak_rss_mb": rss})
-      raw = _last_json(_run([PY, BENCH / "keras_raw.py", paths["full"], ckpt, f"--precision={precision}",
-                             f"--seq={SEQ}", f"--batch_size={BATCH}"], env={"TF_ENABLE_ONEDNN_OPTS": "1"}))
-      note(f"b_keras_{precision}", raw)
-    raw = _last_json(_run([PY, BENCH / "keras_raw.py", paths["full"], ckpt, f"--seq={SEQ}"],
-                          env={"TF_ENABLE_ONEDNN_OPTS": "0"}))
-    note("b_keras_float32_onednn_off", raw)
-    # --padding=dynamic on long texts: what --padding=auto (the default) avoids there.
-    for flag in ("--jit_compile", "--steps_per_execution=4", "--padding=dynamic"):
-      state, _ = tfft_train(tmp, "a_" + flag.strip("-").split("=")[0], paths["full"], *full_ft, flag)
-      note(f"a_tfft_float32{flag}", {"examples_per_sec": steady(state)})
+    # 1. The fine-tune step: tfft and its flags, raw Keras (in this process), HF Trainer and the frozen head
+    #    phase (processes), all in turn.
+    finetune = quick.TfftContender(tmp, texts, labels, **sizes)
+    raw = quick.KerasContender(paths["full"], ckpt)
+    frozen = itertools.count()
+    contenders = {
+        "tfft_finetune": lambda: finetune.fit(min_seconds=seconds),
+        "keras_raw": lambda: raw.fit(min_seconds=seconds),
+        "tfft_spe4": lambda: finetune.fit(steps_per_execution=4, warmup_steps=4, min_seconds=seconds),
+        "tfft_jit": lambda: finetune.fit(jit_compile=True, min_seconds=seconds),
+        "tfft_dynamic_long": lambda: finetune.fit(padding="dynamic", warmup_steps=12, min_seconds=seconds),
+        "frozen_head_cached": lambda: _frozen_head(tmp, paths["full"], f"frozen_{next(frozen)}", True),
+        "frozen_head_uncached": lambda: _frozen_head(tmp, paths["full"], f"uncached_{next(frozen)}", False),
+    }
     if not args.skip_hf:
-      if not HF_PY.exists():
-        raise SystemExit(f"{HF_PY} is missing: run `make bench` (it builds .venv-bench), or pass --skip_hf")
-      for bf16 in (False, True):
-        out = _run([HF_PY, BENCH / "hf_trainer.py", paths["full"], ckpt, f"--seq={SEQ}", f"--batch_size={BATCH}"]
-                   + (["--bf16"] if bf16 else []))
-        note(f"c_hf_{'bf16' if bf16 else 'float32'}", _last_json(out))
+      hf = lambda bf16: _last_json(_run([HF_PY, BENCH / "hf_trainer.py", paths["full"], ckpt, f"--seq={SEQ}",
+                                         f"--batch_size={BATCH}", f"--min_seconds={seconds}"]
+                                        + (["--bf16"] if bf16 else [])))
+      contenders.update(hf_fp32=lambda: hf(False), hf_bf16=lambda: hf(True))
+    m.update(stats.interleave(contenders, args.repeats))
 
-    # 2. Frozen backbone: the head phase with and without the feature cache (cache pass included).
-    for cached in (True, False):
-      state, _ = tfft_train(tmp, f"frozen_{cached}", paths["full"], "--head_epochs=3", "--epochs=0",
-                            "--freeze=all", "--head_learning_rate=1e-3",
-                            "--cache_features" if cached else "--nocache_features")
-      head = state["phases"]["head"]
-      examples = head["epochs_run"] * state["split_sizes"]["train"]
-      note(f"frozen_head_cached_{cached}", {"phase_seconds": head["seconds"], "epochs": head["epochs_run"],
-                                            "examples_per_sec": examples / head["seconds"]})
+    # 2. mixed_bfloat16, tfft and raw Keras.
+    finetune16 = quick.TfftContender(tmp, texts, labels, precision="mixed_bfloat16", **sizes)
+    raw16 = quick.KerasContender(paths["full"], ckpt, precision="mixed_bfloat16")
+    m.update(stats.interleave({"tfft_bf16": lambda: finetune16.fit(min_seconds=seconds),
+                               "keras_raw_bf16": lambda: raw16.fit(min_seconds=seconds)}, args.repeats))
 
-    # 3. Short texts: headlines, fixed padding vs dynamic vs bucketed, and what the default (auto) picks.
-    for padding in ("fixed", "dynamic", "bucket", "auto"):
-      state, _ = tfft_train(tmp, f"short_{padding}", paths["headlines"], *full_ft, f"--padding={padding}")
-      note(f"short_{padding}", {"examples_per_sec": steady(state)})
+    # 3. oneDNN on and off (read when TensorFlow starts: whole processes of bench/keras_raw.py).
+    keras_raw = lambda onednn: _last_json(_run([PY, BENCH / "keras_raw.py", paths["full"], ckpt, f"--seq={SEQ}",
+                                                f"--batch_size={BATCH}", f"--min_seconds={seconds}"],
+                                               env={"TF_ENABLE_ONEDNN_OPTS": onednn}))
+    m.update(stats.interleave({"keras_raw_process_onednn_on": lambda: keras_raw("1"),
+                               "keras_raw_process_onednn_off": lambda: keras_raw("0")}, args.repeats))
 
-    # 5. Image input pipeline (read, decode, resize, augment) against the train step of a small backbone.
-    note("image_pipeline", _last_json(_run([PY, BENCH / "image_pipeline.py"])))
+    # 4. Short texts: headlines with fixed, dynamic, bucketed and auto padding.
+    heads_ = [json.loads(line) for line in paths["headlines"].read_text().splitlines()][:args.headlines + 32]
+    short = quick.TfftContender(tmp, [h["text"] for h in heads_], [names.index(h["label"]) for h in heads_],
+                                train_n=args.headlines, val_n=32, num_classes=len(names))
+    m.update(stats.interleave({
+        "short_fixed": lambda: short.fit(padding="fixed", min_seconds=seconds),
+        "short_dynamic": lambda: short.fit(padding="dynamic", warmup_steps=12, min_seconds=seconds),
+        "short_bucket": lambda: short.fit(padding="bucket", warmup_steps=12, min_seconds=seconds),
+        "short_auto": lambda: short.fit(padding="auto", warmup_steps=12, min_seconds=seconds),
+    }, args.repeats))
 
-    # 6. EfficientNet-Lite0 at the image transfer demo's size: train step, input pipeline, feature cache; 3 times.
-    note("lite0", _last_json(_run([PY, BENCH / "lite0_speed.py", "--repeats=3"])))
+    # 5. Peak RSS of a whole tfft.train full fine-tune (one epoch), fp32.
+    _, rss = tfft_train(tmp, "rss", paths["full"], "--head_epochs=0", "--epochs=1", "--freeze=none",
+                        "--nocache_features", "--learning_rate=5e-5")
+    m["peak_rss_gb"] = [rss / 1024]
 
-    # 4. Serving: the export of run (a) fp32 against the same model in-process.
-    export = tmp / "exports" / "a_float32" / "1"
-    texts = [json.loads(line)["text"] for line in paths["full"].read_text().splitlines()]
-    note("serving", serving_bench(export, texts, tmp / "a_float32"))
-  write_report(results, ckpt, pathlib.Path(args.out))
+    # 6. Serving: the export of the last cached head-phase run against the same model in-process.
+    last = f"frozen_{next(frozen) - 2}"
+    serving = serving_bench(tmp / "exports" / last / "1", texts, tmp / last, repeats=args.repeats, seconds=10)
+    m["serving_signature"] = serving["served_ex_per_s"]
+    m["serving_in_process"] = serving["in_process_ex_per_s"]
+    results["serving_latency_ms"] = {"p50": serving["p50_ms"], "p95": serving["p95_ms"]}
+
+    flops = train_flops_per_example(ckpt, SEQ)
+    results["train_flops_per_example"] = flops
+    m["mfu_fp32"] = [v["examples_per_sec"] * flops / 1e9 / peaks["float32"] for v in m["tfft_finetune"]]
+    m["mfu_bf16"] = [v["examples_per_sec"] * flops / 1e9 / peaks["bfloat16"] for v in m["tfft_bf16"]]
+
+    if not args.skip_images:
+      # 7. Image input pipeline (read, decode, resize, augment) against the train step of a small backbone.
+      results["image_pipeline"] = _last_json(_run([PY, BENCH / "image_pipeline.py"]))
+      # 8. EfficientNet-Lite0 at the image transfer demo's size: train step, input pipeline, feature cache; 3 times.
+      results["lite0"] = _last_json(_run([PY, BENCH / "lite0_speed.py", f"--repeats={args.repeats}"]))
+  results["measurements"] = m
+  results["load_after"] = os.getloadavg()
+  results["minutes"] = (time.perf_counter() - started) / 60
+  write_report(results, out)
 
 
-def write_report(results, ckpt: str, out: pathlib.Path):
-  """Adds the targets and ratios to `results` and writes results.json and results.md into `out`."""
-  m = results["measurements"]
-
-  def ratio(a, b):
-    return a / b if b else float("nan")
-
-  flops = train_flops_per_example(ckpt, SEQ)
-  a32, abf = m["a_tfft_float32"]["examples_per_sec"], m["a_tfft_mixed_bfloat16"]["examples_per_sec"]
-  targets = [
-      ("P1", "(a) tfft.train / (b) raw Keras fit, fp32", ratio(a32, m["b_keras_float32"]["examples_per_sec"]), 0.95),
-      ("P1", "(a) / (b), mixed_bfloat16", ratio(abf, m["b_keras_mixed_bfloat16"]["examples_per_sec"]), 0.95),
-  ]
-  if "c_hf_float32" in m:
-    targets += [("P2", "(a) / (c) HF Trainer, fp32", ratio(a32, m["c_hf_float32"]["examples_per_sec"]), 1.6),
-                ("P2", "(a) / (c), bf16", ratio(abf, m["c_hf_bf16"]["examples_per_sec"]), 1.1)]
-  targets += [
-      ("P3", "frozen head phase, cached / full fine-tune (a)",
-       ratio(m["frozen_head_cached_True"]["examples_per_sec"], a32), 5.0),
-      ("P4", "short texts: bucketed / fixed padding",
-       ratio(m["short_bucket"]["examples_per_sec"], m["short_fixed"]["examples_per_sec"]), 3.0),
-      ("P5", "serving signature / in-process Keras, batch 32",
-       ratio(m["serving"]["served_ex_per_s"], m["serving"]["in_process_ex_per_s"]), 0.9),
-      ("P6", "image pipeline, first epoch (every file decoded) / train step of mobilenetv3small at 128x128",
-       ratio(m["image_pipeline"]["pipeline_ex_per_s"], m["image_pipeline"]["train_step_ex_per_s"]), 3.0),
-      ("P7", "MFU fp32: (a) model FLOP/s / matmul peak", a32 * flops / 1e9 / m["matmul_peak_gflops"]["float32"], 0.6),
-      ("P7", "MFU bf16", abf * flops / 1e9 / m["matmul_peak_gflops"]["bfloat16"], 0.6),
-      ("P8", "peak RSS of run (a) fp32, GB (target is a ceiling)", m["a_tfft_float32"]["peak_rss_mb"] / 1024, 4.0),
-  ]
-  results["train_flops_per_example"] = flops
-  results["targets"] = [{"id": i, "what": w, "value": v, "target": t,
-                         "met": (v <= t) if i == "P8" else (v >= t)} for i, w, v, t in targets]
-  results["ratios"] = {
-      "oneDNN on / off, raw Keras fp32": ratio(m["b_keras_float32"]["examples_per_sec"],
-                                               m["b_keras_float32_onednn_off"]["examples_per_sec"]),
-      "--jit_compile / default": ratio(m["a_tfft_float32--jit_compile"]["examples_per_sec"], a32),
-      "--steps_per_execution=4 / default": ratio(m["a_tfft_float32--steps_per_execution=4"]["examples_per_sec"], a32),
-      "mixed_bfloat16 / float32, tfft": ratio(abf, a32),
-      "short texts: dynamic / fixed padding": ratio(m["short_dynamic"]["examples_per_sec"],
-                                                    m["short_fixed"]["examples_per_sec"]),
-      "frozen head phase, uncached / full fine-tune": ratio(m["frozen_head_cached_False"]["examples_per_sec"], a32),
-      "image pipeline, read + decode + resize only / train step":
-          ratio(m["image_pipeline"]["decode_resize_only_ex_per_s"], m["image_pipeline"]["train_step_ex_per_s"]),
-      "image pipeline, later epochs (decoded images cached) / train step":
-          ratio(m["image_pipeline"]["cached_augmented_ex_per_s"], m["image_pipeline"]["train_step_ex_per_s"]),
-  }
-  if "short_auto" in m:  # absent from results saved before these were measured
-    results["ratios"]["short texts: --padding=auto (the default) / fixed"] = ratio(
-        m["short_auto"]["examples_per_sec"], m["short_fixed"]["examples_per_sec"])
-    results["ratios"]["long texts: --padding=dynamic / auto (the default), fp32"] = ratio(
-        m["a_tfft_float32--padding=dynamic"]["examples_per_sec"], a32)
-  if "augment_one_warp_ex_per_s" in m["image_pipeline"]:  # absent from results saved before it was measured
-    results["ratios"]["augmentation: one warp / Keras layer chain"] = ratio(
-        m["image_pipeline"]["augment_one_warp_ex_per_s"], m["image_pipeline"]["augment_keras_chain_ex_per_s"])
-  if "lite0" in m:  # absent from results saved before it was measured
-    lite0 = m["lite0"]
-    results["ratios"]["Lite0 head phase: feature cache on / off (cache pass included)"] = ratio(
-        lite0["head_cached_images_per_sec"]["median"], lite0["head_uncached_images_per_sec"]["median"])
-    results["ratios"]["Lite0 input pipeline (PNG files) / train step (top 4 blocks)"] = ratio(
-        lite0["pipeline_png_images_per_sec"]["median"], lite0["finetune_top4_images_per_sec"]["median"])
+def write_report(results, out: pathlib.Path):
+  """Adds the spreads, figures and verdicts to `results` and writes results.json and results.md into `out`."""
+  import quick  # pylint: disable=g-import-not-at-top
+  quick.summarize(results, results["measurements"], FIGURES)
   (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
   (out / "results.md").write_text(to_markdown(results))
   print((out / "results.md").read_text())
 
 
 def to_markdown(r) -> str:
-  lines = [f"# tfft benchmark ({r['date']}, {r['cores']} cores, seq {r['seq']}, batch {r['batch']})", "",
-           "Ratios are against baselines measured in the same run; absolute figures are in results.json.", "",
-           "| target | measured | goal | met |", "|---|---|---|---|"]
-  for t in r["targets"]:
-    goal = f"<= {t['target']:g}" if t["id"] == "P8" else f">= {t['target']:g}"
-    lines.append(f"| {t['id']}: {t['what']} | {t['value']:.2f} | {goal} | {'yes' if t['met'] else 'NO'} |")
-  lines += ["", "| other ratio | measured |", "|---|---|"]
-  lines += [f"| {k} | {v:.2f} |" for k, v in r["ratios"].items()]
-  lite0 = r["measurements"].get("lite0")
+  import quick  # pylint: disable=g-import-not-at-top
+  lines = quick.to_markdown(r, title="tfft benchmark").rstrip("\n").split("\n")
+  image = r.get("image_pipeline")
+  if image:
+    lines += ["", "Image input pipeline (bench/image_pipeline.py, one run), images/s ratios:", "",
+              "| ratio | measured |", "|---|---|"]
+    train = image["train_step_ex_per_s"]
+    for key, what in (("pipeline_ex_per_s", "P6: first epoch (every file decoded) / train step of "
+                       "mobilenetv3small at 128x128 (goal >= 3)"),
+                      ("decode_resize_only_ex_per_s", "read + decode + resize only / train step"),
+                      ("cached_augmented_ex_per_s", "later epochs (decoded images cached) / train step")):
+      lines.append(f"| {what} | {image[key] / train:.2f} |")
+    if "augment_one_warp_ex_per_s" in image:
+      lines.append(f"| augmentation: one warp / Keras layer chain | "
+                   f"{image['augment_one_warp_ex_per_s'] / image['augment_keras_chain_ex_per_s']:.2f} |")
+  lite0 = r.get("lite0")
   if lite0:
     lines += ["", f"EfficientNet-Lite0 (ImageNet weights) at {lite0['image_size']}x{lite0['image_size']}, "
               "Fashion-MNIST, batch 32, images/s over 3 repeats:", "",

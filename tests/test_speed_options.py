@@ -9,7 +9,8 @@ import tensorflow as tf
 
 from conftest import make_texts
 from tfft.data import windows
-from tfft.fit import callbacks, recipe
+from tfft.data import batching
+from tfft.fit import callbacks, phases, recipe
 from tfft.model import heads
 from tfft.model import text_backbones
 from tfft.data import text_batches
@@ -136,8 +137,31 @@ def test_throughput_is_logged_per_epoch():
   history = model.fit(np.ones((10, 4)), np.ones((10, 2)), batch_size=5, epochs=2, verbose=0,
                       callbacks=[callbacks.Throughput(10)])
   assert len(history.history["examples_per_sec"]) == 2
+  assert history.history["steps"] == [2, 2]
   assert all(v > 0 for v in history.history["examples_per_sec"])
   assert all(s > 0 for s in history.history["train_seconds"])
+
+
+def test_steps_per_execution_divides_each_epoch_of_a_stream():
+  assert [phases.steps_per_execution(4, n) for n in (9, 8, 7, 2)] == [3, 4, 1, 2]
+  assert phases.steps_per_execution(4, 0) == 4  # a finite dataset: Keras ends each epoch's last execution early
+  assert phases.steps_per_execution(1, 9) == 1
+
+
+@pytest.mark.parametrize("stream", [True, False])
+def test_throughput_counts_the_optimizer_steps_under_steps_per_execution(stream):
+  """9 batches of 8 per epoch at 4 steps per execution: every epoch runs its 9 steps, and the log says so."""
+  x, y = np.random.rand(72, 4).astype("float32"), np.random.rand(72, 2).astype("float32")
+  one_epoch = lambda s: tf.data.Dataset.from_tensor_slices((x, y)).shuffle(72, seed=s).batch(8)
+  data = batching.per_epoch(one_epoch, seed=0, epochs=(0, 3)) if stream else one_epoch(0)
+  model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
+  model.compile("sgd", "mse", steps_per_execution=phases.steps_per_execution(4, 9 if stream else 0))
+  history = model.fit(data, epochs=3, steps_per_epoch=9 if stream else None, verbose=0,
+                      callbacks=[callbacks.Throughput(72, 9)])
+  assert history.history["steps"] == [9, 9, 9]
+  assert int(model.optimizer.iterations.numpy()) == 27
+  for rate, seconds in zip(history.history["examples_per_sec"], history.history["train_seconds"]):
+    assert rate * seconds == pytest.approx(72)
 
 
 def test_profile_batches_trace_each_phase_and_the_summary_reads_the_trace(tiny_run):
@@ -202,3 +226,14 @@ def test_text_task_resolves_auto_padding_from_its_training_texts(tiny_bert_prese
 
   assert resolved(["cat dog"] * 8) == "dynamic"
   assert resolved([" ".join(["cat"] * 40)] * 8) == "fixed"
+
+
+def test_epoch_tensorboard_writes_the_epoch_summaries(tmp_path):
+  model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
+  model.compile("sgd", "mse")
+  board = callbacks.EpochTensorBoard(str(tmp_path))
+  model.fit(np.ones((10, 4)), np.ones((10, 2)), batch_size=5, epochs=2, verbose=0, callbacks=[board])
+  assert board._global_train_batch == 4  # pylint: disable=protected-access
+  tags = {v.tag for path in (tmp_path / "train").glob("events.out.tfevents.*")
+          for e in tf.compat.v1.train.summary_iterator(str(path)) for v in e.summary.value}
+  assert {"epoch_loss", "epoch_learning_rate"} <= tags and not any(t.startswith("batch_") for t in tags), tags

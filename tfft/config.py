@@ -304,7 +304,8 @@ class TrainConfig:
       "on CPUs with native bf16 (AVX512_BF16/AMX) or TPUs; float16 on GPUs.",
       choices=PRECISIONS)
   jit_compile: bool = option(False, "Compile the train step with XLA.")
-  steps_per_execution: int = option(1, "Batches per call into the compiled train step (fewer Python round trips).")
+  steps_per_execution: int = option(1, "Batches per call into the compiled train step (fewer Python round trips); "
+                                    "lowered to the largest divisor of an epoch's batches.")
   padding: str = option(
       "auto", "fixed: every batch is --sequence_length tokens. dynamic: each batch is cut to its longest text, "
       "rounded up to --pad_to_multiple_of (same results, less compute on short texts). bucket: also groups texts of "

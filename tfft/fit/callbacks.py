@@ -24,15 +24,31 @@ CHECKPOINT_HINT = ("free disk space or choose another --model_dir. The previous 
 
 
 class Throughput(keras.callbacks.Callback):
-  """Adds `train_seconds` and `examples_per_sec` to each epoch's logs: the training steps only, validation
-  excluded, so CSVLogger and TensorBoard record the speed the benchmark reads."""
+  """Adds `steps`, `train_seconds` and `examples_per_sec` to each epoch's logs: the training steps only,
+  validation excluded, so CSVLogger and TensorBoard record the speed the benchmark reads.
 
-  def __init__(self, examples_per_epoch: int):
+  `steps` is what the optimizer ran in the epoch (its `iterations` at the epoch's end minus at its start), so the
+  figure stays true under steps_per_execution, where Keras calls back once per execution, not per step.
+  `examples_per_sec` is steps x the epoch's mean global batch (examples_per_epoch / steps_per_epoch) over the
+  seconds from the epoch's start to its last train step's end.
+
+  Args:
+    examples_per_epoch: training examples per epoch (0: log only the steps and seconds).
+    steps_per_epoch: batches per epoch; 0 reads it from fit's params, or counts one epoch's examples as one
+      epoch's steps when fit was given no length either.
+  """
+
+  def __init__(self, examples_per_epoch: int, steps_per_epoch: int = 0):
     super().__init__()
-    self._examples = examples_per_epoch
+    self._examples, self._steps_per_epoch = examples_per_epoch, steps_per_epoch
     self._start = self._end = None
+    self._first_iteration = 0
+
+  def _iterations(self) -> int:
+    return int(keras.ops.convert_to_numpy(self.model.optimizer.iterations))
 
   def on_epoch_begin(self, epoch, logs=None):
+    self._first_iteration = self._iterations()
     self._start, self._end = time.perf_counter(), None
 
   def on_train_batch_end(self, batch, logs=None):
@@ -41,9 +57,34 @@ class Throughput(keras.callbacks.Callback):
   def on_epoch_end(self, epoch, logs=None):
     if logs is not None and self._end is not None:
       seconds = self._end - self._start
+      steps = self._iterations() - self._first_iteration
+      logs["steps"] = steps
       logs["train_seconds"] = seconds
       if self._examples:
-        logs["examples_per_sec"] = self._examples / seconds if seconds > 0 else 0.0
+        per_epoch = self._steps_per_epoch or (self.params or {}).get("steps") or steps
+        examples = self._examples * steps / per_epoch if per_epoch else 0
+        logs["examples_per_sec"] = examples / seconds if seconds > 0 else 0.0
+
+
+class EpochTensorBoard(keras.callbacks.TensorBoard):
+  """Keras' TensorBoard callback at update_freq="epoch" without profiling, minus its per-batch work.
+
+  Keras' on_train_batch_end writes a `batch_<name>` scalar for every log at every step, even at
+  update_freq="epoch", where no writer receives them: a few Python summary calls per step, milliseconds on a loaded
+  CPU, which is as long as a step of a small head on cached features. The epoch summaries and the graph are the
+  same; use keras.callbacks.TensorBoard itself to profile (tfft does, for --profile_batches).
+  """
+
+  def __init__(self, log_dir: str):
+    super().__init__(log_dir=log_dir, profile_batch=0, update_freq="epoch")
+
+  def on_train_batch_begin(self, batch, logs=None):
+    self._global_train_batch += 1
+
+  def on_train_batch_end(self, batch, logs=None):
+    if self._should_write_train_graph:
+      self._write_keras_model_train_graph()
+      self._should_write_train_graph = False
 
 
 class LearningRateLogger(keras.callbacks.Callback):

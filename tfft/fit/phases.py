@@ -29,8 +29,22 @@ def build_optimizer(train: TrainConfig, learning_rate) -> keras.optimizers.Optim
 
 
 
+def steps_per_execution(requested: int, steps_per_epoch: int) -> int:
+  """The steps per execution to compile for `requested` when each epoch is `steps_per_epoch` batches of one
+  stream (0: the dataset ends at each epoch's end).
+
+  Keras runs whole executions of the stream: with steps_per_epoch given, an epoch of 9 batches at 4 per execution
+  runs 12 steps, taking 3 of the next epoch's batches (the last epoch then runs short). A finite dataset ends its
+  last execution early instead, so only the stream needs the largest divisor of steps_per_epoch not above
+  `requested`.
+  """
+  if steps_per_epoch <= 0 or requested <= 1:
+    return max(requested, 1)
+  return max(d for d in range(1, min(requested, steps_per_epoch) + 1) if steps_per_epoch % d == 0)
+
+
 def _callbacks(phase: Phase, *, run_dir: RunDir, monitor: str, patience: int, examples_per_epoch: int,
-               stop: callbacks_lib.StopRequest, profile_batches=()):
+               steps_per_epoch: int, stop: callbacks_lib.StopRequest, profile_batches=(), extra=()):
   mode = "min" if monitor.endswith("loss") else "max"
   backup_dir = run_dir.backup(phase.name)
   best = callbacks_lib.BestCheckpoint(run_dir.best(phase.name), monitor, mode)
@@ -38,13 +52,15 @@ def _callbacks(phase: Phase, *, run_dir: RunDir, monitor: str, patience: int, ex
   stopper = keras.callbacks.EarlyStopping(monitor=monitor, mode=mode, patience=patience) if patience else None
   backup = callbacks_lib.EpochBackup(backup_dir, phase.name, best=best, stopper=stopper, stop=stop)
   callbacks = [
-      callbacks_lib.Throughput(examples_per_epoch),  # first, so the loggers after it see its numbers
+      callbacks_lib.Throughput(examples_per_epoch, steps_per_epoch),  # first, so the loggers after it see its numbers
       callbacks_lib.StopOnNaN(phase, backup_dir),
       best,
       callbacks_lib.LearningRateLogger(),
       keras.callbacks.CSVLogger(str(run_dir.history(phase.name)), append=True),
-      keras.callbacks.TensorBoard(log_dir=str(run_dir.logs(phase.name)), profile_batch=profile_batches or 0),
+      (keras.callbacks.TensorBoard(log_dir=str(run_dir.logs(phase.name)), profile_batch=profile_batches)
+       if profile_batches else callbacks_lib.EpochTensorBoard(str(run_dir.logs(phase.name)))),
       *([stopper] if stopper else []),
+      *extra,
       backup,  # last: it commits the epoch with the state the others reached
   ]
   return callbacks, backup
@@ -53,7 +69,7 @@ def _callbacks(phase: Phase, *, run_dir: RunDir, monitor: str, patience: int, ex
 def run_phase(model: keras.Model, backbone, phase: Phase, *, train_ds, val_ds, steps_per_epoch: int,
               examples_per_epoch: int = 0, train: TrainConfig, run_dir: RunDir, strategy, blocks=None,
               fit_model: keras.Model = None, stop: Optional[callbacks_lib.StopRequest] = None,
-              target=None) -> PhaseResult:
+              target=None, extra_callbacks=()) -> PhaseResult:
   """Runs one phase: apply the freezing policy, compile under the strategy, fit, and keep the best weights.
 
   Args:
@@ -75,6 +91,7 @@ def run_phase(model: keras.Model, backbone, phase: Phase, *, train_ds, val_ds, s
     stop: the run's StopRequest (its signal handlers are the caller's to install); default a fresh one.
     target: the run's target (tfft.tasks.targets): its loss, compiled metrics and monitor; default
       classification.
+    extra_callbacks: more Keras callbacks for the fit (a benchmark's step clock), run before the epoch backup.
 
   Returns:
     The phase's parameter counts, epochs run, best monitored value and history (all epochs of the phase, also
@@ -100,16 +117,22 @@ def run_phase(model: keras.Model, backbone, phase: Phase, *, train_ds, val_ds, s
     from tfft.tasks.targets import ClassTarget  # pylint: disable=g-import-not-at-top
     target = ClassTarget()
   monitor = target.monitor(train.monitor)
+  per_execution = steps_per_execution(train.steps_per_execution, steps_per_epoch if callable(train_ds) else 0)
+  if per_execution != train.steps_per_execution:
+    logging.warning("phase %s: --steps_per_execution=%d does not divide its %d steps per epoch; running %d steps "
+                    "per execution, the largest that does, so that every epoch ends where its data does",
+                    phase.name, train.steps_per_execution, steps_per_epoch, per_execution)
   with strategy.scope():
     fit_model.compile(
         optimizer=build_optimizer(train, lr), loss=target.loss(train), metrics=target.keras_metrics(),
         weighted_metrics=getattr(target, "weighted_metrics", list)(),
-        jit_compile=train.jit_compile, steps_per_execution=train.steps_per_execution)
+        jit_compile=train.jit_compile, steps_per_execution=per_execution)
   run_dir.best(phase.name).parent.mkdir(parents=True, exist_ok=True)
   stop = stop or callbacks_lib.StopRequest()
   callbacks, backup = _callbacks(phase, run_dir=run_dir, monitor=monitor,
                                  patience=train.early_stopping_patience, examples_per_epoch=examples_per_epoch,
-                                 stop=stop, profile_batches=train.profile_batches)
+                                 steps_per_epoch=steps_per_epoch,
+                                 stop=stop, profile_batches=train.profile_batches, extra=extra_callbacks)
   with strategy.scope():
     first = backup.restore(fit_model)
   callbacks_lib.truncate_history(run_dir.history(phase.name), first)

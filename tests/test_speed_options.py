@@ -195,7 +195,8 @@ def test_text_task_resolves_auto_padding_from_its_training_texts(tiny_bert_prese
     task = tasks.TextClassifier(config)
     examples = text_data.Examples(texts, ["a"] * len(texts), [str(i) for i in range(len(texts))], "test")
     split = {"train": np.arange(len(texts)), "val": np.arange(0), "test": np.arange(0)}
-    prepared = task.prepare(examples, np.zeros(len(texts), dtype=int), split, ["a"])
+    from tfft.tasks import targets  # pylint: disable=g-import-not-at-top
+    prepared = task.prepare(examples, targets.Targets(("a",), np.zeros(len(texts), dtype=int), ()), split)
     assert task.config == config  # the task resolves the padding into what it prepares, not into its config
     return prepared.padding
 

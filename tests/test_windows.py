@@ -83,7 +83,8 @@ def test_train_windows_make_each_window_an_example_of_its_texts_split(tiny_bert_
   examples = text_data.Examples(texts, ["a", "b", "c", "a", "b"], [str(i) for i in range(5)], "test")
   labels = np.array([0, 1, 2, 0, 1])
   split = {"train": np.array([0, 3]), "val": np.array([4, 1]), "test": np.array([2])}
-  prepared = task.prepare(examples, labels, split, ["a", "b", "c"])
+  prepared = task.prepare(examples, task.encode(examples), split)
+  assert prepared.labels.tolist() == labels.tolist()
   unit_labels, unit_split = prepared.unit_labels, prepared.unit_split
   # Windows (6 tokens each, at most 2 per text): text 0 -> 2, 1 -> 1, 2 -> 1, 3 -> 1, 4 -> 2 (the third is cut).
   assert unit_split["train"].tolist() == [0, 1, 4] and unit_split["val"].tolist() == [2, 5, 6]

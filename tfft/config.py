@@ -11,7 +11,7 @@ POOLINGS = ("auto", "cls", "mean", "last")
 OPTIMIZERS = ("adamw", "adam", "sgd")
 LR_SCHEDULES = ("constant", "exponential", "cosine", "cosine_restarts", "linear")
 STRATEGIES = ("auto", "default", "one_device", "mirrored", "multi_worker_mirrored", "tpu")
-MONITORS = ("val_accuracy", "val_loss")
+MONITORS = ("auto", "val_accuracy", "val_loss")
 PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
 PADDINGS = ("auto", "fixed", "dynamic", "bucket")
 BASELINES = ("auto", "none")
@@ -21,6 +21,9 @@ TOP_K = (2, 3, 5)
 GATE_METRICS = (("accuracy",) + tuple(f"top_{k}_accuracy" for k in TOP_K)
                 + tuple(f"{a}_{m}" for a in ("micro", "macro", "weighted") for m in ("precision", "recall", "f1"))
                 + ("roc_auc", "pr_auc"))
+# Scalars a regression report holds that --min_metric can gate on (higher is better; R2 may be negative).
+REGRESSION_GATE_METRICS = ("r2", "pearson", "spearman")
+LOSSES = ("auto", "mse", "huber")
 BN_POLICIES = ("frozen", "train")
 ON_BAD_FILE = ("skip", "fail")
 DEDUPES = ("split", "drop", "off")
@@ -28,7 +31,8 @@ FLIPS = ("none", "horizontal", "vertical", "horizontal_and_vertical")
 BACKBONE_WEIGHTS_HELP = "imagenet, none, or a path to a .weights.h5 / .keras file"
 
 _DATASET_SCHEMES = ("textdir", "csv", "imagedir", "tfds")
-_BUILTIN_DATASETS = ("bbc_news", "rotten_tomatoes", "digits", "fashion_mnist")
+_BUILTIN_DATASETS = ("bbc_news", "rotten_tomatoes", "digits", "fashion_mnist", "bbc_pairs", "vader_tweets",
+                     "vader_amazon", "vader_nyt", "vader_movies")
 # Sources whose examples are images; csv: holds images when --image_column is set.
 _IMAGE_KINDS = ("imagedir", "tfds", "digits", "fashion_mnist")
 
@@ -36,9 +40,16 @@ _IMAGE_KINDS = ("imagedir", "tfds", "digits", "fashion_mnist")
 # Which runs an option applies to: a value other than its default on a run of the other modality is an error.
 ALL, TEXT, IMAGE = "all", "text", "image"
 
+# --task: what the model predicts -> the dataset modalities it applies to. The classes that implement each are
+# registered in tfft.tasks.TASKS; this table is here so that validation needs no TensorFlow.
+TASKS = {"classify": (TEXT, IMAGE), "pairs": (TEXT,), "regress": (TEXT, IMAGE)}
+# The built-in datasets made for one task (their labels are numbers, or their examples pairs of texts).
+DATASET_TASKS = {"bbc_pairs": "pairs", "vader_tweets": "regress", "vader_amazon": "regress", "vader_nyt": "regress",
+                 "vader_movies": "regress"}
+
 
 def option(default, help: str, *, choices: Sequence[str] = (), applies: str = ALL, resume: bool = False,  # pylint: disable=redefined-builtin
-           item=None, parse: Optional[Callable[[str], object]] = None):
+           item=None, parse: Optional[Callable[[str], object]] = None, tasks: Sequence[str] = ()):
   """Declares one option: a dataclass field whose metadata makes its flag, flagfile line and checks.
 
   Declaring the field is all a new option needs: tfft.flags defines the absl flag from it (type from the default,
@@ -53,10 +64,11 @@ def option(default, help: str, *, choices: Sequence[str] = (), applies: str = AL
     item: the type of a list option's items (default str).
     parse: for a structured value (--freeze, --min_metric): turns the flag's text into the value; str() gives
       the text back.
+    tasks: the --task values that read it (empty: every task); another value on another task is an error.
   """
   return dataclasses.field(default=default, metadata={
       "help": help, "choices": tuple(choices), "applies": applies, "resume": resume, "item": item or str,
-      "parse": parse})
+      "parse": parse, "tasks": tuple(tasks)})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -113,8 +125,9 @@ def parse_min_metric(values) -> Gates:
     name, sep, value = item.strip().partition(":")
     if not sep:
       raise UserError(f"--min_metric={item!r}: write NAME:VALUE, e.g. macro_f1:0.9")
-    if name not in GATE_METRICS:
-      raise UserError(f"--min_metric={item!r}: unknown metric {name!r}; use one of {', '.join(GATE_METRICS)}")
+    if name not in GATE_METRICS + REGRESSION_GATE_METRICS:
+      raise UserError(f"--min_metric={item!r}: unknown metric {name!r}; use one of "
+                      f"{', '.join(GATE_METRICS + REGRESSION_GATE_METRICS)}")
     try:
       threshold = float(value)
     except ValueError:
@@ -131,18 +144,28 @@ class DataConfig:
   dataset: str = option(
       "bbc_news", "Text: bbc_news or rotten_tomatoes (built in), textdir:PATH (one subfolder per class), csv:PATH "
       "(.csv, .tsv, .jsonl). Images: digits (built in), fashion_mnist (Debian's dataset-fashion-mnist), "
-      "imagedir:PATH (one subfolder per class), tfds:NAME, csv:PATH with --image_column.", resume=True)
-  text_column: str = option("text", "csv/tsv/jsonl: the column holding the text.", resume=True)
+      "imagedir:PATH (one subfolder per class), tfds:NAME, csv:PATH with --image_column. --task=pairs: bbc_pairs; "
+      "--task=regress: vader_tweets, vader_amazon, vader_nyt, vader_movies (built in).", resume=True)
+  task: str = option(
+      "classify", "What the model predicts: classify (one class per example), pairs (one class per pair of texts), "
+      "regress (a number per example). See docs/tasks.md.", choices=tuple(TASKS), resume=True)
+  text_column: str = option("text", "csv/tsv/jsonl: the column holding the text (--task=pairs: A,B, the two "
+                            "columns holding the texts of each pair).", resume=True)
+  pair_columns: Tuple[str, ...] = option(
+      (), "--task=pairs, csv/tsv/jsonl: the two columns holding the texts of each pair, A,B (or give them as "
+      "--text_column=A,B).", resume=True, tasks=("pairs",))
   label_column: str = option("label", "csv/tsv/jsonl: the column holding the label.", resume=True)
   val_fraction: float = option(0.1, "Fraction of each class held out for validation.", resume=True)
   test_fraction: float = option(0.2, "Fraction of each class held out for the test.", resume=True)
   examples_per_class: int = option(0, "Keep at most this many examples per class before splitting (0 keeps all).",
-                                   resume=True)
+                                   resume=True, tasks=("classify", "pairs"))
+  max_examples: int = option(0, "Keep only the first N examples, in the source's order, before splitting (0 keeps "
+                             "all): a quick run on a subset.", resume=True)
   train_examples_per_class: int = option(
       0, "Few-shot: after splitting, train on the first N training examples of each class; val and test keep "
-      "their full size (0 trains on the whole train split).", resume=True)
+      "their full size (0 trains on the whole train split).", resume=True, tasks=("classify", "pairs"))
   classes: Tuple[str, ...] = option((), "Keep only these classes, e.g. 0,1,2,3,4 (empty keeps every class).",
-                                    resume=True)
+                                    resume=True, tasks=("classify", "pairs"))
   dedupe: str = option(
       "split", "Texts that are equal, exactly or after collapsing whitespace and case: split keeps each group of "
       "them in one split (that of its first example), drop keeps only the first of each group, off splits them as "
@@ -242,9 +265,11 @@ class TrainConfig:
   lr_decay_rate: float = option(0.5, "exponential: LR factor per epoch.")
   lr_alpha: float = option(0.0, "cosine, cosine_restarts, linear: final LR as a fraction of peak.")
   lr_restart_epochs: int = option(1, "cosine_restarts: epochs in the first cycle.")
-  label_smoothing: float = option(0.0, "Label smoothing for the cross-entropy.")
-  monitor: str = option("val_accuracy", "Validation metric for the best checkpoint and early stopping.",
-                        choices=MONITORS)
+  label_smoothing: float = option(0.0, "Label smoothing for the cross-entropy.", tasks=("classify", "pairs"))
+  loss: str = option("auto", "--task=regress: mse or huber (delta 1, on the standardised target); auto is mse.",
+                     choices=LOSSES, tasks=("regress",))
+  monitor: str = option("auto", "Validation metric for the best checkpoint and early stopping; auto: "
+                        "val_accuracy for classification, val_loss for regression.", choices=MONITORS)
   early_stopping_patience: int = option(2, "Epochs without improvement before a phase stops; 0 turns it off.")
   strategy: str = option("auto", "tf.distribute strategy; auto picks mirrored with >1 GPU, else default.",
                          choices=STRATEGIES)
@@ -417,6 +442,13 @@ def split_dataset_spec(dataset: str) -> Tuple[str, Optional[str]]:
       f"--dataset={dataset!r} is not a dataset: use one of {', '.join(_BUILTIN_DATASETS)}, "
       "textdir:PATH (one subfolder per class), imagedir:PATH (one subfolder of images per class), tfds:NAME "
       "or csv:PATH (.csv, .tsv or .jsonl)")
+
+
+def pair_columns(data: DataConfig) -> Tuple[str, ...]:
+  """--task=pairs: the two columns holding a pair's texts, from --pair_columns or --text_column=A,B."""
+  if data.pair_columns:
+    return tuple(data.pair_columns)
+  return tuple(c.strip() for c in data.text_column.split(",")) if "," in data.text_column else ()
 
 
 def modality(data: DataConfig) -> str:

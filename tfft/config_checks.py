@@ -8,8 +8,8 @@ import math
 import re
 from typing import Tuple
 
-from tfft.config import (ALL, BACKBONE_WEIGHTS_HELP, IMAGE, TEXT, Config, modality, options,
-                         split_dataset_spec)
+from tfft.config import (ALL, BACKBONE_WEIGHTS_HELP, DATASET_TASKS, IMAGE, TASKS, TEXT, Config, modality,
+                         options, pair_columns, split_dataset_spec)
 from tfft.errors import UserError
 from tfft.model import decoder_backbones, keras_file
 
@@ -24,6 +24,47 @@ def check_min_metric(gates: Tuple[Tuple[str, float], ...], num_classes: int):
     if name in ("roc_auc", "pr_auc") and num_classes != 2:
       raise UserError(f"--min_metric={name}:{threshold:g}: {name} is reported for binary tasks only and this dataset "
                       f"has {num_classes} classes; gate on macro_f1 or another metric")
+
+
+def _check_task(config: Config, kind: str):
+  """--task against the dataset, the options only some tasks read, and the monitor its target reports."""
+  from tfft.tasks import targets  # pylint: disable=g-import-not-at-top  (numpy only)
+  d, m, t = config.data, config.model, config.train
+  if kind not in TASKS[d.task]:
+    _fail("task", d.task, f"applies to {' and '.join(TASKS[d.task])} datasets only, and --dataset={d.dataset} holds "
+          f"{'images' if kind == IMAGE else 'texts'}")
+  made_for = DATASET_TASKS.get(split_dataset_spec(d.dataset)[0], "classify" if d.dataset in (
+      "bbc_news", "rotten_tomatoes", "digits", "fashion_mnist") else None)
+  if made_for and made_for != d.task:
+    _fail("task", d.task, f"--dataset={d.dataset} is a --task={made_for} dataset; pass --task={made_for} or "
+          "another dataset")
+  for section, field in options():
+    tasks = field.metadata["tasks"]
+    value = getattr(getattr(config, section), field.name)
+    if tasks and d.task not in tasks and value != field.default:
+      _fail(field.name, value, f"applies to --task={' or --task='.join(tasks)} only; drop it for --task={d.task}")
+  monitors = targets.for_task(d.task).monitors
+  if t.monitor != "auto" and t.monitor not in monitors:
+    _fail("monitor", t.monitor, f"--task={d.task} reports {', '.join(monitors)} on validation; use one of them or "
+          "auto")
+  if d.task == "pairs":
+    if decoder_backbones.is_decoder(m.backbone):
+      _fail("backbone", m.backbone, "--task=pairs packs two segments as an encoder does; decoder backbones classify "
+            "one text (--task=classify or regress): use an encoder for pairs")
+    columns = pair_columns(d)
+    if split_dataset_spec(d.dataset)[0] == "csv" and len(columns) != 2:
+      _fail("pair_columns" if d.pair_columns else "text_column", ",".join(d.pair_columns) or d.text_column,
+            "--task=pairs reads two text columns: give them as --pair_columns=A,B or --text_column=A,B")
+    if d.pair_columns and "," in d.text_column:
+      _fail("text_column", d.text_column, "give the pair's columns once, as --pair_columns=A,B or --text_column=A,B")
+    if any(not c or c != c.strip() for c in columns):
+      _fail("pair_columns", ",".join(columns), "must name two columns, without surrounding spaces")
+    for flag, value in (("eval_windows", m.eval_windows), ("train_windows", m.train_windows)):
+      if value != 1:
+        _fail(flag, value, "--task=pairs reads the first --sequence_length tokens of each pair, shared fairly "
+              "between its two texts; drop it")
+  elif "," in d.text_column:
+    _fail("text_column", d.text_column, "names one column; two columns (A,B) are for --task=pairs")
 
 
 def _fail(flag: str, value, fix: str):
@@ -128,6 +169,8 @@ def validate(config: Config) -> Config:
                  "imagedir:, tfds:, digits, fashion_mnist, csv: with --image_column")
       _fail(field.name, value, f"applies to {applies} datasets only ({sources}); drop it for "
             f"{'images' if kind == IMAGE else 'text'}")
+
+  _check_task(config, kind)
 
   if t.batch_size <= 0:
     _fail("batch_size", t.batch_size, "must be a positive integer (it is the global batch)")

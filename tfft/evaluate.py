@@ -16,14 +16,14 @@ def main(argv):
       raise UserError("--model is required: an export dir (EXPORT_DIR/NAME/VERSION) or a run dir")
     data = (DataConfig(dataset=FLAGS.dataset, text_column=FLAGS.text_column, label_column=FLAGS.label_column)
             if FLAGS["dataset"].present else None)
-    from tfft.report import metrics, summary  # pylint: disable=g-import-not-at-top
-    from tfft.serving import scoring  # pylint: disable=g-import-not-at-top
+    from tfft.serving import loaded, scoring  # pylint: disable=g-import-not-at-top
+    from tfft.tasks import targets  # pylint: disable=g-import-not-at-top
     result, report_dir = scoring.evaluate_export(FLAGS.model, model_dir=tfft_flags.given("model_dir"), data=data,
                                                  split=FLAGS.split, report_dir=FLAGS.report_dir,
                                                  batch_size=FLAGS.batch_size)
+    target = targets.for_task(loaded.read_meta(loaded.pathlib.Path(result["model"])).get("target", "classify"))
     return "\n".join([f"{result['model']} on {result['split']} of {result['dataset']} ({result['num_examples']} "
-                      "examples)", metrics.format_table(result), *summary.interval_lines(result),
-                      f"report:   {report_dir}"])
+                      "examples)", *target.table(result), f"report:   {report_dir}"])
 
   tfft_flags.run_command(PROG, argv, body)
 

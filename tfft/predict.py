@@ -1,4 +1,5 @@
-"""Command: python -m tfft.predict --model=saved_models/NAME/VERSION INPUT… (texts, or image paths and globs)."""
+"""Command: python -m tfft.predict --model=saved_models/NAME/VERSION INPUT… (texts, TEXT_A<TAB>TEXT_B pairs, or
+image paths and globs)."""
 
 from absl import app
 
@@ -18,7 +19,10 @@ def main(argv):
     from tfft.serving import scoring  # pylint: disable=g-import-not-at-top
     values = scoring.read_inputs(argv[1:], input_file=FLAGS.input_file)
     rows = scoring.predict_export(FLAGS.model, values, top_k=FLAGS.top_k)
-    return scoring.format_json(rows) if FLAGS.format == "json" else scoring.format_table(rows)
+    if FLAGS.format == "json":
+      return scoring.format_json(rows)
+    from tfft.serving import loaded  # pylint: disable=g-import-not-at-top
+    return scoring.format_table(rows, target=loaded.read_meta(loaded.locate(FLAGS.model)[0]).get("target", "classify"))
 
   tfft_flags.run_command(PROG, argv, body, takes_arguments=True)
 

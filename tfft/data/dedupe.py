@@ -16,6 +16,28 @@ def dedupe_key(text: str) -> str:
   return " ".join(text.split()).casefold()
 
 
+def merge_groups(first: Sequence, second: Sequence) -> np.ndarray:
+  """Group ids under which two examples share a group when they share one in `first` or in `second` (and so on,
+  transitively: the connected components), numbered 0, 1, 2, ... in order of each group's first example."""
+  parent = list(range(len(first)))
+
+  def find(i):
+    while parent[i] != i:
+      parent[i] = parent[parent[i]]
+      i = parent[i]
+    return i
+
+  for grouping in (first, second):
+    seen: Dict = {}
+    for i, key in enumerate(grouping):
+      j = seen.setdefault(key, i)
+      root_i, root_j = find(i), find(j)
+      if root_i != root_j:
+        parent[max(root_i, root_j)] = min(root_i, root_j)
+  roots: Dict[int, int] = {}
+  return np.array([roots.setdefault(find(i), len(roots)) for i in range(len(first))], dtype=np.int64)
+
+
 def group_ids(texts: Sequence[str]) -> np.ndarray:
   """A group id per example, shared by duplicates, so that a splitter can keep each group in one split.
 
@@ -32,6 +54,8 @@ def group_ids(texts: Sequence[str]) -> np.ndarray:
   ids: Dict[str, int] = {}
   out = np.empty(len(texts), dtype=np.int64)
   for i, text in enumerate(texts):
+    if isinstance(text, tuple) and all(isinstance(t, str) for t in text):  # a pair of texts
+      text = "\x00".join(text)
     if not isinstance(text, str):
       raise TypeError(f"texts[{i}] is {type(text).__name__} {text!r}, not str")
     out[i] = ids.setdefault(dedupe_key(text), len(ids))

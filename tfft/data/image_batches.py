@@ -29,7 +29,7 @@ def decode(contents, size: int):
   return resize(image, size)
 
 
-def make_dataset(examples, labels: np.ndarray, indices: np.ndarray, *, num_classes: int, image_size: int,
+def make_dataset(examples, labels: np.ndarray, indices: np.ndarray, *, num_classes: Optional[int], image_size: int,
                  batch_size: int, shuffle: bool = False, seed: int = 0, cache: Optional[bool] = None,
                  epochs: Optional[Tuple[int, int]] = None) -> tf.data.Dataset:
   """A batched dataset of (float32 [B, size, size, 3] pixels, one-hot labels) for the given example indices.
@@ -39,9 +39,9 @@ def make_dataset(examples, labels: np.ndarray, indices: np.ndarray, *, num_class
 
   Args:
     examples: tfft.data.images.ImageExamples (files or in-memory pixels).
-    labels: class index of every example.
+    labels: class index of every example (or its target row, with num_classes=None).
     indices: which examples this split holds.
-    num_classes: width of the one-hot labels.
+    num_classes: width of the one-hot labels; None when `labels` are the target rows themselves.
     image_size: the model's input size.
     batch_size: the global batch size.
     shuffle: reshuffle every epoch (training only).
@@ -50,7 +50,8 @@ def make_dataset(examples, labels: np.ndarray, indices: np.ndarray, *, num_class
     epochs: with `shuffle`, (first, stop): those epochs back to back, epoch e shuffled with seed + e, as
       tfft.data.batching.per_epoch.
   """
-  y = np.eye(num_classes, dtype="float32")[labels[indices]]
+  y = (np.eye(num_classes, dtype="float32")[labels[indices]] if num_classes is not None
+       else np.asarray(labels, dtype="float32")[indices])
   if examples.paths is not None:
     paths = tf.constant([examples.paths[i] for i in indices], tf.string)
     ds = tf.data.Dataset.from_tensor_slices((paths, y))

@@ -250,6 +250,8 @@ def load_examples(data: DataConfig) -> ImageExamples:
     examples = load_image_table(pathlib.Path(path).expanduser(), data)
   if data.classes:
     examples = examples.take(select_classes(examples.labels, data.classes, flag_value=data.dataset))
+  if data.max_examples:
+    examples = examples.take(list(range(min(data.max_examples, len(examples)))))
   if data.examples_per_class:
     seen, keep = {}, []
     for i, label in enumerate(examples.labels):
@@ -257,6 +259,8 @@ def load_examples(data: DataConfig) -> ImageExamples:
       if seen[label] <= data.examples_per_class:
         keep.append(i)
     examples = examples.take(keep)
+  if data.task == "regress":
+    return examples  # the labels are numbers; tfft.tasks.targets.RegressTarget reads them
   classes = sorted_class_names(examples.labels)
   if len(classes) < 2:
     raise UserError(f"--dataset={data.dataset}: found only class {classes[0]!r}; a classifier needs at least two "

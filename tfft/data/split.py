@@ -92,14 +92,16 @@ class Split:
   info: Dict
 
 
-def split_examples(examples, data: DataConfig, *, seed: int) -> Split:
-  """The run's split: stratified per class with duplicate texts kept together (--dedupe=split), then the few-shot
-  draw of --train_examples_per_class; warns about any duplicate left across splits.
+def split_examples(examples, data: DataConfig, *, seed: int, strata: Optional[Sequence[str]] = None) -> Split:
+  """The run's split: stratified per class (or per `strata`) with duplicate texts kept together (--dedupe=split)
+  and so are the examples of one group (`examples.groups`, e.g. the pairs made from one article), then the
+  few-shot draw of --train_examples_per_class; warns about any duplicate left across splits.
 
   Args:
     examples: the loaded examples (texts and labels, or images and labels).
     data: the data options.
     seed: --seed, for the split and the few-shot draw.
+    strata: per example, the key to stratify on (tfft.tasks.targets.Targets.strata); default its label.
 
   Returns:
     The Split.
@@ -110,8 +112,12 @@ def split_examples(examples, data: DataConfig, *, seed: int) -> Split:
   texts = getattr(examples, "texts", None)
   ids = dedupe.group_ids(texts) if texts is not None else None
   grouped = ids is not None and data.dedupe == "split"
-  indices = stratified_split(examples.labels, val_fraction=data.val_fraction, test_fraction=data.test_fraction,
-                             seed=seed, groups=ids if grouped else None)
+  groups = ids if grouped else None
+  fixed = getattr(examples, "groups", None)
+  if fixed is not None:  # each example's own group, merged with its duplicates' groups
+    groups = dedupe.merge_groups(fixed, groups) if groups is not None else dedupe.group_ids(list(map(str, fixed)))
+  indices = stratified_split(examples.labels if strata is None else list(strata), val_fraction=data.val_fraction,
+                             test_fraction=data.test_fraction, seed=seed, groups=groups)
   info = {"train_pool": int(len(indices["train"])), "train_examples_per_class": data.train_examples_per_class}
   if data.train_examples_per_class:
     indices["train"] = few_shot(indices["train"], examples.labels, data.train_examples_per_class, seed=seed)
@@ -173,7 +179,7 @@ def warn_duplicates(examples, split, dataset: str):
   """Warns when the same text, or the same image file content, is in more than one split."""
   texts = getattr(examples, "texts", None)
   if texts is not None:
-    keys = [" ".join(t.split()).lower() for t in texts]
+    keys = [" ".join("\x00".join(t).split() if isinstance(t, tuple) else t.split()).lower() for t in texts]
   elif getattr(examples, "paths", None) is not None:
     keys = []
     for path in examples.paths:

@@ -1,15 +1,17 @@
-"""Text classification sources: the built-in BBC News and Rotten Tomatoes corpora, a folder per class, and
-csv/tsv/jsonl files."""
+"""Text sources: the built-in BBC News and Rotten Tomatoes corpora, VADER's human-rated sentences (regression), a
+folder per class, and csv/tsv/jsonl files; pairs of texts are read by tfft.data.pairs."""
 
 import bz2
 import csv
+import os
+import sys
 import dataclasses
 import importlib.util
 import json
 import math
 import pathlib
 import re
-from typing import List, Sequence
+from typing import List, Optional, Sequence
 
 from absl import logging
 
@@ -26,9 +28,18 @@ class Examples:
   ids: List[str]
   source: str
   dropped_duplicates: int = 0  # duplicates --dedupe=drop removed
+  # Per example, the document it is part of (vader_amazon, vader_nyt: a review's or an editorial's sentences), or
+  # None: the split keeps a document's examples together.
+  groups: Optional[List[str]] = None
 
   def __len__(self):
     return len(self.texts)
+
+  def take(self, keep: Sequence[int], **changes) -> "Examples":
+    """The examples at `keep`, in that order, with any other field `changes`."""
+    return dataclasses.replace(self, texts=[self.texts[i] for i in keep], labels=[self.labels[i] for i in keep],
+                               ids=[self.ids[i] for i in keep],
+                               groups=None if self.groups is None else [self.groups[i] for i in keep], **changes)
 
 
 def natural_key(name: str):
@@ -95,6 +106,55 @@ def load_rotten_tomatoes(path: pathlib.Path) -> Examples:
             if row["category"] in ROTTEN_TOMATOES_CLASSES]
   return Examples([text for _, text, _ in rows], [label for _, _, label in rows], [f"row:{i}" for i, _, _ in rows],
                   source=str(path))
+
+
+# The VADER sentiment datasets: the vaderSentiment==3.3.2 source distribution's
+# additional_resources/hutto_ICWSM_2014.tar.gz, which `make install` unpacks under the venv (see VADER_DIR_ENV).
+VADER_FILES = {"vader_tweets": "tweets_GroundTruth.txt", "vader_amazon": "amazonReviewSnippets_GroundTruth.txt",
+               "vader_nyt": "nytEditorialSnippets_GroundTruth.txt",
+               "vader_movies": "movieReviewSnippets_GroundTruth.txt"}
+VADER_DIR_ENV = "TFFT_VADER_DIR"  # overrides where the unpacked hutto_ICWSM_2014/ folder is looked for
+VADER_DIR = pathlib.Path("share") / "tfft" / "vader" / "hutto_ICWSM_2014"  # under sys.prefix (the venv)
+
+
+def locate_vader(dataset: str) -> pathlib.Path:
+  """Finds a VADER ground-truth file: in $TFFT_VADER_DIR, else in VENV/share/tfft/vader/hutto_ICWSM_2014/.
+
+  Raises:
+    UserError: if it is not there, saying how to get it.
+  """
+  root = pathlib.Path(os.environ[VADER_DIR_ENV]).expanduser() if os.environ.get(VADER_DIR_ENV) else (
+      pathlib.Path(sys.prefix) / VADER_DIR)
+  path = root / VADER_FILES[dataset]
+  if not path.is_file():
+    raise UserError(f"--dataset={dataset}: {path} is missing; run make install (it unpacks the vaderSentiment==3.3.2 "
+                    "source distribution's additional_resources/hutto_ICWSM_2014.tar.gz there), or point "
+                    f"{VADER_DIR_ENV} at an unpacked hutto_ICWSM_2014 folder")
+  return path
+
+
+def load_vader(path: pathlib.Path, dataset: str) -> Examples:
+  """Reads a VADER ground-truth file: ID<TAB>MEAN RATING<TAB>TEXT per line, the mean of about 20 people's ratings
+  from -4 (most negative) to +4 (most positive); an example's id is vader:ID. An ID of the form DOC_SENTENCE
+  (Amazon reviews, NYT editorials) makes DOC the example's group, so a document's sentences share a split.
+
+  Raises:
+    UserError: for a line that is not three tab-separated fields.
+  """
+  texts, labels, ids = [], [], []
+  for line_no, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+    if not line.strip():
+      continue
+    fields = line.split("\t")
+    if len(fields) != 3:
+      raise UserError(f"--dataset={dataset}: line {line_no} of {path} has {len(fields)} fields, not ID, rating and "
+                      "text; reinstall it with make install")
+    ids.append(f"vader:{fields[0].strip()}")
+    labels.append(fields[1].strip())
+    texts.append(fields[2].strip())
+  groups = [i.split(":", 1)[1].split("_")[0] for i in ids]
+  return Examples(texts, labels, ids, source=str(path),
+                  groups=groups if any("_" in i for i in ids) else None)
 
 
 def _read_text_file(path: pathlib.Path) -> str:
@@ -226,8 +286,7 @@ def _cap_per_class(examples: Examples, cap: int) -> Examples:
     seen[label] = seen.get(label, 0) + 1
     if seen[label] <= cap:
       keep.append(i)
-  return dataclasses.replace(examples, texts=[examples.texts[i] for i in keep],
-                             labels=[examples.labels[i] for i in keep], ids=[examples.ids[i] for i in keep])
+  return examples.take(keep)
 
 
 def _drop_duplicates(examples: Examples) -> Examples:
@@ -236,18 +295,23 @@ def _drop_duplicates(examples: Examples) -> Examples:
   dropped = len(examples) - len(keep)
   if dropped:
     logging.info("--dedupe=drop: dropped %d example(s) whose text repeats an earlier one", dropped)
-  return Examples([examples.texts[i] for i in keep], [examples.labels[i] for i in keep],
-                  [examples.ids[i] for i in keep], examples.source, dropped_duplicates=dropped)
+  return examples.take(keep, dropped_duplicates=dropped)
 
 
 def load_examples(data: DataConfig) -> Examples:
-  """Loads the examples `--dataset` names and checks they can train a classifier.
+  """Loads the examples `--dataset` names and checks they can train a classifier (with --task=pairs, the pairs
+  tfft.data.pairs reads; with --task=regress, texts with numeric labels).
 
   Raises:
     UserError: for a bad source, an empty text, or fewer than two classes.
   """
+  if data.task == "pairs":
+    from tfft.data import pairs  # pylint: disable=g-import-not-at-top
+    return pairs.load_examples(data)
   kind, path = split_dataset_spec(data.dataset)
-  if kind == "bbc_news":
+  if kind in VADER_FILES:
+    examples = load_vader(locate_vader(kind), data.dataset)
+  elif kind == "bbc_news":
     examples = load_textdir(locate_bbc_news(), data.dataset)
   elif kind == "rotten_tomatoes":
     examples = load_rotten_tomatoes(locate_rotten_tomatoes())
@@ -261,8 +325,12 @@ def load_examples(data: DataConfig) -> Examples:
       raise UserError(f"--dataset={data.dataset}: example {example_id} has an empty text; remove it or fill it in")
   if data.dedupe == "drop":
     examples = _drop_duplicates(examples)
+  if data.max_examples:
+    examples = examples.take(range(min(data.max_examples, len(examples))))
   if data.examples_per_class:
     examples = _cap_per_class(examples, data.examples_per_class)
+  if data.task == "regress":
+    return examples  # the labels are numbers; tfft.tasks.targets.RegressTarget reads them
   classes = sorted_class_names(examples.labels)
   if len(classes) < 2:
     found = f"only class {classes[0]!r}" if classes else "no examples"

@@ -54,15 +54,17 @@ def num_batches(features, indices: np.ndarray, *, batch_size: int, padding: str 
 
 
 def make_dataset(features: Union[Dict[str, np.ndarray], np.ndarray], labels: np.ndarray, indices: np.ndarray, *,
-                 num_classes: int, batch_size: int, shuffle: bool = False, seed: int = 0, padding: str = "fixed",
+                 num_classes: Optional[int], batch_size: int, shuffle: bool = False, seed: int = 0,
+                 padding: str = "fixed",
                  pad_to_multiple_of: int = 16, epochs: Optional[Tuple[int, int]] = None) -> tf.data.Dataset:
   """A batched dataset of (features, one-hot labels) for the given example indices.
 
   Args:
     features: tokenized features of every example (a dict), or one array such as cached pooled features.
-    labels: class index of every example.
+    labels: class index of every example (or its target row, with num_classes=None).
     indices: which examples this split holds.
-    num_classes: width of the one-hot labels (one-hot so that label smoothing applies).
+    num_classes: width of the one-hot labels (one-hot so that label smoothing applies); None when `labels` are
+      the target rows themselves (e.g. standardised numbers, [N, 1]).
     batch_size: the global batch size.
     shuffle: reshuffle every epoch (training only); the split itself is fixed elsewhere.
     seed: shuffle seed.
@@ -74,7 +76,8 @@ def make_dataset(features: Union[Dict[str, np.ndarray], np.ndarray], labels: np.
       shuffled with seed + e (see per_epoch), so a resumed run sees the same order as an uninterrupted one.
   """
   x = {k: v[indices] for k, v in features.items()} if isinstance(features, dict) else features[indices]
-  y = np.eye(num_classes, dtype="float32")[labels[indices]]
+  y = (np.eye(num_classes, dtype="float32")[labels[indices]] if num_classes is not None
+       else np.asarray(labels, dtype="float32")[indices])
   ds = tf.data.Dataset.from_tensor_slices((x, y))
   if shuffle and epochs:
     return per_epoch(lambda s: _batched(ds.shuffle(len(indices), seed=s), features, batch_size, padding,

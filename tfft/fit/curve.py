@@ -81,9 +81,13 @@ def run_curve(config: Config, curve_dir: str, *, sizes: Sequence[int], seeds: Se
     One row per point, with COLUMNS.
 
   Raises:
-    UserError: as the train job does, naming the point's flags.
+    UserError: as the train job does, naming the point's flags; for a --task whose curve is not drawn.
   """
   from tfft.fit import job  # pylint: disable=g-import-not-at-top
+
+  if config.data.task not in ("classify", "pairs"):
+    raise UserError(f"--task={config.data.task}: tfft.curve draws accuracy against training examples per class, "
+                    "for --task=classify or pairs; train points of other tasks with tfft.train --max_examples")
 
   out = pathlib.Path(curve_dir).expanduser()
   rows = []

@@ -16,9 +16,7 @@ from absl import logging
 from tfft import config as config_lib
 from tfft import rundir, tasks
 from tfft.config import Config
-from tfft.config_checks import check_min_metric
 from tfft.data import split as split_lib
-from tfft.data.text import sorted_class_names
 from tfft.rundir import PhaseResult, RunDir
 from tfft.testhooks import pause_point
 
@@ -33,6 +31,7 @@ class RunResult:
   export_path: str
   skipped_files: int = 0
   split_info: Dict = dataclasses.field(default_factory=dict)  # tfft.data.split.Split.info
+  task: str = "classify"  # --task: which target's summary lines the train summary prints
 
 
 @contextlib.contextmanager
@@ -91,20 +90,21 @@ def run(config: Config, *, strategy=None) -> RunResult:
 def _train(config: Config, strategy, run_dir: RunDir, export_base: pathlib.Path, stop) -> RunResult:
   task = tasks.build_task(config)
   examples = task.load_examples()
-  class_names = sorted_class_names(examples.labels)
-  check_min_metric(config.report.min_metric, len(class_names))
-  labels = split_lib.label_indices(examples.labels, class_names, where=f"--dataset={config.data.dataset}")
-  planned_split = split_lib.split_examples(examples, config.data, seed=config.train.seed)
+  targets = task.encode(examples)
+  task.target.check_gates(config.report.min_metric, targets)
+  planned_split = split_lib.split_examples(examples, config.data, seed=config.train.seed, strata=targets.strata)
   split = planned_split.indices
-  logging.info("%d examples of %d classes from %s; split %s", len(examples), len(class_names), examples.source,
-               {name: len(indices) for name, indices in split.items()})
+  targets = task.target.fit(targets, split["train"])
+  logging.info("%d examples (%s: %s) from %s; split %s", len(examples), config.data.task,
+               f"{targets.width} classes" if task.target.name == "classify" else ", ".join(targets.names),
+               examples.source, {name: len(indices) for name, indices in split.items()})
 
   import keras  # pylint: disable=g-import-not-at-top
   from tfft.fit import recipe  # pylint: disable=g-import-not-at-top
   from tfft.model import freezing  # pylint: disable=g-import-not-at-top
 
   keras.utils.set_random_seed(config.train.seed)
-  built = task.build_model(len(class_names), strategy)  # under strategy.scope()
+  built = task.build_model(targets.width, strategy)  # under strategy.scope()
   phases = recipe.plan_phases(config.train)
   for phase in phases:  # a bad --freeze fails now, not after phase 1
     freezing.apply_freeze(built.model, built.backbone, phase.freeze, blocks=built.blocks)
@@ -113,27 +113,26 @@ def _train(config: Config, strategy, run_dir: RunDir, export_base: pathlib.Path,
   rundir.create_model_dir(run_dir, config.run)
   with rundir.lock(run_dir):
     return _fit_and_publish(config, strategy, run_dir, export_base, stop, task=task, examples=examples,
-                            labels=labels, planned_split=planned_split, class_names=class_names, built=built,
-                            phases=phases)
+                            targets=targets, planned_split=planned_split, built=built, phases=phases)
 
 
 def _fit_and_publish(config: Config, strategy, run_dir: RunDir, export_base: pathlib.Path, stop, *, task, examples,
-                     labels, planned_split, class_names, built, phases) -> RunResult:
+                     targets, planned_split, built, phases) -> RunResult:
   """The part of the job that writes into the run dir, under its lock."""
   from tfft.serving import publish  # pylint: disable=g-import-not-at-top
 
   split = planned_split.indices
   rundir.write_atomically(run_dir.flagfile, config_lib.to_flagfile(config))
-  rundir.write_labels_once(run_dir, class_names)
+  rundir.write_labels_once(run_dir, list(targets.names))
   rundir.write_manifest(run_dir.manifest, examples.ids, examples.labels, split, planned_split.duplicate_of)
 
-  prepared = task.prepare(examples, labels, split, class_names)
+  prepared = task.prepare(examples, targets, split)
   results = _run_phases(task, built, prepared, phases, config=config, run_dir=run_dir, strategy=strategy, stop=stop)
   task.save_artifacts(built, run_dir)
 
   model = built.model
   if config.train.mixed_precision != "float32":  # score and export the float32 model TF Serving will run
-    copy = task.build_model(len(class_names), strategy, precision="float32", weights="none")
+    copy = task.build_model(targets.width, strategy, precision="float32", weights="none")
     copy.model.set_weights(model.get_weights())  # mixed-precision variables are float32 already
     model = copy.model
   stop.check("after training, before scoring the test split")
@@ -143,7 +142,8 @@ def _fit_and_publish(config: Config, strategy, run_dir: RunDir, export_base: pat
       before_publish=lambda: stop.check("after training and scoring, before publishing the export"))
   run_dir.state().mark_finished(str(export_path))
   return RunResult(str(run_dir.path), prepared.split_sizes, results, metrics, str(export_path),
-                   skipped_files=getattr(examples, "skipped", 0), split_info=planned_split.info)
+                   skipped_files=getattr(examples, "skipped", 0), split_info=planned_split.info,
+                   task=config.data.task)
 
 
 def _check_workers_agree(strategy, run_dir: RunDir, phase: str, *, done: bool):
@@ -197,8 +197,8 @@ def _run_phases(task, built, prepared, phases, *, config: Config, run_dir: RunDi
     if plan:
       fit_model, inputs = plan
       cached = lambda name, **kw: text_batches.make_dataset(
-          inputs(name), prepared.unit_labels[prepared.unit_split[name]], np.arange(units[name]),
-          num_classes=len(prepared.class_names), batch_size=t.batch_size,
+          inputs(name), prepared.unit_rows[prepared.unit_split[name]], np.arange(units[name]),
+          num_classes=None, batch_size=t.batch_size,
           **{"padding": prepared.padding, "pad_to_multiple_of": t.pad_to_multiple_of, **kw})
       fit = {"train_ds": lambda first, stop: cached("train", shuffle=True, seed=t.seed, epochs=(first, stop)),
              "val_ds": cached("val"), "fit_model": fit_model,
@@ -206,7 +206,8 @@ def _run_phases(task, built, prepared, phases, *, config: Config, run_dir: RunDi
                                                          batch_size=t.batch_size, padding=prepared.padding,
                                                          pad_to_multiple_of=t.pad_to_multiple_of)}
     result = phases_lib.run_phase(model, built.backbone, phase, examples_per_epoch=units["train"], train=t,
-                                  run_dir=run_dir, strategy=strategy, blocks=built.blocks, stop=stop, **fit)
+                                  run_dir=run_dir, strategy=strategy, blocks=built.blocks, stop=stop,
+                                  target=task.target, **fit)
     result.seconds = time.perf_counter() - start
     pause_point(f"phase_fitted:{phase.name}")
     callbacks.save_weights_atomically(model, run_dir.after(phase.name))

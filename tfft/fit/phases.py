@@ -52,7 +52,8 @@ def _callbacks(phase: Phase, *, run_dir: RunDir, monitor: str, patience: int, ex
 
 def run_phase(model: keras.Model, backbone, phase: Phase, *, train_ds, val_ds, steps_per_epoch: int,
               examples_per_epoch: int = 0, train: TrainConfig, run_dir: RunDir, strategy, blocks=None,
-              fit_model: keras.Model = None, stop: Optional[callbacks_lib.StopRequest] = None) -> PhaseResult:
+              fit_model: keras.Model = None, stop: Optional[callbacks_lib.StopRequest] = None,
+              target=None) -> PhaseResult:
   """Runs one phase: apply the freezing policy, compile under the strategy, fit, and keep the best weights.
 
   Args:
@@ -72,6 +73,8 @@ def run_phase(model: keras.Model, backbone, phase: Phase, *, train_ds, val_ds, s
     fit_model: what to fit when not `model` itself: the head alone, with the datasets holding cached
       pooled features (see tfft.model.heads.split_at_pooling).
     stop: the run's StopRequest (its signal handlers are the caller's to install); default a fresh one.
+    target: the run's target (tfft.tasks.targets): its loss, compiled metrics and monitor; default
+      classification.
 
   Returns:
     The phase's parameter counts, epochs run, best monitored value and history (all epochs of the phase, also
@@ -93,15 +96,17 @@ def run_phase(model: keras.Model, backbone, phase: Phase, *, train_ds, val_ds, s
       warmup_steps=int(math.floor(phase.warmup_fraction * total_steps)), steps_per_epoch=steps_per_epoch,
       decay_rate=train.lr_decay_rate, alpha=train.lr_alpha, restart_epochs=train.lr_restart_epochs)
   fit_model = fit_model or model
+  if target is None:
+    from tfft.tasks.targets import ClassTarget  # pylint: disable=g-import-not-at-top
+    target = ClassTarget()
+  monitor = target.monitor(train.monitor)
   with strategy.scope():
     fit_model.compile(
-        optimizer=build_optimizer(train, lr),
-        loss=keras.losses.CategoricalCrossentropy(from_logits=True, label_smoothing=train.label_smoothing),
-        metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")],
+        optimizer=build_optimizer(train, lr), loss=target.loss(train), metrics=target.keras_metrics(),
         jit_compile=train.jit_compile, steps_per_execution=train.steps_per_execution)
   run_dir.best(phase.name).parent.mkdir(parents=True, exist_ok=True)
   stop = stop or callbacks_lib.StopRequest()
-  callbacks, backup = _callbacks(phase, run_dir=run_dir, monitor=train.monitor,
+  callbacks, backup = _callbacks(phase, run_dir=run_dir, monitor=monitor,
                                  patience=train.early_stopping_patience, examples_per_epoch=examples_per_epoch,
                                  stop=stop, profile_batches=train.profile_batches)
   with strategy.scope():
@@ -123,9 +128,9 @@ def run_phase(model: keras.Model, backbone, phase: Phase, *, train_ds, val_ds, s
       # A finished phase goes on to its boundary commit; the job checks the request there.
       stop.check(f"after epoch {backup.state['epoch']} of {phase.epochs} of phase {phase.name}, checkpointed in "
                  f"{backup.directory}")
-  values = backup.history.get(train.monitor, [])
+  values = backup.history.get(monitor, [])
   if run_dir.best(phase.name).exists():
     fit_model.load_weights(str(run_dir.best(phase.name)))
-  best = (min(values) if train.monitor.endswith("loss") else max(values)) if values else None
-  return PhaseResult(phase.name, trainable, frozen, len(backup.history.get("loss", [])), train.monitor, best,
+  best = (min(values) if monitor.endswith("loss") else max(values)) if values else None
+  return PhaseResult(phase.name, trainable, frozen, len(backup.history.get("loss", [])), monitor, best,
                      {k: list(vs) for k, vs in backup.history.items()})

@@ -5,7 +5,28 @@ from typing import Sequence
 import numpy as np
 
 TEXT_METHOD = "TF-IDF (word 1-2 grams, sublinear tf) + LinearSVC"
+PAIR_METHOD = "TF-IDF (word 1-2 grams, sublinear tf) of each text and their elementwise product + LinearSVC"
 IMAGE_METHOD = "logistic regression on {size}x{size} RGB pixels"
+TEXT_REGRESSION_METHOD = "TF-IDF (word 1-2 grams, sublinear tf) + ridge regression (alpha 1)"
+IMAGE_REGRESSION_METHOD = "ridge regression (alpha 1) on standardised {size}x{size} RGB pixels"
+
+
+def _text_features(train_texts: Sequence, test_texts: Sequence):
+  """TF-IDF of the train and test texts, fitted on train; for pairs of texts, each side's TF-IDF (one vocabulary)
+  and their elementwise product, which carries the words the two share."""
+  from scipy import sparse  # pylint: disable=g-import-not-at-top
+  from sklearn.feature_extraction.text import TfidfVectorizer  # pylint: disable=g-import-not-at-top
+
+  vectorizer = TfidfVectorizer(sublinear_tf=True, ngram_range=(1, 2))
+  if not train_texts or not isinstance(train_texts[0], (tuple, list)):
+    return vectorizer.fit_transform(list(train_texts)), vectorizer.transform(list(test_texts))
+  vectorizer.fit([text for pair in train_texts for text in pair])
+
+  def features(pairs):
+    a, b = (vectorizer.transform([pair[side] for pair in pairs]) for side in (0, 1))
+    return sparse.hstack([a, b, a.multiply(b)]).tocsr()
+
+  return features(train_texts), features(test_texts)
 
 
 def _full_width(scores: np.ndarray, classes: np.ndarray, num_classes: int, fill: float) -> np.ndarray:
@@ -33,13 +54,41 @@ def text_baseline(train_texts: Sequence[str], y_train: Sequence[int], test_texts
   Returns:
     [N_test, num_classes] softmax of the decision scores.
   """
-  from sklearn.feature_extraction.text import TfidfVectorizer  # pylint: disable=g-import-not-at-top
   from sklearn.svm import LinearSVC  # pylint: disable=g-import-not-at-top
 
-  vectorizer = TfidfVectorizer(sublinear_tf=True, ngram_range=(1, 2))
-  model = LinearSVC().fit(vectorizer.fit_transform(list(train_texts)), np.asarray(y_train))
-  scores = model.decision_function(vectorizer.transform(list(test_texts)))
+  x_train, x_test = _text_features(train_texts, test_texts)
+  model = LinearSVC().fit(x_train, np.asarray(y_train))
+  scores = model.decision_function(x_test)
   return _softmax(_full_width(scores, model.classes_, num_classes, -np.inf))
+
+
+def text_regression_baseline(train_texts: Sequence[str], y_train: Sequence[float],
+                             test_texts: Sequence[str]) -> np.ndarray:
+  """TF-IDF + ridge regression.
+
+  Returns:
+    [N_test] predictions in the label's units.
+  """
+  from sklearn.linear_model import Ridge  # pylint: disable=g-import-not-at-top
+
+  x_train, x_test = _text_features(train_texts, test_texts)
+  return Ridge(alpha=1.0).fit(x_train, np.asarray(y_train, np.float64)).predict(x_test)
+
+
+def image_regression_baseline(train_images: Sequence[np.ndarray], y_train: Sequence[float],
+                              test_images: Sequence[np.ndarray], *, size: int = 16) -> np.ndarray:
+  """Ridge regression on standardised downscaled pixels.
+
+  Returns:
+    [N_test] predictions in the label's units.
+  """
+  from sklearn.linear_model import Ridge  # pylint: disable=g-import-not-at-top
+  from sklearn.pipeline import make_pipeline  # pylint: disable=g-import-not-at-top
+  from sklearn.preprocessing import StandardScaler  # pylint: disable=g-import-not-at-top
+
+  model = make_pipeline(StandardScaler(), Ridge(alpha=1.0))
+  model.fit(image_features(train_images, size), np.asarray(y_train, np.float64))
+  return model.predict(image_features(test_images, size))
 
 
 def image_features(images: Sequence[np.ndarray], size: int = 16) -> np.ndarray:

@@ -1,4 +1,5 @@
-"""Classification metrics from scikit-learn, their printed table, and the report directory train and evaluate write."""
+"""Classification and regression metrics (scikit-learn, scipy), their printed tables, and the report directory train
+and evaluate write."""
 
 import csv
 import json
@@ -16,6 +17,9 @@ CONFUSION_PNG = "confusion_matrix.png"
 MISCLASSIFIED_CSV = "misclassified.csv"
 # The misclassified table keeps only the most confident mistakes: they are the ones worth reading.
 MISCLASSIFIED_LIMIT = 100
+REGRESSION_METRICS = ("rmse", "mae", "r2", "pearson", "spearman")
+SCATTER_PNG = "predicted_vs_true.png"
+ERRORS_CSV = "largest_errors.csv"
 
 
 def classification_metrics(y_true: Sequence[int], probabilities: np.ndarray,
@@ -136,3 +140,60 @@ def _write_misclassified(path: pathlib.Path, y_true, probabilities, class_names,
                        f"{probabilities[i, y_true[i]]:.6f}",
                        json.dumps({name: round(float(p), 6) for name, p in zip(class_names, probabilities[i])})])
   tmp.replace(path)
+
+
+def regression_metrics(y_true: Sequence[float], y_pred: Sequence[float]) -> Dict:
+  """Scores numeric predictions.
+
+  Returns:
+    A JSON-ready dict: num_examples, rmse, mae, r2 (scikit-learn's coefficient of determination), pearson and
+    spearman (scipy's correlation coefficients; None when either side is constant, where they are undefined).
+  """
+  from scipy import stats  # pylint: disable=g-import-not-at-top
+
+  y_true = np.asarray(y_true, np.float64)
+  y_pred = np.asarray(y_pred, np.float64)
+  varied = len(y_true) > 1 and np.ptp(y_true) > 0 and np.ptp(y_pred) > 0
+  return {"num_examples": int(len(y_true)),
+          "rmse": float(np.sqrt(skm.mean_squared_error(y_true, y_pred))),
+          "mae": float(skm.mean_absolute_error(y_true, y_pred)),
+          "r2": float(skm.r2_score(y_true, y_pred)) if len(y_true) > 1 else None,
+          "pearson": float(stats.pearsonr(y_true, y_pred)[0]) if varied else None,
+          "spearman": float(stats.spearmanr(y_true, y_pred)[0]) if varied else None}
+
+
+def format_regression_line(result: Dict) -> str:
+  """rmse=… mae=… r2=… pearson=… spearman=… on one line (n/a for an undefined one)."""
+  return "  ".join(f"{name}={'n/a' if result.get(name) is None else format(result[name], '.4f')}"
+                   for name in REGRESSION_METRICS)
+
+
+def format_regression_table(result: Dict) -> str:
+  lines = [f"{'metric':<12} {'value':>9}"]
+  lines += [f"{name:<12} {'n/a' if result.get(name) is None else format(result[name], '9.4f'):>9}"
+            for name in REGRESSION_METRICS]
+  lines.append(f"{'examples':<12} {result['num_examples']:9d}")
+  return "\n".join(lines)
+
+
+def write_regression_report(report_dir: pathlib.Path, result: Dict, *, y_true: Sequence[float],
+                            y_pred: Sequence[float], inputs: Sequence[str], ids: Sequence[str]):
+  """Writes metrics.json, predicted_vs_true.png (the scatter) and largest_errors.csv (the 100 largest absolute
+  errors, largest first) into an existing directory."""
+  from tfft.report import plots  # pylint: disable=g-import-not-at-top
+
+  y_true = np.asarray(y_true, np.float64)
+  y_pred = np.asarray(y_pred, np.float64)
+  write_json(report_dir / METRICS_JSON, result)
+  plots.plot_predicted_vs_true(report_dir / SCATTER_PNG, y_true, y_pred, title=format_regression_line(result))
+  error = np.abs(y_pred - y_true)
+  worst = np.argsort(-error, kind="stable")[:MISCLASSIFIED_LIMIT]
+  tmp = report_dir / (ERRORS_CSV + ".tmp")
+  with tmp.open("w", newline="", encoding="utf-8") as f:
+    writer = csv.writer(f)
+    writer.writerow(["id", "input", "true", "predicted", "abs_error"])
+    for i in worst:
+      value = inputs[i]
+      writer.writerow([ids[i], " | ".join(value) if isinstance(value, tuple) else value, f"{y_true[i]:.6g}",
+                       f"{y_pred[i]:.6g}", f"{error[i]:.6g}"])
+  tmp.replace(report_dir / ERRORS_CSV)

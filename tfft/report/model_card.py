@@ -4,8 +4,6 @@ import dataclasses
 from typing import Dict, Sequence
 
 from tfft.config import Config
-from tfft.report import metrics as metrics_lib, summary
-from tfft.report.significance import METRICS, format_verdict
 from tfft.rundir import PhaseResult
 
 MODEL_CARD = "model_card.md"
@@ -23,19 +21,24 @@ def describe_freeze(policy) -> str:
 
 
 def model_card(config: Config, data, *, metrics: Dict, parity: Dict, phases: Sequence[PhaseResult],
-                backbone, contract: Sequence[str], signature: Dict) -> str:
-  """The card as Markdown; `data` is the run's RunData, `backbone` the resolved --backbone spec."""
+               backbone, contract: Sequence[str], signature: Dict, target=None) -> str:
+  """The card as Markdown; `data` is the run's RunData, `backbone` the resolved --backbone spec, `target` the run's
+  target (tfft.tasks.targets; default classification)."""
   from tfft.fit import recipe  # pylint: disable=g-import-not-at-top
+  from tfft.tasks import targets  # pylint: disable=g-import-not-at-top
 
+  target = target or targets.ClassTarget()
+  encoded = data.targets or targets.Targets(tuple(data.class_names), data.labels, ())
+  opening, labels_line = target.describe(encoded, data.task)
   sizes = {name: len(indices) for name, indices in data.split.items()}
   source = getattr(backbone, "source", config.model.backbone)
   local = getattr(backbone, "local", True)
   lines = [f"# Model card: {config.run.name}", "",
-           f"A {len(data.class_names)}-class {data.task} classifier fine-tuned with tfft.", "",
+           opening, "",
            "## Data", "",
            f"- Dataset: `{config.data.dataset}`",
-           f"- Classes ({len(data.class_names)}, in output order): " + ", ".join(f"`{c}`" for c in data.class_names),
-           "- Split (stratified per class, seed {}): ".format(config.train.seed)
+           labels_line,
+           f"- Split (stratified {target.stratified}, seed {config.train.seed}): "
            + ", ".join(f"{k} {v}" for k, v in sizes.items()) + " (manifest: `split_manifest.csv` in the run dir)",
            "", "## Backbone", "",
            f"- `--backbone={config.model.backbone}`",
@@ -59,22 +62,16 @@ def model_card(config: Config, data, *, metrics: Dict, parity: Dict, phases: Seq
   lines += ["", "## Test metrics", "", f"On the {metrics['num_examples']} test examples:", "",
             "| metric | model |" + (" baseline | difference |" if "baseline" in metrics else ""),
             "|---|---|" + ("---|---|" if "baseline" in metrics else "")]
-  for name, value in metrics_lib.scalar_metrics(metrics).items():
+  for name, value in target.scalars(metrics).items():
     row = f"| {name} | {value:.4f} |"
     if "baseline" in metrics and name in metrics["baseline"]:
       row += f" {metrics['baseline'][name]:.4f} | {metrics['baseline_difference'][name]:+.4f} |"
     elif "baseline" in metrics:
       row += " | |"
     lines.append(row)
-  for line in summary.interval_lines(metrics):
-    lines += ["", line]
-  if "baseline" in metrics:
-    lines += ["", f"Baseline: {metrics['baseline']['method']}, fitted on the same train split."]
-    if "baseline_comparison" in metrics:
-      lines += ["", "Paired on the same test examples (verdict `better` or `worse` only when the whole interval of "
-                "the difference is on one side of 0):", ""]
-      lines += [f"- {format_verdict(metrics['baseline_comparison'][name])}" for name in METRICS]
-  lines += ["", f"Export parity: `serving_default` reproduced the trained model's probabilities on all "
+  lines += target.card_lines(metrics)
+  what = "probabilities" if target.parity_output == "probabilities" else f"`{target.parity_output}`"
+  lines += ["", f"Export parity: `serving_default` reproduced the trained model's {what} on all "
                 f"{parity['examples']} test examples (max difference {parity['max_abs_diff']:.2g}, tolerance "
                 f"{parity['tolerance']:g}).",
             "", "## Signature `serving_default`", "", "| | name | dtype | shape |", "|---|---|---|---|"]
@@ -82,8 +79,7 @@ def model_card(config: Config, data, *, metrics: Dict, parity: Dict, phases: Seq
     for name, (dtype, shape) in sorted(signature[kind].items()):
       lines.append(f"| {kind[:-1]} | `{name}` | {dtype} | {shape} |")
   lines += ["", "## Preprocessing contract", ""] + [f"- {line}" for line in contract]
-  lines += ["- Outputs: `probabilities` (float32 [N, C], in `labels.txt` order), `class_id` (int64 [N]) and "
-            "`class_name` (string [N]).", ""]
+  lines += target.output_lines() + [""]
   return "\n".join(lines)
 
 

@@ -126,3 +126,19 @@ def plot_learning_curve(path: pathlib.Path, per_class: Sequence[float],
   ax.grid(True, which="both", alpha=0.3)
   ax.legend()
   _save(fig, path)
+
+
+def plot_predicted_vs_true(path: pathlib.Path, y_true: np.ndarray, y_pred: np.ndarray, *, title: str = ""):
+  """Draws each test example's prediction against its true value, with the diagonal where they would be equal."""
+  fig = Figure(figsize=(5.5, 5.5))
+  ax = fig.add_subplot()
+  ax.scatter(y_true, y_pred, s=8, alpha=0.5)
+  both = np.concatenate([np.asarray(y_true, float), np.asarray(y_pred, float)])
+  low, high = (float(both.min()), float(both.max())) if len(both) else (0.0, 1.0)
+  ax.plot([low, high], [low, high], ":", color="gray", label="predicted = true")
+  ax.set_xlabel("true")
+  ax.set_ylabel("predicted")
+  ax.set_title(f"Test split: predicted vs true\n{title}", fontsize=8)
+  ax.grid(alpha=0.3)
+  ax.legend(fontsize=8)
+  _save(fig, path)

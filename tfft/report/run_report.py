@@ -25,9 +25,10 @@ class RunData:
 
   Attributes:
     task: "text" or "image".
-    inputs: per example, the text or the image's file path (what the signature is fed, before encoding).
+    inputs: per example, the text (a pair of texts for --task=pairs) or the image's file path (what the signature
+      is fed, before encoding).
     ids: per example, its id in the split manifest.
-    labels: per example, its class index.
+    labels: per example, what the metrics compare: its class index, or its number (regression).
     split: split name -> example indices.
     class_names: names in class-index order.
   """
@@ -37,6 +38,7 @@ class RunData:
   labels: np.ndarray
   split: Dict[str, np.ndarray]
   class_names: Sequence[str]
+  targets: Optional[object] = None  # tfft.tasks.targets.Targets, for what a target reports beyond the labels
 
   def take(self, name: str) -> List[str]:
     return [self.inputs[i] for i in self.split[name]]
@@ -45,15 +47,11 @@ class RunData:
 def _fit_baseline(data: RunData):
   train = data.split["train"]
   if data.task == "text":
-    return baseline_lib.TEXT_METHOD, baseline_lib.text_baseline(
+    pairs = bool(data.inputs) and isinstance(data.inputs[0], tuple)
+    return baseline_lib.PAIR_METHOD if pairs else baseline_lib.TEXT_METHOD, baseline_lib.text_baseline(
         data.take("train"), data.labels[train], data.take("test"), num_classes=len(data.class_names))
-  from PIL import Image  # pylint: disable=g-import-not-at-top
-
-  # Each input is an image file's path, or its encoded bytes for images held in memory.
-  pixels = lambda inputs: [np.asarray(Image.open(io.BytesIO(x) if isinstance(x, bytes) else x).convert("RGB"))
-                           for x in inputs]
   return baseline_lib.IMAGE_METHOD.format(size=16), baseline_lib.image_baseline(
-      pixels(data.take("train")), data.labels[train], pixels(data.take("test")), num_classes=len(data.class_names))
+      _pixels(data.take("train")), data.labels[train], _pixels(data.take("test")), num_classes=len(data.class_names))
 
 
 def intervals(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -> Dict:
@@ -93,17 +91,46 @@ def compare_with_baseline(y_true: np.ndarray, y_pred: np.ndarray, baseline_pred:
 
 
 def report_test(run_dir: RunDir, config: Config, data: RunData, probabilities: np.ndarray, *,
-                phases: Sequence[PhaseResult], rescore: Optional[Dict] = None) -> Dict:
+                phases: Sequence[PhaseResult], rescore: Optional[Dict] = None, target=None) -> Dict:
   """Scores the test split, fits and scores the baseline, and writes the run's report and training curves.
 
-  Writes metrics.json, classification_report.txt, confusion_matrix.png, misclassified.csv and
-  training_curves.png into the run dir. With `rescore` (the run's metrics.json, for a re-export), the baseline
-  it holds is reused rather than fitted again, and nothing is written.
+  What is scored and written is the target's (tfft.tasks.targets; default classification): for classification
+  metrics.json, classification_report.txt, confusion_matrix.png and misclassified.csv, then training_curves.png,
+  into the run dir. With `rescore` (the run's metrics.json, for a re-export), the baseline it holds is reused
+  rather than fitted again, and nothing is written.
+
+  Args:
+    probabilities: the model's served quantity on the test split, in-process (the target's `served`).
 
   Returns:
-    The metrics (metrics.json's content): the model's with "ci" (intervals), then "baseline" (with its own "ci"),
-    "baseline_difference" (model - baseline) and "baseline_comparison" (compare_with_baseline: the paired
-    intervals and verdicts).
+    The metrics (metrics.json's content); see the target's `report`.
+  """
+  if target is None:
+    from tfft.tasks.targets import ClassTarget  # pylint: disable=g-import-not-at-top
+    target = ClassTarget()
+  test = data.split["test"]
+  metrics = target.report(data, probabilities, config=config, rescore=rescore)
+  if rescore is not None:
+    return metrics
+  target.write_report(run_dir.path, metrics, values=data.labels[test], served=probabilities,
+                      inputs=[x if isinstance(x, (str, tuple)) else "(in memory; see id)" for x in data.take("test")],
+                      ids=[data.ids[i] for i in test])
+  from tfft.report import plots  # pylint: disable=g-import-not-at-top
+
+  histories = [(p.name, plots.read_history(run_dir.history(p.name))) for p in phases
+               if run_dir.history(p.name).is_file()]
+  plots.plot_training_curves(run_dir.path / CURVES_PNG, histories, metric=target.curve_metric)
+  logging.info("test metrics:\n%s", "\n".join(target.table(metrics)[:1]))
+  return metrics
+
+
+def classification_report(data: RunData, probabilities: np.ndarray, *, config: Config,
+                          rescore: Optional[Dict] = None) -> Dict:
+  """Classification's test metrics beside the baseline.
+
+  Returns:
+    The model's metrics with "ci" (intervals), then "baseline" (with its own "ci"), "baseline_difference" (model -
+    baseline) and "baseline_comparison" (compare_with_baseline: the paired intervals and verdicts).
   """
   test = data.split["test"]
   y_true = data.labels[test]
@@ -124,15 +151,42 @@ def report_test(run_dir: RunDir, config: Config, data: RunData, probabilities: n
                            "per_class": base["per_class"], "confusion_matrix": base["confusion_matrix"]}
     metrics["baseline_difference"] = metrics_lib.compare(metrics, base)
     metrics["baseline_comparison"] = compare_with_baseline(y_true, y_pred, baseline_pred, num_classes)
-  metrics_lib.write_report(run_dir.path, metrics, y_true=y_true, probabilities=probabilities,
-                           inputs=[x if isinstance(x, str) else "(in memory; see id)" for x in data.take("test")],
-                           ids=[data.ids[i] for i in test])
-  from tfft.report import plots  # pylint: disable=g-import-not-at-top
-
-  histories = [(p.name, plots.read_history(run_dir.history(p.name))) for p in phases
-               if run_dir.history(p.name).is_file()]
-  plots.plot_training_curves(run_dir.path / CURVES_PNG, histories, metric="accuracy")
-  logging.info("test metrics:\n%s", metrics_lib.format_table(metrics))
   return metrics
 
 
+def regression_report(data: RunData, predictions: np.ndarray, *, config: Config,
+                      rescore: Optional[Dict] = None) -> Dict:
+  """Regression's test metrics (tfft.report.metrics.regression_metrics) beside TF-IDF + Ridge or pixels + Ridge.
+
+  Returns:
+    The model's metrics, then "baseline" (its metrics and method) and "baseline_difference" (model - baseline).
+  """
+  test = data.split["test"]
+  metrics = metrics_lib.regression_metrics(data.labels[test], predictions)
+  metrics["split_sizes"] = {name: int(len(indices)) for name, indices in data.split.items()}
+  if data.targets is not None:
+    metrics["standardisation"] = dict(data.targets.info)
+  if rescore is not None:
+    metrics.update({k: v for k, v in rescore.items() if k.startswith("baseline")})
+    return metrics
+  if config.report.baseline != "none":
+    method, base_pred = _fit_regression_baseline(data)
+    base = metrics_lib.regression_metrics(data.labels[test], base_pred)
+    metrics["baseline"] = {"method": method, **base}
+    metrics["baseline_difference"] = {name: metrics[name] - base[name] for name in metrics_lib.REGRESSION_METRICS}
+  return metrics
+
+
+def _fit_regression_baseline(data: RunData):
+  train = data.split["train"]
+  if data.task == "text":
+    return baseline_lib.TEXT_REGRESSION_METHOD, baseline_lib.text_regression_baseline(
+        data.take("train"), data.labels[train], data.take("test"))
+  return baseline_lib.IMAGE_REGRESSION_METHOD.format(size=16), baseline_lib.image_regression_baseline(
+      _pixels(data.take("train")), data.labels[train], _pixels(data.take("test")))
+
+
+def _pixels(inputs):
+  """Each input (an image file's path, or its encoded bytes for images held in memory) as RGB pixels."""
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+  return [np.asarray(Image.open(io.BytesIO(x) if isinstance(x, bytes) else x).convert("RGB")) for x in inputs]

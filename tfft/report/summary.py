@@ -17,10 +17,8 @@ def format_summary(result) -> str:
     best = "n/a" if phase.best is None else f"{phase.best:.4f}"
     lines.append(f"phase {phase.name:<9} trainable={phase.trainable_params:,}  frozen={phase.frozen_params:,}  "
                  f"epochs={phase.epochs_run}  best {phase.monitor}={best}  {phase.seconds:.0f}s")
-  m = result.metrics
-  lines += [f"test:     accuracy={m['accuracy']:.4f}  macro_f1={m['macro_f1']:.4f}  weighted_f1={m['weighted_f1']:.4f}",
-            *interval_lines(m, indent=10),
-            *summary_lines(m),
+  from tfft.tasks import targets  # pylint: disable=g-import-not-at-top
+  lines += [*targets.for_task(getattr(result, "task", "classify")).summary_lines(result.metrics),
             f"run dir:  {result.model_dir}",
             f"export:   {result.export_path}"]
   return "\n".join(lines)
@@ -67,8 +65,8 @@ def interval_lines(metrics: Dict, *, indent: int = 0) -> List[str]:
   return [" " * indent + f"{ci['confidence'] * 100:g}% CI: {ranges} ({ci['method']})"]
 
 
-def summary_lines(metrics: Dict) -> List[str]:
-  """The baseline, model - baseline (a verdict per metric) and parity lines of train's summary."""
+def baseline_lines(metrics: Dict) -> List[str]:
+  """Classification: the baseline, model - baseline (a verdict per metric) and parity lines of train's summary."""
   lines = []
   if "baseline" in metrics:
     b, d = metrics["baseline"], metrics["baseline_difference"]
@@ -80,8 +78,15 @@ def summary_lines(metrics: Dict) -> List[str]:
     else:  # a report written before the paired comparison existed
       lines.append(f"model - baseline: accuracy={d['accuracy']:+.4f}  macro_f1={d['macro_f1']:+.4f}  "
                    f"weighted_f1={d['weighted_f1']:+.4f}")
-  if "export_parity" in metrics:
-    p = metrics["export_parity"]
-    lines.append(f"parity:   serving_default matches on {p['examples']} test examples "
-                 f"(max |dp| {p['max_abs_diff']:.1e} <= {p['tolerance']:g})")
-  return lines
+  return lines + parity_lines(metrics)
+
+
+def parity_lines(metrics: Dict) -> List[str]:
+  """The export parity line of train's summary, if the metrics hold it."""
+  if "export_parity" not in metrics:
+    return []
+  p = metrics["export_parity"]
+  what = p.get("output", "probabilities")
+  delta = "dp" if what == "probabilities" else f"d{what}"
+  return [f"parity:   serving_default matches on {p['examples']} test examples "
+          f"(max |{delta}| {p['max_abs_diff']:.1e} <= {p['tolerance']:g})"]

@@ -11,7 +11,9 @@ from tfft.errors import UserError
 from tfft.rundir import LABELS, STATE, read_labels
 from tfft.serving import versions
 
-META = "tfft.json"  # in assets.extra/: {"task": "text"|"image", "input": NAME, "model_dir": ..., ...}
+# In assets.extra/: {"task": "text"|"image" (the modality), "input": NAME, "model_dir": ..., ...}; an export of another
+# --task than classify also has "target" (tfft.tasks.targets) and, for pairs, "inputs": [NAME_A, NAME_B].
+META = "tfft.json"
 
 
 def locate(value: str, flag: str = "model") -> Tuple[pathlib.Path, Optional[pathlib.Path]]:
@@ -64,13 +66,15 @@ def read_class_names(export: pathlib.Path) -> List[str]:
 
 
 def as_bytes(task: str, inputs: Sequence[str]) -> List[bytes]:
-  """What the signature is fed, as TF Serving's REST API hands it over: UTF-8 text, or an image file's bytes.
+  """What the signature is fed, as TF Serving's REST API hands it over: UTF-8 text (a pair of them for a pair
+  model), or an image file's bytes.
 
   Raises:
     UserError: for an image path that cannot be read.
   """
   if task == "text":
-    return [text.encode("utf-8") for text in inputs]
+    return [tuple(t.encode("utf-8") for t in text) if isinstance(text, (tuple, list)) else text.encode("utf-8")
+            for text in inputs]
   out = []
   for path in inputs:
     if isinstance(path, bytes):  # an image held in memory, already encoded
@@ -90,7 +94,9 @@ class ExportedModel:
     path: the export version dir.
     class_names: labels.txt.
     task: "text" or "image", from tfft.json (else guessed from the input's name).
-    input_name: the signature's one input, a [None] tf.string.
+    target: what it predicts, tfft.json's "target" (tfft.tasks.targets; "classify" for exports without it).
+    input_names: the signature's inputs, each a [None] tf.string, in the order a pair's texts are given.
+    input_name: the first of them (the only one, except for pairs).
     output_names: the signature's outputs.
 
   Raises:
@@ -113,49 +119,76 @@ class ExportedModel:
     if self._fn is None:
       raise UserError(f"{path} has no serving_default signature; export it with tfft")
     _, inputs = self._fn.structured_input_signature
-    if len(inputs) != 1 or next(iter(inputs.values())).dtype != tf.string:
+    self.input_names = list(meta.get("inputs") or sorted(inputs))
+    if (sorted(self.input_names) != sorted(inputs) or len(inputs) not in (1, 2)
+        or any(spec.dtype != tf.string for spec in inputs.values())):
       raise UserError(f"{path}: serving_default takes {sorted(inputs)}; tfft reads exports whose serving_default "
-                      "takes one batch of strings (texts or encoded images)")
-    self.input_name = next(iter(inputs))
+                      "takes one batch of strings (texts or encoded images), or two (pairs of texts)")
+    self.input_name = self.input_names[0]
     self.output_names = sorted(self._fn.structured_outputs)
-    if "probabilities" not in self.output_names:
-      raise UserError(f"{path}: serving_default returns {self.output_names}, not probabilities")
+    from tfft.tasks import targets  # pylint: disable=g-import-not-at-top
+    self.target = meta.get("target", "classify")
+    if self.target not in targets.TARGETS:
+      raise UserError(f"{path}: tfft.json names target {self.target!r}, which this version of tfft does not know")
+    wanted = targets.for_task(self.target).parity_output
+    if wanted not in self.output_names:
+      raise UserError(f"{path}: serving_default returns {self.output_names}, not {wanted}")
     self.task = meta.get("task") or ("image" if "image" in self.input_name else "text")
     self.signature = {"inputs": {name: (spec.dtype.name, spec.shape.as_list()) for name, spec in inputs.items()},
                       "outputs": {name: (spec.dtype.name, spec.shape.as_list())
                                   for name, spec in self._fn.structured_outputs.items()}}
 
+  def outputs(self, values: Sequence, *, batch_size: int = 32) -> Dict[str, np.ndarray]:
+    """Every output of serving_default for inputs as TF Serving hands them over (see as_bytes; a tuple of two per
+    input for a pair model), a batch at a time."""
+    import tensorflow as tf  # pylint: disable=g-import-not-at-top
+
+    parts = []
+    for i in range(0, len(values), batch_size):
+      batch = list(values[i:i + batch_size])
+      if len(self.input_names) == 1:
+        feed = {self.input_name: tf.constant(batch, tf.string)}
+      else:
+        if any(not isinstance(v, (tuple, list)) or len(v) != len(self.input_names) for v in batch):
+          raise UserError(f"{self.path} takes pairs of texts ({', '.join(self.input_names)}); give each input as "
+                          "two texts")
+        feed = {name: tf.constant([v[k] for v in batch], tf.string) for k, name in enumerate(self.input_names)}
+      parts.append({name: value.numpy() for name, value in self._fn(**feed).items()})
+    if not parts:
+      return {}
+    return {name: np.concatenate([p[name] for p in parts]) for name in parts[0]}
+
   def probabilities(self, values: Sequence[bytes], *, batch_size: int = 32) -> np.ndarray:
     """Probabilities [N, C] from serving_default for inputs as TF Serving hands them over (see as_bytes), a batch
     at a time."""
-    import tensorflow as tf  # pylint: disable=g-import-not-at-top
-
     if not values:
       return np.zeros((0, len(self.class_names)), np.float32)
-    parts = []
-    for i in range(0, len(values), batch_size):
-      out = self._fn(**{self.input_name: tf.constant(list(values[i:i + batch_size]), tf.string)})
-      parts.append(out["probabilities"].numpy())
-    probabilities = np.concatenate(parts)
+    probabilities = self.outputs(values, batch_size=batch_size)["probabilities"]
     if probabilities.shape[1] != len(self.class_names):
       raise UserError(f"{self.path}: serving_default gives {probabilities.shape[1]} probabilities per input but "
                       f"labels.txt names {len(self.class_names)} classes; re-export the model")
     return probabilities
 
   def predict(self, inputs: Sequence, *, top_k: int = 3, batch_size: int = 32) -> List[Dict]:
-    """The top `top_k` classes of each input: texts for a text model, image paths (or encoded bytes) for images.
+    """The predictions for each input: texts for a text model (pairs of texts for a pair model), image paths (or
+    encoded bytes) for images.
 
     Returns:
-      Per input: {"input": value, "predictions": [{"class_name", "class_id", "probability"}, …]}, best first.
+      Per input: {"input": value, **the target's predictions}; for classification "predictions": [{"class_name",
+      "class_id", "probability"}, …] (the top `top_k`, best first), for regression "score".
 
     Raises:
       UserError: for an image path that cannot be read.
     """
-    probabilities = self.probabilities(as_bytes(self.task, inputs), batch_size=batch_size)
-    order = np.argsort(-probabilities, axis=1, kind="stable")[:, :top_k]
-    return [{"input": value, "predictions": [{"class_name": self.class_names[j], "class_id": int(j),
-                                              "probability": float(probabilities[i, j])} for j in order[i]]}
-            for i, value in enumerate(inputs)]
+    from tfft.tasks import targets  # pylint: disable=g-import-not-at-top
+    if not inputs:
+      return []
+    if self.target == "classify":
+      outputs = {"probabilities": self.probabilities(as_bytes(self.task, inputs), batch_size=batch_size)}
+    else:
+      outputs = self.outputs(as_bytes(self.task, inputs), batch_size=batch_size)
+    rows = targets.for_task(self.target).predictions(outputs, self.class_names, top_k=top_k)
+    return [{"input": value, **row} for value, row in zip(inputs, rows)]
 
 
 def load(value: str) -> ExportedModel:

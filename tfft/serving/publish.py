@@ -45,17 +45,22 @@ def score_and_publish(task, model, prepared, *, config: Config, run_dir: RunDir,
   Raises:
     RunFailed: if the gate is unmet or the export disagrees with the model; nothing is published.
   """
-  import keras  # pylint: disable=g-import-not-at-top
+  target = task.target
+  if target.tunes_on_validation:  # e.g. decision thresholds, chosen on val and baked into the export
+    import dataclasses  # pylint: disable=g-import-not-at-top
+    val = prepared.split["val"]
+    prepared = dataclasses.replace(prepared, targets=target.tune(
+        prepared.targets, np.asarray(task.predict_logits(model, prepared, val)), prepared.labels[val]))
   logits = task.predict_logits(model, prepared, prepared.split["test"])
-  probabilities = keras.ops.convert_to_numpy(keras.ops.softmax(logits, axis=-1))
+  served = target.served(np.asarray(logits), prepared.targets)
   data = task.run_data(prepared)
-  metrics = run_report.report_test(run_dir, config, data, probabilities, phases=phases, rescore=rescore)
+  metrics = run_report.report_test(run_dir, config, data, served, phases=phases, rescore=rescore, target=target)
   check_gate(metrics, config.report.min_metric, model_dir=run_dir.path)
   path = export_checked(
       lambda finalize, metadata: task.export(model, prepared, export_base=export_base, finalize=finalize,
                                              metadata=metadata),
-      config, data, model_dir=run_dir.path, probabilities=probabilities, metrics=metrics, phases=phases,
-      backbone=task.spec, contract=task.contract(), before_publish=before_publish)
+      config, data, model_dir=run_dir.path, probabilities=served, metrics=metrics, phases=phases,
+      backbone=task.spec, contract=task.contract(), before_publish=before_publish, target=target)
   if rescore is None:
     metrics_lib.write_json(run_dir.metrics, metrics)
   return metrics, path
@@ -96,9 +101,31 @@ def check_parity(served_probabilities: np.ndarray, probabilities: np.ndarray, y_
           "macro_f1_export": export_metrics["macro_f1"], "macro_f1_keras": keras_metrics["macro_f1"]}
 
 
+def check_value_parity(served: np.ndarray, in_process: np.ndarray, *, output: str, scale: float = 1.0,
+                       atol: float = PARITY_ATOL) -> Dict:
+  """Compares one numeric output of the export (e.g. regression's `score`) with the in-process model's.
+
+  The tolerance is `atol` times `scale` (the target's standard deviation), so it does not depend on the data's units.
+
+  Raises:
+    RunFailed: naming preprocessing skew, when they differ beyond float tolerance.
+  """
+  served, in_process = np.asarray(served, np.float64), np.asarray(in_process, np.float64)
+  diff = float(np.abs(served - in_process).max()) if len(in_process) else 0.0
+  tolerance = atol * scale
+  if diff > tolerance:
+    raise RunFailed(
+        f"the exported SavedModel disagrees with the trained model on the {len(in_process)} test examples through "
+        f"serving_default: max |{output} difference| {diff:.3g} > {tolerance:g}; likely cause: preprocessing skew "
+        "between training and the export's graph (tokenizer, lowercasing, sequence length, image size or "
+        "normalisation); no export written")
+  return {"examples": int(len(in_process)), "output": output, "max_abs_diff": diff, "tolerance": tolerance}
+
+
 def export_checked(export_fn: Callable, config: Config, data: run_report.RunData, *, model_dir: pathlib.Path,
                    probabilities: np.ndarray, metrics: Dict, phases: Sequence[PhaseResult], backbone,
-                   contract: Sequence[str], before_publish: Optional[Callable[[], None]] = None) -> pathlib.Path:
+                   contract: Sequence[str], before_publish: Optional[Callable[[], None]] = None,
+                   target=None) -> pathlib.Path:
   """Exports through `export_fn`, checking the complete export before it is published as a version.
 
   Before the rename that publishes it, the temporary export is loaded with TensorFlow alone and fed the raw test
@@ -111,12 +138,14 @@ def export_checked(export_fn: Callable, config: Config, data: run_report.RunData
     config: the run's config.
     data: the run's examples and split.
     model_dir: the run dir.
-    probabilities: the in-process model's test probabilities.
+    probabilities: the in-process model's test outputs that the parity check compares: the target's `served`
+      (classification: the probabilities).
     metrics: report_test's metrics.
     phases: the phases that ran.
     backbone: the resolved backbone spec (its `source` and `local` go into the model card).
     contract: the preprocessing contract, one sentence a line.
     before_publish: called on the complete, checked export just before the rename; raising aborts it.
+    target: the run's target (tfft.tasks.targets); default classification.
 
   Returns:
     The published version dir.
@@ -127,25 +156,35 @@ def export_checked(export_fn: Callable, config: Config, data: run_report.RunData
   test_values = loaded.as_bytes(data.task, data.take("test"))
   parity = {}
 
+  if target is None:
+    from tfft.tasks.targets import ClassTarget  # pylint: disable=g-import-not-at-top
+    target = ClassTarget()
+
   def finalize(tmp: pathlib.Path):
     model = loaded.ExportedModel(tmp)
-    parity.update(check_parity(model.probabilities(test_values, batch_size=config.train.batch_size), probabilities,
-                               data.labels[data.split["test"]], data.class_names))
+    served = model.outputs(test_values, batch_size=config.train.batch_size)[target.parity_output]
+    if target.parity_output == "probabilities":
+      parity.update(check_parity(served, probabilities, data.labels[data.split["test"]], data.class_names))
+    else:
+      scale = data.targets.info.get("std", 1.0) if data.targets is not None else 1.0
+      parity.update(check_value_parity(served, probabilities, output=target.parity_output, scale=scale))
     if config.report.warmup:
       tf_serving.write_warmup(tmp, loaded.as_bytes(data.task, data.take("val")), input_name=model.input_name,
-                               model_name=config.run.name)
+                              model_name=config.run.name, input_names=model.input_names)
     write_atomically(tmp / "assets.extra" / model_card_lib.MODEL_CARD, model_card_lib.model_card(
         config, data, metrics=metrics, parity=parity, phases=phases, backbone=backbone, contract=contract,
-        signature=model.signature))
+        signature=model.signature, target=target))
     if before_publish:
       before_publish()
 
   metadata = {"model_dir": str(model_dir.resolve()), "name": config.run.name, "dataset": config.data.dataset,
               "text_column": config.data.text_column, "label_column": config.data.label_column}
+  if config.data.task != "classify":  # classification exports keep the keys they always had
+    metadata.update(target=config.data.task, pair_columns=list(config.data.pair_columns))
   path = export_fn(finalize=finalize, metadata=metadata)
   metrics["export_parity"] = parity
-  logging.info("export matches the trained model on %d test examples (max |dp| %.2g)", parity["examples"],
-               parity["max_abs_diff"])
+  logging.info("export matches the trained model on %d test examples (max |d %s| %.2g)", parity["examples"],
+               target.parity_output, parity["max_abs_diff"])
   return path
 
 
@@ -176,7 +215,6 @@ def reexport(model_dir: str, *, export_dir: Optional[str] = None, name: Optional
   import dataclasses  # pylint: disable=g-import-not-at-top
   import json  # pylint: disable=g-import-not-at-top
   from tfft import config_checks, rundir, tasks  # pylint: disable=g-import-not-at-top
-  from tfft.data import split as split_lib  # pylint: disable=g-import-not-at-top
   from tfft.errors import UserError  # pylint: disable=g-import-not-at-top
   from tfft.fit import recipe  # pylint: disable=g-import-not-at-top
 
@@ -199,15 +237,15 @@ def reexport(model_dir: str, *, export_dir: Optional[str] = None, name: Optional
   task = tasks.build_task(cfg)
   examples = task.load_examples()
   where = f"--dataset={cfg.data.dataset}"
-  labels = split_lib.label_indices(examples.labels, run.class_names, where=where)
   split = {s: rundir.select_split(run.manifest, examples.ids, s, where=where) for s in rundir.SPLITS}
+  targets = task.target.fit(task.encode(examples, names=run.class_names), split["train"])
 
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   strategy = strategy or tf.distribute.get_strategy()
   # Built in float32 whatever the run trained in: the weights file holds float32 variables either way.
-  built = task.build_model(len(run.class_names), strategy, precision="float32", weights="none")
+  built = task.build_model(targets.width, strategy, precision="float32", weights="none")
   built.model.load_weights(str(weights))
-  prepared = task.prepare(examples, labels, split, run.class_names)
+  prepared = task.prepare(examples, targets, split)
   trained = json.loads(run.dir.metrics.read_text()) if run.dir.metrics.is_file() else {}
   phases = [run.state.phase_result(p.name) for p in recipe.plan_phases(cfg.train) if run.state.phase_result(p.name)]
   with rundir.lock(run.dir):

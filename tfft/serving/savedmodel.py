@@ -1,4 +1,5 @@
-"""SavedModel export for TF Serving: raw inputs in, probabilities and class names out, versioned atomically."""
+"""SavedModel export for TF Serving: raw inputs in, the target's outputs (probabilities and class names, or a score)
+out, versioned atomically."""
 
 import json
 import os
@@ -21,16 +22,16 @@ def export_text_classifier(model: keras.Model, preprocessor, class_names: Sequen
                            export_base: pathlib.Path, eval_windows: int = 1,
                            pad_to_multiple_of: Optional[int] = None,
                            finalize: Optional[Callable[[pathlib.Path], None]] = None,
-                           metadata: Optional[Dict] = None) -> pathlib.Path:
+                           metadata: Optional[Dict] = None, outputs: Optional[Callable] = None) -> pathlib.Path:
   """Exports `serving_default`: a [None] tf.string batch of raw UTF-8 texts, tokenized in the graph.
 
   Each text is read as up to `eval_windows` windows whose logits are averaged (see tfft.data.windows), exactly as
   the run's test scoring does. With `pad_to_multiple_of`, each request batch is cut to its longest window
   (rounded up), so short texts are served at short-text cost.
 
-  Outputs are `probabilities` (float32 [N, C]), `class_id` (int64 [N]) and `class_name` (string [N]).
-  The SavedModel is written under a temporary name and renamed to EXPORT_BASE/<next version>, so TF Serving
-  never sees a half-written version; labels.txt and tfft.json ({"task": "text", "input": "text", **metadata})
+  Outputs are `outputs(logits)` (a target's, tfft.tasks.targets); by default classification's `probabilities`
+  (float32 [N, C]), `class_id` (int64 [N]) and `class_name` (string [N]). The SavedModel is written under a
+  temporary name and renamed to EXPORT_BASE/<next version>, so TF Serving never sees a half-written version; labels.txt and tfft.json ({"task": "text", "input": "text", **metadata})
   go to its assets.extra/. `finalize(tmp_dir)` runs on the complete export before the rename: it may add files
   to assets.extra/ or raise to abort, and then no version is published.
 
@@ -38,7 +39,7 @@ def export_text_classifier(model: keras.Model, preprocessor, class_names: Sequen
     The version directory.
   """
   preprocessor(tf.constant(["build"]))  # ExportArchive tracks only built layers.
-  outputs = _outputs(class_names)
+  outputs = outputs or _outputs(class_names)
 
   def serve(text):
     return outputs(windows.windowed_logits(model, preprocessor, text, eval_windows, pad_to_multiple_of))
@@ -53,7 +54,7 @@ def export_text_classifier(model: keras.Model, preprocessor, class_names: Sequen
 
 def export_image_classifier(model: keras.Model, class_names: Sequence[str], *, export_base: pathlib.Path,
                             image_size: int, finalize: Optional[Callable[[pathlib.Path], None]] = None,
-                            metadata: Optional[Dict] = None) -> pathlib.Path:
+                            metadata: Optional[Dict] = None, outputs: Optional[Callable] = None) -> pathlib.Path:
   """Exports two signatures that decode/resize in the graph; the model inside holds the preprocessing.
 
   `serving_default` takes `image_bytes`, a [None] tf.string batch of encoded JPEG/PNG/GIF/BMP files. TF Serving's
@@ -65,7 +66,7 @@ def export_image_classifier(model: keras.Model, class_names: Sequence[str], *, e
   Returns:
     The version directory.
   """
-  outputs = _outputs(class_names)
+  outputs = outputs or _outputs(class_names)
 
   def serve_bytes(image_bytes):
     pixels = tf.map_fn(lambda b: image_batches.decode(b, image_size), image_bytes,
@@ -83,6 +84,36 @@ def export_image_classifier(model: keras.Model, class_names: Sequence[str], *, e
                        input_signature=[tf.TensorSpec([None, None, None, 3], tf.uint8, name="images")])
   return write_export(archive, class_names, export_base=export_base,
                       info={"task": "image", "input": "image_bytes", "image_size": image_size},
+                      metadata=metadata, finalize=finalize)
+
+
+def export_text_pair_classifier(model: keras.Model, preprocessor, class_names: Sequence[str], *,
+                                export_base: pathlib.Path, pad_to_multiple_of: Optional[int] = None,
+                                finalize: Optional[Callable[[pathlib.Path], None]] = None,
+                                metadata: Optional[Dict] = None, outputs: Optional[Callable] = None) -> pathlib.Path:
+  """Exports `serving_default` taking two [None] tf.string batches, `text_a` and `text_b` (pair i is text_a[i],
+  text_b[i]), packed in the graph as the backbone's tokenizer packs pairs (tfft.data.pairs.pack).
+
+  Outputs, versioning, `finalize` and `metadata` as export_text_classifier.
+
+  Returns:
+    The version directory.
+  """
+  from tfft.data import pairs  # pylint: disable=g-import-not-at-top
+
+  preprocessor(tf.constant(["build"]))  # ExportArchive tracks only built layers.
+  outputs = outputs or _outputs(class_names)
+
+  def serve(text_a, text_b):
+    return outputs(pairs.pair_logits(model, preprocessor, text_a, text_b, pad_to_multiple_of))
+
+  archive = keras.export.ExportArchive()
+  archive.track(model)
+  archive.track(preprocessor)
+  archive.add_endpoint("serving_default", serve, input_signature=[tf.TensorSpec([None], tf.string, name="text_a"),
+                                                                  tf.TensorSpec([None], tf.string, name="text_b")])
+  return write_export(archive, class_names, export_base=export_base,
+                      info={"task": "text", "input": "text_a,text_b", "inputs": ["text_a", "text_b"]},
                       metadata=metadata, finalize=finalize)
 
 

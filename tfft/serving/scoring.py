@@ -1,5 +1,6 @@
 """Using an export as a client does: tfft.evaluate scores it on a dataset split and writes a report; tfft.predict
-reads inputs and prints its top classes. Both go through serving_default, as TF Serving would run it."""
+reads inputs and prints its predictions (top classes, or scores). Both go through serving_default, as TF Serving
+would run it; what they score and print is the export's target's (tfft.tasks.targets)."""
 
 import glob
 import json
@@ -13,7 +14,6 @@ from absl import logging
 
 from tfft import rundir
 from tfft.config import DataConfig
-from tfft.data import split as split_lib
 from tfft.errors import UserError
 from tfft.serving import loaded
 
@@ -21,7 +21,8 @@ SPLIT_CHOICES = rundir.SPLITS + ("all",)
 
 
 def _load_examples(data: DataConfig, task: str):
-  """The dataset's examples as (inputs, labels, ids); inputs are texts, image file paths, or encoded images."""
+  """The dataset's examples as (inputs, labels, ids); inputs are texts (pairs of texts), image file paths, or
+  encoded images."""
   if task == "image":
     from tfft.data import images as image_data  # pylint: disable=g-import-not-at-top
     examples = image_data.load_examples(data)
@@ -30,6 +31,14 @@ def _load_examples(data: DataConfig, task: str):
 
   examples = text_data.load_examples(data)
   return examples.texts, examples.labels, examples.ids
+
+
+def _data_for(data: DataConfig, meta: Dict) -> DataConfig:
+  """The export's --task (and a pair model's columns) on a dataset given to tfft.evaluate."""
+  import dataclasses  # pylint: disable=g-import-not-at-top
+  task = meta.get("target", "classify")
+  return dataclasses.replace(data, task=task, pair_columns=tuple(meta.get("pair_columns") or ())
+                             if task == "pairs" and "," not in data.text_column else data.pair_columns)
 
 
 def _report_dir(value: Optional[str], export: pathlib.Path, run_dir: Optional[pathlib.Path],
@@ -84,40 +93,45 @@ def evaluate_export(model: str, *, model_dir: Optional[str] = None, data: Option
     if run is None:
       raise UserError(f"--dataset is needed: {export} names no run whose dataset to reuse; pass --dataset=…")
     data = run.config.data
+  else:
+    data = _data_for(data, meta)
   if split != "all" and (run is None or run.manifest is None):
     where = f"{run_dir / rundir.MANIFEST}" if run_dir is not None else "the run dir's split manifest"
     raise UserError(f"--split={split} needs the run's split manifest ({where}), which was not found; pass "
                     "--model_dir=RUN_DIR of the run that trained this model, or --split=all to score every example")
   task = meta.get("task", "text")
+  from tfft.tasks import targets  # pylint: disable=g-import-not-at-top
+  kind = targets.for_task(meta.get("target", "classify"))
   inputs, labels, ids = _load_examples(data, task)
   where = f"--dataset={data.dataset}"
-  y = split_lib.label_indices(labels, class_names, where=where)
+  encoded = kind.encode(labels, where=where, names=class_names, ids=ids)
   indices = range(len(ids)) if split == "all" else rundir.select_split(run.manifest, ids, split, where=where)
-  target = _report_dir(report_dir, export, run.path if run else None, split)
-
-  from tfft.report import metrics as metrics_lib, run_report  # pylint: disable=g-import-not-at-top
+  out_dir = _report_dir(report_dir, export, run.path if run else None, split)
 
   served_model = loaded.ExportedModel(export)
   chosen = [inputs[i] for i in indices]
   logging.info("scoring %s on %d %s examples of %s", export, len(chosen), split, data.dataset)
-  probabilities = served_model.probabilities(loaded.as_bytes(served_model.task, chosen), batch_size=batch_size)
-  y_true = y[list(indices)]
-  metrics = metrics_lib.classification_metrics(y_true, probabilities, class_names)
-  metrics["ci"] = run_report.intervals(y_true, probabilities.argmax(axis=-1), len(class_names))
+  feed = loaded.as_bytes(served_model.task, chosen)
+  if kind.parity_output == "probabilities":
+    served = served_model.probabilities(feed, batch_size=batch_size)
+  else:
+    served = served_model.outputs(feed, batch_size=batch_size)[kind.parity_output]
+  y_true = encoded.values[list(indices)]
+  metrics = kind.score(y_true, served, encoded)
   metrics.update({"model": str(export), "dataset": data.dataset, "split": split})
-  target.parent.mkdir(parents=True, exist_ok=True)
-  tmp = target.parent / f".tmp-{uuid.uuid4().hex}"
+  out_dir.parent.mkdir(parents=True, exist_ok=True)
+  tmp = out_dir.parent / f".tmp-{uuid.uuid4().hex}"
   tmp.mkdir()
   try:
-    metrics_lib.write_report(tmp, metrics, y_true=y_true, probabilities=probabilities,
-                             inputs=[x if isinstance(x, str) else "(in memory; see id)" for x in chosen],
-                             ids=[ids[i] for i in indices])
-    if target.exists():
-      target.rmdir()  # checked empty above
-    tmp.rename(target)
+    kind.write_report(tmp, metrics, values=y_true, served=served,
+                      inputs=[x if isinstance(x, (str, tuple)) else "(in memory; see id)" for x in chosen],
+                      ids=[ids[i] for i in indices])
+    if out_dir.exists():
+      out_dir.rmdir()  # checked empty above
+    tmp.rename(out_dir)
   finally:
     shutil.rmtree(tmp, ignore_errors=True)
-  return metrics, target
+  return metrics, out_dir
 
 
 def read_inputs(args: Sequence[str], *, input_file: Optional[str] = None, stdin: TextIO = sys.stdin) -> List[str]:
@@ -158,12 +172,32 @@ def expand_images(values: Sequence[str]) -> List[str]:
   return paths
 
 
+def split_pairs(values: Sequence) -> List[Tuple[str, str]]:
+  """A pair model's inputs: each `TEXT_A<TAB>TEXT_B` line (or a pair already) as a pair of texts.
+
+  Raises:
+    UserError: for an input without exactly one tab.
+  """
+  pairs = []
+  for value in values:
+    if isinstance(value, (tuple, list)) and len(value) == 2:
+      pairs.append(tuple(value))
+      continue
+    parts = str(value).split("\t")
+    if len(parts) != 2:
+      raise UserError(f"{str(value)[:60]!r}: this model reads pairs of texts; give each input as TEXT_A<TAB>TEXT_B "
+                      "(one tab between the two texts)")
+    pairs.append((parts[0], parts[1]))
+  return pairs
+
+
 def predict_export(model: str, values: Sequence[str], *, top_k: int = 3, batch_size: int = 32) -> List[Dict]:
   """Runs inputs through the export's serving_default (tfft.serving.loaded.ExportedModel.predict).
 
   Args:
     model: an export dir, model base dir or run dir (see tfft.serving.loaded.locate).
-    values: texts for a text model; image paths or globs for an image model.
+    values: texts for a text model (TEXT_A<TAB>TEXT_B, or pairs, for a pair model); image paths or globs for an
+      image model.
     top_k: classes to keep per input.
     batch_size: inputs per signature call.
 
@@ -172,24 +206,22 @@ def predict_export(model: str, values: Sequence[str], *, top_k: int = 3, batch_s
   """
   export, _ = loaded.locate(model)
   loaded.read_class_names(export)  # fail before loading TensorFlow
-  is_image = loaded.read_meta(export).get("task") == "image"
+  meta = loaded.read_meta(export)
+  is_image = meta.get("task") == "image"
   values = expand_images(values) if is_image else list(values)
+  if meta.get("target") == "pairs":
+    values = split_pairs(values)
   served_model = loaded.ExportedModel(export)
   if served_model.task == "image" and not is_image:
     values = expand_images(values)
   return served_model.predict(values, top_k=top_k, batch_size=batch_size)
 
 
-def format_table(rows: Sequence[Dict], *, width: int = 48) -> str:
-  """One block per input: the input (shortened), then its top classes with probabilities."""
-  name_width = max([10] + [len(p["class_name"]) for row in rows for p in row["predictions"]])
-  lines = [f"{'input':<{width}}  {'class':<{name_width}}  probability"]
-  for row in rows:
-    text = " ".join(row["input"].split())
-    text = text if len(text) <= width else text[:width - 1] + "…"
-    for rank, p in enumerate(row["predictions"]):
-      lines.append(f"{text if rank == 0 else '':<{width}}  {p['class_name']:<{name_width}}  {p['probability']:.4f}")
-  return "\n".join(lines)
+def format_table(rows: Sequence[Dict], *, width: int = 48, target: str = "classify") -> str:
+  """One block per input: the input (shortened), then its predictions as the export's target shows them (top
+  classes with probabilities, or the score)."""
+  from tfft.tasks import targets  # pylint: disable=g-import-not-at-top
+  return targets.for_task(target).format_rows(rows, width=width)
 
 
 def format_json(rows: Sequence[Dict]) -> str:

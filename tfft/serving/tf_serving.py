@@ -12,8 +12,8 @@ MODELS_CONFIG = "models.config"
 _HEADER = "# Written by python -m tfft.export --models_config; rewritten on the next call.\n"
 
 
-def write_warmup(export: pathlib.Path, values: Sequence[bytes], *, input_name: str, model_name: str,
-                 max_records: int = 10) -> pathlib.Path:
+def write_warmup(export: pathlib.Path, values: Sequence, *, input_name: str, model_name: str,
+                 max_records: int = 10, input_names: Sequence[str] = ()) -> pathlib.Path:
   """Writes assets.extra/tf_serving_warmup_requests: one PredictionLog per example, batch of one.
 
   TF Serving replays these before it marks the version available, so the first real request does not pay for
@@ -23,6 +23,8 @@ def write_warmup(export: pathlib.Path, values: Sequence[bytes], *, input_name: s
     export: the export version dir (or its temporary directory).
     values: real examples as the signature takes them (UTF-8 text or encoded image bytes).
     input_name: the serving_default input they feed.
+    input_names: for a signature with several inputs (pairs of texts), their names; each value is then a tuple
+      with one item per input.
     model_name: the model's name under TF Serving.
     max_records: how many examples to write; TF Serving reads at most 1000.
 
@@ -38,7 +40,11 @@ def write_warmup(export: pathlib.Path, values: Sequence[bytes], *, input_name: s
     for value in list(values)[:max_records]:
       request = predict_pb2.PredictRequest(
           model_spec=model_pb2.ModelSpec(name=model_name, signature_name="serving_default"))
-      request.inputs[input_name].CopyFrom(tf.make_tensor_proto([value], dtype=tf.string))
+      if len(input_names) > 1:
+        for name, item in zip(input_names, value):
+          request.inputs[name].CopyFrom(tf.make_tensor_proto([item], dtype=tf.string))
+      else:
+        request.inputs[input_name].CopyFrom(tf.make_tensor_proto([value], dtype=tf.string))
       log = prediction_log_pb2.PredictionLog(predict_log=prediction_log_pb2.PredictLog(request=request))
       writer.write(log.SerializeToString())
   return path

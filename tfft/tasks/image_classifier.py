@@ -13,11 +13,12 @@ from tfft.data import images as image_data
 from tfft.errors import UserError
 from tfft.model import image_backbones
 from tfft.rundir import write_atomically
+from tfft.tasks import targets as targets_lib
 from tfft.tasks.base import Built, Prepared
 
 
 class ImageClassifier:
-  """The Task for image datasets (tfft.tasks.base): single-label classification of images."""
+  """The Task for image datasets (tfft.tasks.base): one prediction per image, of the --task's target."""
   kind = "image"
 
   def __init__(self, config: Config):
@@ -28,6 +29,7 @@ class ImageClassifier:
         Keras model that cannot be loaded safely or whose preprocessing is not stated.
     """
     self.config = config
+    self.target = targets_lib.for_task(config.data.task)
     self.spec = image_backbones.resolve(config.model.backbone)
     self.image_size = image_backbones.image_size(self.spec, config.model.image_size)
     self.channels = image_backbones.channels(self.spec)
@@ -40,6 +42,11 @@ class ImageClassifier:
   def load_examples(self) -> image_data.ImageExamples:
     """Raises: UserError for a bad source, a bad file under --on_bad_file=fail, or --classes."""
     return image_data.load_examples(self.config.data)
+
+  def encode(self, examples, *, names: Optional[Sequence[str]] = None) -> targets_lib.Targets:
+    """Raises: UserError for a label the target cannot read, or one `names` (labels.txt) does not hold."""
+    return self.target.encode(examples.labels, where=f"--dataset={self.config.data.dataset}", names=names,
+                              ids=examples.ids)
 
   def build_model(self, num_classes: int, strategy, *, precision: Optional[str] = None,
                   weights: Optional[str] = None) -> Built:
@@ -75,18 +82,18 @@ class ImageClassifier:
                  m.bn)
     return Built(model, backbone, image_backbones.blocks(self.spec, backbone))
 
-  def prepare(self, examples, labels: np.ndarray, split: Mapping[str, np.ndarray],
-              class_names: Sequence[str]) -> Prepared:
+  def prepare(self, examples, targets: targets_lib.Targets, split: Mapping[str, np.ndarray]) -> Prepared:
     """The images themselves are the units of training; they are decoded and resized in tf.data."""
     from tfft.data import image_batches  # pylint: disable=g-import-not-at-top
     batch_size = self.config.train.batch_size
+    rows = self.target.rows(targets, targets.values)
 
     def make(name, padding=None, **kw):  # pylint: disable=unused-argument  (images have no padding)
-      return image_batches.make_dataset(examples, labels, split[name], num_classes=len(class_names),
+      return image_batches.make_dataset(examples, rows, split[name], num_classes=None,
                                         image_size=self.image_size, batch_size=batch_size, **kw)
 
-    return Prepared(examples, tuple(class_names), labels, dict(split), labels, dict(split), "fixed",
-                    math.ceil(len(split["train"]) / batch_size), make)
+    return Prepared(examples, targets, dict(split), targets.values, dict(split), "fixed",
+                    math.ceil(len(split["train"]) / batch_size), make, rows)
 
   def cache_top_k(self):
     """Only the head phase is cached for images, and only without augmentation (cached features would freeze
@@ -98,16 +105,15 @@ class ImageClassifier:
 
   def predict_logits(self, model, prepared: Prepared, indices: np.ndarray) -> np.ndarray:
     from tfft.data import image_batches  # pylint: disable=g-import-not-at-top
-    ds = image_batches.make_dataset(prepared.examples, prepared.labels, np.asarray(indices),
-                                    num_classes=len(prepared.class_names), image_size=self.image_size,
-                                    batch_size=self.config.train.batch_size)
+    ds = image_batches.make_dataset(prepared.examples, prepared.unit_rows, np.asarray(indices), num_classes=None,
+                                    image_size=self.image_size, batch_size=self.config.train.batch_size)
     return np.asarray(model.predict(ds, verbose=0), dtype=np.float32)
 
   def run_data(self, prepared: Prepared):
     """The report's view: each image as its file path, or, for images held in memory, as PNG bytes."""
     from tfft.report import run_report  # pylint: disable=g-import-not-at-top
     return run_report.RunData("image", image_data.served_inputs(prepared.examples), prepared.examples.ids,
-                              prepared.labels, prepared.split, prepared.class_names)
+                              prepared.labels, prepared.split, prepared.class_names, prepared.targets)
 
   def contract(self) -> List[str]:
     return [f"Input `image_bytes`: encoded JPEG, PNG, GIF or BMP files (REST: {{\"b64\": ...}}); decoded to 3 "
@@ -127,4 +133,5 @@ class ImageClassifier:
   def export(self, model, prepared: Prepared, *, export_base, finalize=None, metadata=None):
     from tfft.serving import savedmodel  # pylint: disable=g-import-not-at-top
     return savedmodel.export_image_classifier(model, prepared.class_names, export_base=export_base,
-                                              image_size=self.image_size, finalize=finalize, metadata=metadata)
+                                              image_size=self.image_size, finalize=finalize, metadata=metadata,
+                                              outputs=self.target.outputs(prepared.targets))

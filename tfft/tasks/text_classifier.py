@@ -1,4 +1,5 @@
-"""Text classification: a keras-hub backbone, texts tokenized once, and an export that takes raw strings."""
+"""Texts in, one prediction per text out (classification or regression, by its target): a keras-hub backbone,
+texts tokenized once, and an export that takes raw strings."""
 
 from typing import List, Mapping, Optional, Sequence
 
@@ -9,11 +10,12 @@ from tfft.config import Config
 from tfft.data import split as split_lib
 from tfft.data import text as text_data
 from tfft.model import text_backbones
+from tfft.tasks import targets as targets_lib
 from tfft.tasks.base import Built, Prepared
 
 
 class TextClassifier:
-  """The Task for text datasets (tfft.tasks.base): single-label classification of texts."""
+  """The Task for text datasets (tfft.tasks.base): one prediction per text, of the --task's target."""
   kind = "text"
 
   def __init__(self, config: Config):
@@ -23,6 +25,7 @@ class TextClassifier:
       UserError: for a backbone that cannot be found or loaded.
     """
     self.config = config
+    self.target = targets_lib.for_task(config.data.task)
     self.spec = text_backbones.resolve(config.model.backbone)
     self.pooling = self.spec.default_pooling if config.model.pooling == "auto" else config.model.pooling
     self.preprocessor = text_backbones.load_preprocessor(self.spec, config.model.sequence_length)
@@ -32,9 +35,13 @@ class TextClassifier:
     examples = text_data.load_examples(self.config.data)
     if self.config.data.classes:
       keep = split_lib.select_classes(examples.labels, self.config.data.classes, flag_value=self.config.data.dataset)
-      examples = text_data.Examples([examples.texts[i] for i in keep], [examples.labels[i] for i in keep],
-                                    [examples.ids[i] for i in keep], examples.source)
+      examples = examples.take(keep)
     return examples
+
+  def encode(self, examples, *, names: Optional[Sequence[str]] = None) -> targets_lib.Targets:
+    """Raises: UserError for a label the target cannot read, or one `names` (labels.txt) does not hold."""
+    return self.target.encode(examples.labels, where=f"--dataset={self.config.data.dataset}", names=names,
+                              ids=examples.ids)
 
   def build_model(self, num_classes: int, strategy, *, precision: Optional[str] = None,
                   weights: Optional[str] = None) -> Built:
@@ -68,13 +75,13 @@ class TextClassifier:
     """Scoring and serving cut each batch of windows to a multiple of this many tokens (None: fixed padding)."""
     return None if prepared.padding == "fixed" else self.config.train.pad_to_multiple_of
 
-  def prepare(self, examples, labels: np.ndarray, split: Mapping[str, np.ndarray],
-              class_names: Sequence[str]) -> Prepared:
+  def prepare(self, examples, targets: targets_lib.Targets, split: Mapping[str, np.ndarray]) -> Prepared:
     """Tokenizes every text once and resolves --padding=auto from the training texts' lengths.
 
     With --train_windows=N > 1, the units of training and validation are the texts' windows, each with its text's
     label (a text's windows stay in its split); scoring still reads whole texts (predict_logits).
     """
+    labels = targets.values
     from tfft.data import text_batches  # pylint: disable=g-import-not-at-top
     from tfft.fit import recipe  # pylint: disable=g-import-not-at-top
     t, windows = self.config.train, self.config.model.train_windows
@@ -92,14 +99,16 @@ class TextClassifier:
     if t.padding == "auto":
       logging.info("--padding=auto: %s", padding)
 
+    rows = self.target.rows(targets, unit_labels)
+
     def make(name, **kw):
-      return text_batches.make_dataset(features, unit_labels, unit_split[name], num_classes=len(class_names),
+      return text_batches.make_dataset(features, rows, unit_split[name], num_classes=None,
                                        batch_size=t.batch_size, **{"padding": padding,
                                                                    "pad_to_multiple_of": t.pad_to_multiple_of, **kw})
 
     steps = text_batches.num_batches(features, unit_split["train"], batch_size=t.batch_size, padding=padding,
                                      pad_to_multiple_of=t.pad_to_multiple_of)
-    return Prepared(examples, tuple(class_names), labels, dict(split), unit_labels, unit_split, padding, steps, make)
+    return Prepared(examples, targets, dict(split), unit_labels, unit_split, padding, steps, make, rows)
 
   def cache_top_k(self):
     """The k whose lower blocks the feature cache may cache (None: only the head phase)."""
@@ -116,7 +125,7 @@ class TextClassifier:
   def run_data(self, prepared: Prepared):
     from tfft.report import run_report  # pylint: disable=g-import-not-at-top
     return run_report.RunData("text", prepared.examples.texts, prepared.examples.ids, prepared.labels,
-                              prepared.split, prepared.class_names)
+                              prepared.split, prepared.class_names, prepared.targets)
 
   def contract(self) -> List[str]:
     """The export's preprocessing contract, for the model card."""
@@ -138,4 +147,5 @@ class TextClassifier:
     from tfft.serving import savedmodel  # pylint: disable=g-import-not-at-top
     return savedmodel.export_text_classifier(model, self.preprocessor, prepared.class_names, export_base=export_base,
                                              eval_windows=self.config.model.eval_windows,
-                                             pad_to_multiple_of=self._trim(prepared), finalize=finalize, metadata=metadata)
+                                             pad_to_multiple_of=self._trim(prepared), finalize=finalize,
+                                             metadata=metadata, outputs=self.target.outputs(prepared.targets))

@@ -64,9 +64,10 @@ def test_pack_puts_the_loss_on_the_response_and_its_end_token_only(tiny):
   expected[len(prompt) - 1:len(row) - 1] = 1
   np.testing.assert_array_equal(arrays["loss_weights"][0], expected)
   # A long prompt keeps its start and the whole template, and the response still fits.
-  long_row = arrays["token_ids"][1][arrays["padding_mask"][1]].tolist()
+  assert arrays["padding_mask"][1].all()
+  long_row = arrays["token_ids"][1].tolist() + arrays["labels"][1, -1:].tolist()  # 25 tokens: inputs + last label
   suffix_and_answer = ids(fmt.suffix) + ids("y") + [tokenizer.end_token_id]
-  assert len(long_row) == 24 and long_row[-len(suffix_and_answer):] == suffix_and_answer
+  assert long_row[-len(suffix_and_answer):] == suffix_and_answer
   assert long_row[:len(ids(fmt.prefix)) + 4] == ids(fmt.prefix) + ids("x " * 40)[:4]
   assert arrays["loss_weights"][1].sum() == 2
 

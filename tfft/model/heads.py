@@ -42,14 +42,20 @@ class BackboneCall(keras.layers.Layer):
     return cls(**config)
 
 
+def sequence_output(outputs):
+  """The per-token hidden states of a text backbone: encoders return a dict, decoders (LlamaBackbone) the tensor."""
+  return outputs["sequence_output"] if isinstance(outputs, dict) else outputs
+
+
 def build_text_classifier(backbone, *, num_classes: int, pooling: str, head_units: Sequence[int] = (),
                           dropout: float = 0.1, l1: float = 0.0, l2: float = 0.0) -> keras.Model:
   """Puts a new head on a keras-hub text backbone.
 
   Args:
-    backbone: a keras-hub Backbone whose outputs include "sequence_output".
+    backbone: a keras-hub Backbone whose outputs are, or include, "sequence_output".
     num_classes: width of the output layer.
-    pooling: "cls" (first token) or "mean" (over unpadded tokens).
+    pooling: "cls" (first token), "mean" (over unpadded tokens) or "last" (the last unpadded token, for decoders
+      padded on the right).
     head_units: widths of hidden Dense layers before the output layer.
     dropout: rate of the Dropout before each head Dense.
     l1: L1 strength on head kernels.
@@ -60,7 +66,7 @@ def build_text_classifier(backbone, *, num_classes: int, pooling: str, head_unit
   """
   inputs = {name: keras.Input(shape=(None,), dtype=tensor.dtype, name=name)
             for name, tensor in backbone.input.items()}
-  sequence = BackboneCall(backbone, name=BACKBONE)(inputs)["sequence_output"]
+  sequence = sequence_output(BackboneCall(backbone, name=BACKBONE)(inputs))
   x = _pool(sequence, inputs["padding_mask"], pooling)
   return keras.Model(inputs, _head(x, num_classes=num_classes, head_units=head_units, dropout=dropout, l1=l1, l2=l2),
                      name="tfft_classifier")
@@ -116,16 +122,36 @@ def build_image_classifier(backbone, *, num_classes: int, image_size: int, prepr
                      name="tfft_image_classifier")
 
 
+@keras.saving.register_keras_serializable(package="tfft")
+class LastTokenPooling(keras.layers.Layer):
+  """The hidden state at each row's last real token, position sum(padding_mask) - 1 (rows padded on the right).
+
+  A causal decoder's last token is the only one that has attended to the whole text. Right padding puts it at the
+  same position whatever the batch is padded to, so fixed and dynamic padding pool the same state.
+  """
+
+  def call(self, sequence, padding_mask):
+    last = keras.ops.sum(keras.ops.cast(padding_mask, "int32"), axis=1) - 1
+    last = keras.ops.maximum(last, 0)  # an all-padding row (never packed by tfft) reads position 0
+    return keras.ops.take_along_axis(sequence, last[:, None, None], axis=1)[:, 0, :]
+
+  def compute_output_shape(self, sequence_shape, padding_mask_shape=None):
+    return (sequence_shape[0], sequence_shape[2])
+
+
 def _pool(sequence, padding_mask, pooling: str):
   if pooling == "mean":
     return keras.layers.GlobalAveragePooling1D(name="mean_pool")(sequence, mask=padding_mask)
+  if pooling == "last":
+    return LastTokenPooling(name="last_pool")(sequence, padding_mask)
   if pooling == "cls":
     return sequence[:, 0, :]
   raise ValueError(f"unknown pooling {pooling!r}")
 
 
 def pooling_of(model: keras.Model) -> str:
-  return "mean" if any(layer.name == "mean_pool" for layer in model.layers) else "cls"
+  names = {layer.name for layer in model.layers}
+  return "mean" if "mean_pool" in names else "last" if "last_pool" in names else "cls"
 
 
 def split_at_pooling(model: keras.Model):
@@ -157,7 +183,7 @@ def split_at_block(model: keras.Model, backbone, blocks, k: int):
   """
   if not blocks or not 1 <= k <= len(blocks):
     return None
-  if backbone.output["sequence_output"]._keras_history.operation is not blocks[-1]:
+  if sequence_output(backbone.output)._keras_history.operation is not blocks[-1]:
     return None
   node = blocks[-k]._inbound_nodes[0]
   if list(node.arguments.kwargs) != ["padding_mask"]:

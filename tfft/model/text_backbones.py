@@ -134,15 +134,17 @@ def load_backbone(spec: TextBackboneSpec, dtype=None, *, load_weights: bool = Tr
 
 
 def load_preprocessor(spec: TextBackboneSpec, sequence_length: int):
-  """Loads the backbone's tokenizer and packer as a keras-hub TextClassifierPreprocessor.
+  """Loads the backbone's tokenizer and packer: a keras-hub TextClassifierPreprocessor for an encoder, tfft's
+  DecoderClassifierPreprocessor (right padding, the end token last) for a decoder.
 
   Raises:
-    UserError: as load_backbone, or for a decoder backbone, which has no classifier preprocessor yet.
+    UserError: as load_backbone.
   """
   import keras_hub  # pylint: disable=g-import-not-at-top
   if spec.decoder:
-    raise UserError(f"--backbone={spec.flag_value} is a decoder; tfft does not classify text with decoders yet: use "
-                    f"an encoder ({', '.join(sorted(ALIASES))}, a keras-hub preset or a checkpoint directory)")
+    from tfft.model import decoder_preprocessing  # pylint: disable=g-import-not-at-top
+    tokenizer = _from_preset(keras_hub.tokenizers.Tokenizer, spec)
+    return decoder_preprocessing.DecoderClassifierPreprocessor(tokenizer, sequence_length=sequence_length)
   return _from_preset(keras_hub.models.TextClassifierPreprocessor, spec, sequence_length=sequence_length)
 
 

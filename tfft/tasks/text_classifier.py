@@ -134,7 +134,9 @@ class TextClassifier:
             f"Tokenizer (in the graph, TF Text ops): {type(tokenizer).__name__}"
             + (f", lowercase={getattr(tokenizer, 'lowercase', 'n/a')}, vocabulary size "
                f"{tokenizer.vocabulary_size()}" if tokenizer is not None else "") + ".",
-            f"Packing: [CLS] tokens [SEP], truncated and padded to {m.sequence_length} tokens.",
+            (f"Packing (decoder): tokens then the end token, truncated to keep the start, padded on the right to "
+             f"{m.sequence_length} tokens; the head reads the last real token." if self.spec.decoder else
+             f"Packing: [CLS] tokens [SEP], truncated and padded to {m.sequence_length} tokens."),
             ("Long texts: the first window only." if m.eval_windows == 1 else
              f"Long texts: up to {m.eval_windows} windows of {m.sequence_length} tokens, logits averaged.")]
 

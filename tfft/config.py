@@ -24,6 +24,9 @@ GATE_METRICS = (("accuracy",) + tuple(f"top_{k}_accuracy" for k in TOP_K)
 BN_POLICIES = ("frozen", "train")
 ON_BAD_FILE = ("skip", "fail")
 DEDUPES = ("split", "drop", "off")
+UNFREEZES = ("none", "gradual")
+LOSSES = ("crossentropy", "focal")
+CALIBRATIONS = ("temperature", "none")
 FLIPS = ("none", "horizontal", "vertical", "horizontal_and_vertical")
 BACKBONE_WEIGHTS_HELP = "imagenet, none, or a path to a .weights.h5 / .keras file"
 
@@ -243,6 +246,30 @@ class TrainConfig:
   lr_alpha: float = option(0.0, "cosine, cosine_restarts, linear: final LR as a fraction of peak.")
   lr_restart_epochs: int = option(1, "cosine_restarts: epochs in the first cycle.")
   label_smoothing: float = option(0.0, "Label smoothing for the cross-entropy.")
+  loss: str = option("crossentropy", "Training loss: crossentropy, or focal (Keras' CategoricalFocalCrossentropy, "
+                     "which down-weights examples the model already gets right; see --focal_gamma).",
+                     choices=LOSSES)
+  focal_gamma: float = option(2.0, "--loss=focal: the focusing exponent (0 is plain cross-entropy).")
+  class_weight: str = option(
+      "none", "Weight of each class in the loss: none, balanced (n / (classes * n_class) over the training "
+      "examples, as scikit-learn) or a path to a JSON file {\"class name\": weight, ...} (classes left out "
+      "weigh 1).", resume=True)
+  lora_rank: int = option(
+      0, "Phase 2 trains low-rank adapters (Keras' LoRA) of this rank instead of the backbone's weights; the "
+      "head trains fully. The export merges them into the base weights. 0: off.", applies=TEXT, resume=True)
+  lora_alpha: float = option(0.0, "--lora_rank: the adapters' scale is alpha / rank (0: alpha = rank, scale 1).",
+                             applies=TEXT, resume=True)
+  lora_targets: Tuple[str, ...] = option(
+      (), "--lora_rank: names of the backbone layers that get adapters (empty: the backbone's own default, the "
+      "attention query and value projections).", applies=TEXT, resume=True)
+  layer_decay: float = option(
+      1.0, "Layer-wise LR decay in phase 2: the head trains at the LR, block i from the top at LR x decay^i, the "
+      "embeddings lowest (1: off). It scales each variable's update, not its gradient.", resume=True)
+  unfreeze: str = option(
+      "none", "Phase 2: none unfreezes per --freeze at once; gradual unfreezes one more block from the top every "
+      "--unfreeze_every epochs (then the embeddings too), each stage its own compiled fit.", choices=UNFREEZES,
+      resume=True)
+  unfreeze_every: int = option(1, "--unfreeze=gradual: epochs per stage.", resume=True)
   monitor: str = option("val_accuracy", "Validation metric for the best checkpoint and early stopping.",
                         choices=MONITORS)
   early_stopping_patience: int = option(2, "Epochs without improvement before a phase stops; 0 turns it off.")
@@ -296,6 +323,10 @@ class ReportConfig:
       Gates(), "Quality gate, NAME:VALUE[,NAME:VALUE]: any test metric the report holds, e.g. macro_f1:0.9. Unmet, "
       "train exits 1 and writes no export; the run dir keeps its checkpoints and report.", parse=parse_min_metric)
   warmup: bool = option(True, "Write assets.extra/tf_serving_warmup_requests (validation examples) into the export.")
+  calibrate: str = option(
+      "temperature", "temperature: fit one temperature on the validation logits (lowest NLL) and divide the "
+      "export's logits by it, so served probabilities are calibrated (argmax unchanged); none: raw softmax.",
+      choices=CALIBRATIONS)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -5,6 +5,7 @@ Each failure is a UserError naming the flag, the value it got and what it accept
 
 import dataclasses
 import math
+import pathlib
 import re
 from typing import Tuple
 
@@ -152,6 +153,41 @@ def validate(config: Config) -> Config:
     _fail("lr_restart_epochs", t.lr_restart_epochs, "must be >= 1")
   if not 0.0 <= t.label_smoothing < 1.0:
     _fail("label_smoothing", t.label_smoothing, "must be in [0, 1)")
+  if t.focal_gamma < 0:
+    _fail("focal_gamma", t.focal_gamma, "must be >= 0 (0 is plain cross-entropy)")
+  if t.focal_gamma != 2.0 and t.loss != "focal":
+    _fail("focal_gamma", t.focal_gamma, "acts only with --loss=focal")
+  if t.class_weight not in ("none", "balanced") and not pathlib.Path(t.class_weight).expanduser().is_file():
+    _fail("class_weight", t.class_weight, "must be none, balanced, or the path of a JSON file "
+          '{"class name": weight, ...}; no such file')
+  if t.lora_rank < 0:
+    _fail("lora_rank", t.lora_rank, "must be a positive rank such as 8 (0 turns LoRA off)")
+  if not t.lora_rank:
+    for flag, value, off in (("lora_alpha", t.lora_alpha, 0.0), ("lora_targets", t.lora_targets, ())):
+      if value != off:
+        _fail(flag, ",".join(value) if isinstance(value, tuple) else value, "acts only with --lora_rank=R > 0")
+  if t.lora_alpha < 0:
+    _fail("lora_alpha", t.lora_alpha, "must be > 0 (0: the rank)")
+  if t.lora_rank and t.epochs == 0:
+    _fail("lora_rank", t.lora_rank, "adapters train in phase 2: set --epochs above 0")
+  if t.lora_rank and t.freeze.kind != "none":
+    _fail("lora_rank", t.lora_rank, f"adapts every targeted layer, so it replaces --freeze={t.freeze}; drop "
+          "--freeze (choose the layers with --lora_targets)")
+  if not 0.0 < t.layer_decay <= 1.0:
+    _fail("layer_decay", t.layer_decay, "must be in (0, 1], e.g. 0.8 (1 turns it off)")
+  if t.unfreeze == "gradual":
+    if t.freeze.kind != "none":
+      _fail("unfreeze", t.unfreeze, f"gradual unfreezing decides what trains in each stage, so it cannot be "
+            f"combined with --freeze={t.freeze}; drop --freeze")
+    if t.lora_rank:
+      _fail("unfreeze", t.unfreeze, "gradual unfreezing trains the backbone's weights, LoRA only adapters: "
+            "choose one")
+    if t.epochs == 0:
+      _fail("unfreeze", t.unfreeze, "unfreezes during phase 2: set --epochs above 0")
+  if t.unfreeze_every < 1:
+    _fail("unfreeze_every", t.unfreeze_every, "must be >= 1 epoch per stage")
+  if t.unfreeze_every != 1 and t.unfreeze != "gradual":
+    _fail("unfreeze_every", t.unfreeze_every, "acts only with --unfreeze=gradual")
   if t.early_stopping_patience < 0:
     _fail("early_stopping_patience", t.early_stopping_patience, "must be >= 0 (0 turns early stopping off)")
   if t.worker_hosts:

@@ -33,6 +33,7 @@ class RunResult:
   export_path: str
   skipped_files: int = 0
   split_info: Dict = dataclasses.field(default_factory=dict)  # tfft.data.split.Split.info
+  methods: List[str] = dataclasses.field(default_factory=list)  # the fine-tuning methods in use, one line each
 
 
 @contextlib.contextmanager
@@ -105,6 +106,11 @@ def _train(config: Config, strategy, run_dir: RunDir, export_base: pathlib.Path,
 
   keras.utils.set_random_seed(config.train.seed)
   built = task.build_model(len(class_names), strategy)  # under strategy.scope()
+  t, lora_targets = config.train, ()
+  if t.lora_rank:
+    from tfft.model import lora  # pylint: disable=g-import-not-at-top
+    lora_targets = lora.enable_lora(built.backbone, rank=t.lora_rank, alpha=t.lora_alpha, targets=t.lora_targets,
+                     backbone_flag=config.model.backbone, strategy=strategy)
   phases = recipe.plan_phases(config.train)
   for phase in phases:  # a bad --freeze fails now, not after phase 1
     freezing.apply_freeze(built.model, built.backbone, phase.freeze, blocks=built.blocks)
@@ -114,11 +120,11 @@ def _train(config: Config, strategy, run_dir: RunDir, export_base: pathlib.Path,
   with rundir.lock(run_dir):
     return _fit_and_publish(config, strategy, run_dir, export_base, stop, task=task, examples=examples,
                             labels=labels, planned_split=planned_split, class_names=class_names, built=built,
-                            phases=phases)
+                            phases=phases, methods=recipe.method_lines(t, lora_targets=lora_targets))
 
 
 def _fit_and_publish(config: Config, strategy, run_dir: RunDir, export_base: pathlib.Path, stop, *, task, examples,
-                     labels, planned_split, class_names, built, phases) -> RunResult:
+                     labels, planned_split, class_names, built, phases, methods) -> RunResult:
   """The part of the job that writes into the run dir, under its lock."""
   from tfft.serving import publish  # pylint: disable=g-import-not-at-top
 
@@ -131,19 +137,31 @@ def _fit_and_publish(config: Config, strategy, run_dir: RunDir, export_base: pat
   results = _run_phases(task, built, prepared, phases, config=config, run_dir=run_dir, strategy=strategy, stop=stop)
   task.save_artifacts(built, run_dir)
 
-  model = built.model
-  if config.train.mixed_precision != "float32":  # score and export the float32 model TF Serving will run
+  model = export_model = built.model
+  if config.train.lora_rank:
+    # TF Serving has no adapters: the export is a plain float32 model with them merged into the base kernels
+    # (Keras saves a LoRA layer's kernel merged), scored as trained and checked against it for parity.
+    from tfft.model import lora  # pylint: disable=g-import-not-at-top
+    lora.save_adapter(built.backbone, run_dir.path / lora.ADAPTER_FILE)
+    copy = task.build_model(len(class_names), strategy, precision="float32", weights="none")
+    copy.model.load_weights(str(run_dir.after(phases[-1].name)))
+    export_model = copy.model
+    if config.train.mixed_precision != "float32":
+      model = export_model
+  elif config.train.mixed_precision != "float32":  # score and export the float32 model TF Serving will run
     copy = task.build_model(len(class_names), strategy, precision="float32", weights="none")
     copy.model.set_weights(model.get_weights())  # mixed-precision variables are float32 already
-    model = copy.model
+    model = export_model = copy.model
   stop.check("after training, before scoring the test split")
   pause_point("evaluate")
   metrics, export_path = publish.score_and_publish(
       task, model, prepared, config=config, run_dir=run_dir, export_base=export_base, phases=results,
+      export_model=export_model, methods=methods,
       before_publish=lambda: stop.check("after training and scoring, before publishing the export"))
   run_dir.state().mark_finished(str(export_path))
   return RunResult(str(run_dir.path), prepared.split_sizes, results, metrics, str(export_path),
-                   skipped_files=getattr(examples, "skipped", 0), split_info=planned_split.info)
+                   skipped_files=getattr(examples, "skipped", 0), split_info=planned_split.info,
+                   methods=metrics.get("methods", []))
 
 
 def _check_workers_agree(strategy, run_dir: RunDir, phase: str, *, done: bool):
@@ -185,7 +203,7 @@ def _run_phases(task, built, prepared, phases, *, config: Config, run_dir: RunDi
     _check_workers_agree(strategy, run_dir, phase.name, done=bool(done and run_dir.after(phase.name).exists()))
     if done and run_dir.after(phase.name).exists():
       logging.info("phase %s finished in an earlier run; loading its weights", phase.name)
-      model.load_weights(str(run_dir.after(phase.name)))
+      callbacks.load_weights(model, run_dir.after(phase.name))
       callbacks.restore_seed_states(model, done.seed_states)
       results.append(done)
       continue

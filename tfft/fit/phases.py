@@ -125,7 +125,7 @@ def run_phase(model: keras.Model, backbone, phase: Phase, *, train_ds, val_ds, s
                  f"{backup.directory}")
   values = backup.history.get(train.monitor, [])
   if run_dir.best(phase.name).exists():
-    fit_model.load_weights(str(run_dir.best(phase.name)))
+    callbacks_lib.load_weights(fit_model, run_dir.best(phase.name))
   best = (min(values) if train.monitor.endswith("loss") else max(values)) if values else None
   return PhaseResult(phase.name, trainable, frozen, len(backup.history.get("loss", [])), train.monitor, best,
                      {k: list(vs) for k, vs in backup.history.items()})

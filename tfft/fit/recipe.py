@@ -5,7 +5,7 @@ Nothing here trains or reads flags; the job computes these up front and passes t
 
 import dataclasses
 import math
-from typing import List
+from typing import List, Sequence
 
 import numpy as np
 
@@ -31,6 +31,16 @@ def plan_phases(train: TrainConfig) -> List[Phase]:
     # Without a head phase the head starts random, so phase 2 gets the warmup either way.
     phases.append(Phase("finetune", train.epochs, train.learning_rate, train.warmup_fraction, train.freeze))
   return phases
+
+
+def method_lines(train: TrainConfig, *, lora_targets: Sequence[str] = ()) -> List[str]:
+  """The fine-tuning methods a run uses beyond the default recipe, one line each (summary, model card)."""
+  lines = []
+  if train.lora_rank:
+    lines.append(f"lora:     rank {train.lora_rank}, alpha {train.lora_alpha or train.lora_rank:g} on "
+                 f"{', '.join(lora_targets or train.lora_targets) or 'the backbone default'}; the export has them "
+                 "merged into the base weights")
+  return lines
 
 
 # Dynamic padding leaves the sequence length unknown in the traced graph, so Keras runs EinsumDense (attention

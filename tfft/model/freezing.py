@@ -35,6 +35,10 @@ def apply_freeze(model: keras.Model, backbone, policy: Freeze, *, blocks=None):
   if policy.kind == "all":
     backbone.trainable = False
     return
+  from tfft.model import lora  # pylint: disable=g-import-not-at-top
+  if lora.lora_layers(backbone):  # --lora_rank: the adapters train in place of the backbone's weights
+    lora.set_trainable(backbone)
+    return
   backbone.trainable = True
   if policy.kind == "from_layer":
     names = [layer.name for layer in backbone.layers]

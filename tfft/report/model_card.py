@@ -52,6 +52,8 @@ def model_card(config: Config, data, *, metrics: Dict, parity: Dict, phases: Seq
     lines.append(f"| {phase.name} | {freeze} | {phase.epochs_run} / {plan.epochs if plan else '?'} | "
                  f"{plan.learning_rate if plan else '?'} | {phase.trainable_params:,} / {phase.frozen_params:,} | "
                  f"{best} |")
+  if metrics.get("methods"):
+    lines += ["", "## Fine-tuning methods", ""] + [f"- {line}" for line in metrics["methods"]]
   lines += ["", "## Hyperparameters", "", "| flag | value |", "|---|---|"]
   for section in (config.model, config.train):
     for field in dataclasses.fields(section):

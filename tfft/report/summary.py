@@ -18,6 +18,7 @@ def format_summary(result) -> str:
     lines.append(f"phase {phase.name:<9} trainable={phase.trainable_params:,}  frozen={phase.frozen_params:,}  "
                  f"epochs={phase.epochs_run}  best {phase.monitor}={best}  {phase.seconds:.0f}s")
   m = result.metrics
+  lines += list(getattr(result, "methods", []) or m.get("methods", []))
   lines += [f"test:     accuracy={m['accuracy']:.4f}  macro_f1={m['macro_f1']:.4f}  weighted_f1={m['weighted_f1']:.4f}",
             *interval_lines(m, indent=10),
             *summary_lines(m),

@@ -21,7 +21,8 @@ PARITY_ATOL = 1e-4
 
 def score_and_publish(task, model, prepared, *, config: Config, run_dir: RunDir, export_base: pathlib.Path,
                       phases: Sequence[PhaseResult], rescore: Optional[Dict] = None,
-                      before_publish: Optional[Callable[[], None]] = None) -> Tuple[Dict, pathlib.Path]:
+                      before_publish: Optional[Callable[[], None]] = None,
+                      export_model=None, methods: Sequence[str] = ()) -> Tuple[Dict, pathlib.Path]:
   """Scores the test split, writes the report, applies --min_metric, and publishes a parity-checked export.
 
   The one ending of both tfft.train and tfft.export (a re-export).
@@ -38,6 +39,9 @@ def score_and_publish(task, model, prepared, *, config: Config, run_dir: RunDir,
       fitted again, and the run's report is left as it is.
     before_publish: called once the export is complete and checked, just before it is published; it may raise
       (e.g. Preempted) to publish nothing.
+    export_model: what to export when it is not `model` itself (a LoRA model's merged copy); the parity check
+      compares it with `model`.
+    methods: the fine-tuning methods in use, one line each, for metrics.json, the summary and the model card.
 
   Returns:
     (metrics, the published version dir).
@@ -50,9 +54,11 @@ def score_and_publish(task, model, prepared, *, config: Config, run_dir: RunDir,
   probabilities = keras.ops.convert_to_numpy(keras.ops.softmax(logits, axis=-1))
   data = task.run_data(prepared)
   metrics = run_report.report_test(run_dir, config, data, probabilities, phases=phases, rescore=rescore)
+  if methods:
+    metrics["methods"] = list(methods)
   check_gate(metrics, config.report.min_metric, model_dir=run_dir.path)
   path = export_checked(
-      lambda finalize, metadata: task.export(model, prepared, export_base=export_base, finalize=finalize,
+      lambda finalize, metadata: task.export(export_model or model, prepared, export_base=export_base, finalize=finalize,
                                              metadata=metadata),
       config, data, model_dir=run_dir.path, probabilities=probabilities, metrics=metrics, phases=phases,
       backbone=task.spec, contract=task.contract(), before_publish=before_publish)

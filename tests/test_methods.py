@@ -125,3 +125,48 @@ def test_a_resumed_lora_run_equals_an_uninterrupted_one(lora_runs):
   ref = json.loads((tmp / "reference" / "run" / "metrics.json").read_text())
   got = json.loads((tmp / "resumed" / "run" / "metrics.json").read_text())
   assert got["per_class"] == ref["per_class"] and got["accuracy"] == ref["accuracy"]
+
+
+# Layer-wise LR decay ----------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("optimizer", ["adam", "adamw"])
+def test_layer_decay_scales_each_blocks_step_under_adam(tiny_bert_preset, optimizer):
+  """Adam's first step moves each weight by LR x its factor (m/sqrt(v) = sign(g)), so max |dw| per variable reads
+  the factor back: head 1, the top block 0.5, the lower 0.25, embeddings 0.125."""
+  import dataclasses
+  import keras
+  import tensorflow as tf
+  from tfft import config as config_lib
+  from tfft.fit import phases
+  from tfft.model import freezing, heads, text_backbones
+
+  keras.utils.set_random_seed(0)
+  spec = text_backbones.resolve(str(tiny_bert_preset))
+  backbone = text_backbones.load_backbone(spec)
+  model = heads.build_text_classifier(backbone, num_classes=3, pooling="mean", dropout=0.0)
+  freezing.apply_freeze(model, backbone, config_lib.Freeze("none"))
+  blocks = text_backbones.transformer_blocks(backbone)
+  factors = freezing.layer_decay_multipliers(backbone, blocks, 0.5)
+  train = dataclasses.replace(config_lib.TrainConfig(), optimizer=optimizer, clipnorm=0.0, weight_decay=0.0)
+  lr = 1e-3
+  model.compile(optimizer=phases.build_optimizer(train, lr, factors),
+                loss=keras.losses.CategoricalCrossentropy(from_logits=True))
+  # One text of distinct tokens: an embedding row gathered twice gets a sparse gradient with duplicates, whose
+  # Adam step is not sign(g). Its segment ids are all 0, so the segment embedding is left out below.
+  ids = tf.constant([[2, 10, 20, 25, 3]], "int32")
+  x = {"token_ids": ids, "padding_mask": ids > 0, "segment_ids": tf.zeros_like(ids)}
+  y = tf.one_hot([1], 3)
+  before = [v.numpy().copy() for v in model.trainable_variables]
+  model.train_on_batch(x, y)
+  expected = {"logits": 1.0, "transformer_layer_1": 0.5, "transformer_layer_0": 0.25, "embeddings": 0.125}
+  seen = set()
+  for variable, old in zip(model.trainable_variables, before):
+    step = float(np.abs(variable.numpy() - old).max())
+    # No gradient reached it (the unused pooler; the attention key's bias, to which softmax is invariant).
+    if step < 1e-3 * lr or "segment_embedding" in variable.path:
+      continue
+    where = next((k for k in expected if k in variable.path), None)
+    assert where is not None, variable.path
+    seen.add(where)
+    assert step == pytest.approx(lr * expected[where], rel=0.05), variable.path  # eps: |g| ~ 1e-6
+  assert seen == set(expected)

@@ -15,17 +15,79 @@ from tfft.model import freezing
 from tfft.rundir import PhaseResult, RunDir
 
 
-def build_optimizer(train: TrainConfig, learning_rate) -> keras.optimizers.Optimizer:
-  """Builds --optimizer with its LR schedule; AdamW skips biases and LayerNorm, as in BERT's recipe."""
+def build_optimizer(train: TrainConfig, learning_rate, lr_multipliers=None) -> keras.optimizers.Optimizer:
+  """Builds --optimizer with its LR schedule; AdamW skips biases and LayerNorm, as in BERT's recipe.
+
+  Args:
+    train: the optimiser settings.
+    learning_rate: the LR or its schedule.
+    lr_multipliers: id(variable) -> factor on that variable's LR (--layer_decay); variables left out train at
+      the LR itself.
+  """
   clip = {"clipnorm": train.clipnorm} if train.clipnorm else {}
+  scaled = {"lr_multipliers": lr_multipliers} if lr_multipliers else {}
   if train.optimizer == "adamw":
-    optimizer = keras.optimizers.AdamW(learning_rate=learning_rate, weight_decay=train.weight_decay, **clip)
+    optimizer = _optimizer_class(keras.optimizers.AdamW, scaled)(
+        learning_rate=learning_rate, weight_decay=train.weight_decay, **clip, **scaled)
     optimizer.exclude_from_weight_decay(var_names=["bias", "gamma", "beta"])
     return optimizer
   if train.optimizer == "adam":
-    return keras.optimizers.Adam(learning_rate=learning_rate, **clip)
-  return keras.optimizers.SGD(learning_rate=learning_rate, momentum=train.momentum,
-                              weight_decay=train.weight_decay or None, **clip)
+    return _optimizer_class(keras.optimizers.Adam, scaled)(learning_rate=learning_rate, **clip, **scaled)
+  return _optimizer_class(keras.optimizers.SGD, scaled)(learning_rate=learning_rate, momentum=train.momentum,
+                                                        weight_decay=train.weight_decay or None, **clip, **scaled)
+
+
+def _optimizer_class(base, scaled):
+  return _PER_VARIABLE_LR.setdefault(base, _with_lr_multipliers(base)) if scaled else base
+
+
+_PER_VARIABLE_LR = {}
+
+
+def _with_lr_multipliers(base):
+  """`base` with a per-variable LR: each variable's update (and decoupled weight decay) uses LR x its factor.
+
+  Adam-family updates divide by the gradient's running RMS, so scaling gradients would leave their steps as they
+  were; the LR handed to each variable's update_step is scaled instead, as torch's per-group LRs do.
+  """
+
+  class PerVariableLR(base):
+
+    def __init__(self, *args, lr_multipliers, **kwargs):
+      super().__init__(*args, **kwargs)
+      self._lr_factor_by_id = dict(lr_multipliers)
+      self._lr_factors = []
+
+    def build(self, variables):
+      super().build(variables)
+      self._lr_factors = [float(self._lr_factor_by_id.get(id(v), 1.0)) for v in variables]
+
+    def _factor(self, variable):
+      return self._lr_factors[self._get_variable_index(variable)]
+
+    def update_step(self, gradient, variable, learning_rate):
+      return super().update_step(gradient, variable, learning_rate * self._factor(variable))
+
+    def _apply_weight_decay(self, variables):
+      # TensorFlow's own version (keras/src/backend/tensorflow/optimizer.py) with the variable's LR.
+      if self.weight_decay is None:
+        return
+      import tensorflow as tf  # pylint: disable=g-import-not-at-top
+
+      def apply(distribution, variables, **kwargs):
+        for variable in variables:
+          factor = self._factor(variable)
+
+          def decay(v, factor=factor):
+            if self._use_weight_decay(v):
+              v.assign_sub(v * tf.cast(self.weight_decay, v.dtype) * tf.cast(self.learning_rate * factor, v.dtype))
+
+          distribution.extended.update(getattr(variable, "value", variable), decay, group=False)
+
+      tf.__internal__.distribute.interim.maybe_merge_call(apply, self._distribution_strategy, variables)
+
+  PerVariableLR.__name__ = f"{base.__name__}PerVariableLR"
+  return PerVariableLR
 
 
 
@@ -93,9 +155,11 @@ def run_phase(model: keras.Model, backbone, phase: Phase, *, train_ds, val_ds, s
       warmup_steps=int(math.floor(phase.warmup_fraction * total_steps)), steps_per_epoch=steps_per_epoch,
       decay_rate=train.lr_decay_rate, alpha=train.lr_alpha, restart_epochs=train.lr_restart_epochs)
   fit_model = fit_model or model
+  multipliers = (freezing.layer_decay_multipliers(backbone, blocks, train.layer_decay)
+                 if train.layer_decay < 1.0 and phase.freeze.kind != "all" else None)
   with strategy.scope():
     fit_model.compile(
-        optimizer=build_optimizer(train, lr),
+        optimizer=build_optimizer(train, lr, multipliers),
         loss=keras.losses.CategoricalCrossentropy(from_logits=True, label_smoothing=train.label_smoothing),
         metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")],
         jit_compile=train.jit_compile, steps_per_execution=train.steps_per_execution)

@@ -40,6 +40,9 @@ def method_lines(train: TrainConfig, *, lora_targets: Sequence[str] = ()) -> Lis
     lines.append(f"lora:     rank {train.lora_rank}, alpha {train.lora_alpha or train.lora_rank:g} on "
                  f"{', '.join(lora_targets or train.lora_targets) or 'the backbone default'}; the export has them "
                  "merged into the base weights")
+  if train.layer_decay < 1.0:
+    lines.append(f"layer decay: {train.layer_decay:g} (phase 2: the head at --learning_rate, block i from the top "
+                 f"at LR x {train.layer_decay:g}^i, the embeddings lowest)")
   return lines
 
 

@@ -170,3 +170,161 @@ def test_layer_decay_scales_each_blocks_step_under_adam(tiny_bert_preset, optimi
     seen.add(where)
     assert step == pytest.approx(lr * expected[where], rel=0.05), variable.path  # eps: |g| ~ 1e-6
   assert seen == set(expected)
+
+
+# Gradual unfreezing -----------------------------------------------------------------------------------------------
+
+GRADUAL = {"unfreeze": "gradual", "unfreeze_every": 2, "epochs": 5, "early_stopping_patience": 0}
+STAGES = ("unfreeze_1", "unfreeze_2", "unfreeze_3")  # top block, both blocks, everything: 2 + 2 + 1 epochs
+
+
+@pytest.fixture(scope="module")
+def gradual_runs(tiny_bert_preset, tiny_textdir, tmp_path_factory):
+  tmp = tmp_path_factory.mktemp("gradual")
+  # Killed in the second epoch of the second stage: it resumes from that stage's first committed epoch.
+  reference, resumed = _reference_and_resumed(tiny_bert_preset, tiny_textdir, tmp, "batch:unfreeze_2:1:1",
+                                              **GRADUAL)
+  return tmp, reference, resumed
+
+
+def test_gradual_unfreezing_trains_one_more_block_per_stage(gradual_runs, tiny_bert_preset):
+  import keras_hub
+  from tfft.model import freezing
+  tmp, reference, _ = gradual_runs
+  state = json.loads((tmp / "reference" / "run" / "run_state.json").read_text())["phases"]
+  assert [state[s]["epochs_run"] for s in STAGES] == [2, 2, 1]
+  assert [state[s]["freeze"] for s in STAGES] == ["top_k:1", "top_k:2", "none"]
+  backbone = keras_hub.models.Backbone.from_preset(str(tiny_bert_preset))
+  block = freezing.count_params(backbone.get_layer("transformer_layer_1").weights)
+  head = state["head"]["trainable_params"]
+  rest = freezing.count_params(backbone.weights) - 2 * block - freezing.count_params(
+      backbone.get_layer("pooled_dense").weights)  # embeddings and their norm; the unused pooler stays frozen
+  assert [state[s]["trainable_params"] for s in STAGES] == [head + block, head + 2 * block, head + 2 * block + rest]
+  assert "unfreeze: gradual, one more block from the top every 2 epoch(s)" in reference.stdout
+  # One schedule over the stages: the LR keeps decaying across the stage boundaries (linear, warmup in stage 1).
+  lrs = [float(r["learning_rate"]) for s in STAGES for r in _history(tmp / "reference" / "run" / f"history_{s}.csv")]
+  assert lrs[1:] == sorted(lrs[1:], reverse=True) and len(set(lrs)) == len(lrs), lrs
+
+
+def test_a_gradual_run_resumed_mid_stage_equals_an_uninterrupted_one(gradual_runs):
+  tmp, _, resumed = gradual_runs
+  assert "phase unfreeze_1 finished in an earlier run" in resumed.stderr
+  assert "phase unfreeze_2: resuming after epoch 1 of 2" in resumed.stderr
+  for phase in ("head",) + STAGES:
+    assert (_history(tmp / "resumed" / "run" / f"history_{phase}.csv")
+            == _history(tmp / "reference" / "run" / f"history_{phase}.csv")), phase
+  ref = json.loads((tmp / "reference" / "run" / "metrics.json").read_text())
+  got = json.loads((tmp / "resumed" / "run" / "metrics.json").read_text())
+  assert got["per_class"] == ref["per_class"] and got["accuracy"] == ref["accuracy"]
+
+
+# Class weights and focal loss -------------------------------------------------------------------------------------
+
+def test_class_weights_balanced_and_from_a_file(tmp_path):
+  from sklearn.utils.class_weight import compute_class_weight
+  from tfft.errors import UserError
+  from tfft.fit import recipe
+  labels = np.array([0] * 6 + [1] * 3 + [2] * 1)
+  names = ("a", "b", "c")
+  ours = recipe.class_weights("balanced", labels, names)
+  np.testing.assert_allclose([ours[i] for i in range(3)], compute_class_weight("balanced", classes=np.arange(3),
+                                                                               y=labels))
+  path = tmp_path / "w.json"
+  path.write_text('{"c": 4.0}')
+  assert recipe.class_weights(str(path), labels, names) == {0: 1.0, 1: 1.0, 2: 4.0}
+  path.write_text('{"d": 4.0}')
+  with pytest.raises(UserError, match=r"names 'd', not a class of this dataset; its classes are a, b, c"):
+    recipe.class_weights(str(path), labels, names)
+  assert recipe.class_weights("none", labels, names) is None
+
+
+@pytest.mark.parametrize("loss", ["crossentropy", "focal"])
+def test_class_weights_change_the_loss_as_computed_by_hand(loss):
+  import dataclasses
+  import keras
+  from tfft import config as config_lib
+  from tfft.fit import phases
+  train = dataclasses.replace(config_lib.TrainConfig(), loss=loss, focal_gamma=2.0)
+  keras.utils.set_random_seed(0)
+  model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])
+  model.compile(optimizer=keras.optimizers.SGD(0.0), loss=phases.build_loss(train))
+  x = np.random.default_rng(0).normal(size=(6, 4)).astype("float32")
+  y = np.eye(3, dtype="float32")[[0, 1, 2, 2, 1, 0]]
+  weights = {0: 1.0, 1: 2.0, 2: 0.5}
+  got = float(model.train_on_batch(x, y, class_weight=weights))
+  z = model.predict(x, verbose=0).astype("float64")
+  p = np.exp(z - z.max(-1, keepdims=True))
+  p /= p.sum(-1, keepdims=True)
+  p_true = (p * y).sum(-1)
+  per_example = -np.log(p_true) * ((1 - p_true) ** 2 if loss == "focal" else 1.0)
+  w = np.array([weights[c] for c in y.argmax(-1)])
+  assert got == pytest.approx(float((w * per_example).sum() / len(w)), rel=1e-5)
+  assert got != pytest.approx(float(per_example.mean()), rel=1e-3)  # the weights did change it
+
+
+# Calibration ------------------------------------------------------------------------------------------------------
+
+def test_temperature_scaling_lowers_nll_on_an_overconfident_model_and_keeps_argmax(tmp_path):
+  from tfft.report import calibration
+  rng = np.random.default_rng(0)
+  labels = rng.integers(0, 3, 600)
+  # Logits that are right 70% of the time but 10x too sharp: confident far beyond the accuracy.
+  correct = rng.random(600) < 0.7
+  predicted = np.where(correct, labels, (labels + rng.integers(1, 3, 600)) % 3)
+  logits = rng.normal(0, 0.3, (600, 3))
+  logits[np.arange(600), predicted] += 1.2
+  logits *= 10.0
+  val, test = slice(0, 300), slice(300, 600)
+  t = calibration.fit_temperature(logits[val], labels[val])
+  assert t > 3.0
+  assert calibration.nll(logits[test], labels[test], t) < 0.6 * calibration.nll(logits[test], labels[test])
+  out = calibration.report(logits[test], labels[test], t, tmp_path)
+  assert out["ece_after"] < 0.5 * out["ece_before"]
+  assert (tmp_path / calibration.RELIABILITY_PNG).stat().st_size > 1000
+  assert ((logits / t).argmax(-1) == logits.argmax(-1)).all()
+
+
+def test_methods_under_a_mirrored_strategy_with_the_calibrated_export(tiny_bert_preset, tiny_textdir, tmp_path):
+  """LoRA, layer decay, focal loss and class weights in one run on 2 replicas; the served probabilities are the
+  calibrated ones."""
+  from test_distribute import _MAIN
+  weights = tmp_path / "weights.json"
+  weights.write_text('{"animals": 2.0}')
+  args = tiny_flags(tiny_bert_preset, tiny_textdir, tmp_path, strategy="mirrored", lora_rank=2, layer_decay=0.8,
+                    loss="focal", class_weight=weights, baseline="none", warmup="false")
+  proc = subprocess.run([sys.executable, "-c", _MAIN, *args], capture_output=True, text=True, cwd=REPO, timeout=900)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  assert "MirroredStrategy with 2 replica(s)" in proc.stderr
+  for line in ("lora:     rank 2", "layer decay: 0.8", "loss:     focal", "class weights: from ",
+               "animals 2, colors 1, numbers 1", "calibration: temperature"):
+    assert line in proc.stdout, (line, proc.stdout)
+  metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+  c = metrics["calibration"]
+  assert c["temperature"] > 0 and metrics["export_parity"]["max_abs_diff"] <= 1e-5
+  assert (tmp_path / "run" / "reliability_diagram.png").exists()
+  card = (tmp_path / "exports" / "tiny" / "1" / "assets.extra" / "model_card.md").read_text()
+  assert "## Fine-tuning methods" in card and "Calibration: the export divides the logits by a temperature" in card
+
+
+# LR finder --------------------------------------------------------------------------------------------------------
+
+def test_smoothing_and_the_suggested_learning_rate():
+  from tfft.fit import lr_find
+  np.testing.assert_allclose(lr_find.smooth(np.array([2.0, 2.0, 2.0])), [2.0, 2.0, 2.0])  # bias-corrected
+  lrs = np.logspace(-6, 0, 7)
+  assert lr_find.suggest(lrs, np.array([3.0, 2.5, 2.0, 1.0, 0.5, 2.0, 9.0])) == pytest.approx(1e-3)
+
+
+def test_lr_find_cli_writes_the_curve_and_a_flag_line(tiny_bert_preset, tiny_textdir, tmp_path):
+  out = tmp_path / "lr_find"
+  proc = run_tfft("lr_find", tiny_flags(tiny_bert_preset, tiny_textdir, tmp_path) + [
+      f"--lr_find_dir={out}", "--lr_find_steps=12", "--lr_min=1e-5", "--lr_max=10"])
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  lines = proc.stdout.strip().splitlines()
+  assert lines[-1].startswith("--learning_rate=") and float(lines[-1].split("=")[1]) > 0, proc.stdout
+  with open(out / "lr_find.csv", newline="") as f:
+    rows = list(csv.DictReader(f))
+  lrs = [float(r["learning_rate"]) for r in rows]
+  assert 5 <= len(rows) <= 12 and lrs == sorted(lrs) and lrs[0] == pytest.approx(1e-5, rel=1e-3)
+  assert (out / "lr_find.png").stat().st_size > 1000
+  assert not (tmp_path / "run").exists()  # the range test writes no run dir

@@ -131,7 +131,7 @@ def validate(config: Config) -> Config:
       _fail(flag, value, "must be >= 0")
   if t.head_epochs + t.epochs == 0:
     _fail("epochs", t.epochs, "both phases have 0 epochs: set --head_epochs and/or --epochs above 0")
-  if t.freeze.kind == "all" and t.epochs > 0:
+  if t.freeze.kind == "all" and t.epochs > 0 and t.unfreeze != "gradual":  # gradual's own check names both
     _fail("freeze", str(t.freeze),
           "freezes the whole backbone, so only the head trains: set --epochs=0 and use --head_epochs")
   for flag, value in (("head_learning_rate", t.head_learning_rate), ("learning_rate", t.learning_rate)):

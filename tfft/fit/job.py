@@ -111,20 +111,24 @@ def _train(config: Config, strategy, run_dir: RunDir, export_base: pathlib.Path,
     from tfft.model import lora  # pylint: disable=g-import-not-at-top
     lora_targets = lora.enable_lora(built.backbone, rank=t.lora_rank, alpha=t.lora_alpha, targets=t.lora_targets,
                      backbone_flag=config.model.backbone, strategy=strategy)
-  phases = recipe.plan_phases(config.train)
+  phases = recipe.plan_phases(config.train, num_blocks=len(built.blocks) if built.blocks else None)
   for phase in phases:  # a bad --freeze fails now, not after phase 1
     freezing.apply_freeze(built.model, built.backbone, phase.freeze, blocks=built.blocks)
+
+  weights = recipe.class_weights(t.class_weight, labels[split["train"]], class_names)
 
   # Every check a user can fail has run: only now does the run write anything.
   rundir.create_model_dir(run_dir, config.run)
   with rundir.lock(run_dir):
     return _fit_and_publish(config, strategy, run_dir, export_base, stop, task=task, examples=examples,
                             labels=labels, planned_split=planned_split, class_names=class_names, built=built,
-                            phases=phases, methods=recipe.method_lines(t, lora_targets=lora_targets))
+                            phases=phases, class_weight=weights,
+                            methods=recipe.method_lines(t, lora_targets=lora_targets, class_weight=weights,
+                                                        class_names=class_names))
 
 
 def _fit_and_publish(config: Config, strategy, run_dir: RunDir, export_base: pathlib.Path, stop, *, task, examples,
-                     labels, planned_split, class_names, built, phases, methods) -> RunResult:
+                     labels, planned_split, class_names, built, phases, methods, class_weight) -> RunResult:
   """The part of the job that writes into the run dir, under its lock."""
   from tfft.serving import publish  # pylint: disable=g-import-not-at-top
 
@@ -134,7 +138,8 @@ def _fit_and_publish(config: Config, strategy, run_dir: RunDir, export_base: pat
   rundir.write_manifest(run_dir.manifest, examples.ids, examples.labels, split, planned_split.duplicate_of)
 
   prepared = task.prepare(examples, labels, split, class_names)
-  results = _run_phases(task, built, prepared, phases, config=config, run_dir=run_dir, strategy=strategy, stop=stop)
+  results = _run_phases(task, built, prepared, phases, config=config, run_dir=run_dir, strategy=strategy, stop=stop,
+                        class_weight=class_weight)
   task.save_artifacts(built, run_dir)
 
   model = export_model = built.model
@@ -152,11 +157,17 @@ def _fit_and_publish(config: Config, strategy, run_dir: RunDir, export_base: pat
     copy = task.build_model(len(class_names), strategy, precision="float32", weights="none")
     copy.model.set_weights(model.get_weights())  # mixed-precision variables are float32 already
     model = export_model = copy.model
+  temperature = None
+  if config.report.calibrate == "temperature":
+    from tfft.report import calibration  # pylint: disable=g-import-not-at-top
+    val = prepared.split["val"]
+    temperature = calibration.fit_temperature(task.predict_logits(model, prepared, val), prepared.labels[val])
+    logging.info("--calibrate=temperature: T=%.4g on %d validation examples", temperature, len(val))
   stop.check("after training, before scoring the test split")
   pause_point("evaluate")
   metrics, export_path = publish.score_and_publish(
       task, model, prepared, config=config, run_dir=run_dir, export_base=export_base, phases=results,
-      export_model=export_model, methods=methods,
+      export_model=export_model, methods=methods, temperature=temperature,
       before_publish=lambda: stop.check("after training and scoring, before publishing the export"))
   run_dir.state().mark_finished(str(export_path))
   return RunResult(str(run_dir.path), prepared.split_sizes, results, metrics, str(export_path),
@@ -181,7 +192,7 @@ def _check_workers_agree(strategy, run_dir: RunDir, phase: str, *, done: bool):
 
 
 def _run_phases(task, built, prepared, phases, *, config: Config, run_dir: RunDir, strategy,
-                stop) -> List[PhaseResult]:
+                stop, class_weight=None) -> List[PhaseResult]:
   """Runs each phase not finished in an earlier run, on cached frozen-layer outputs where the phase allows.
 
   A phase's end is committed like an epoch's: the whole model's weights (after_PHASE) and the RNG states of its
@@ -224,7 +235,8 @@ def _run_phases(task, built, prepared, phases, *, config: Config, run_dir: RunDi
                                                          batch_size=t.batch_size, padding=prepared.padding,
                                                          pad_to_multiple_of=t.pad_to_multiple_of)}
     result = phases_lib.run_phase(model, built.backbone, phase, examples_per_epoch=units["train"], train=t,
-                                  run_dir=run_dir, strategy=strategy, blocks=built.blocks, stop=stop, **fit)
+                                  run_dir=run_dir, strategy=strategy, blocks=built.blocks, stop=stop,
+                                  class_weight=class_weight, **fit)
     result.seconds = time.perf_counter() - start
     pause_point(f"phase_fitted:{phase.name}")
     callbacks.save_weights_atomically(model, run_dir.after(phase.name))

@@ -91,6 +91,15 @@ def _with_lr_multipliers(base):
 
 
 
+def build_loss(train: TrainConfig) -> keras.losses.Loss:
+  """--loss on logits: cross-entropy, or Keras' focal cross-entropy with --focal_gamma. Its alpha is 1: a scalar
+  that only rescales the loss; weighing classes is --class_weight's job."""
+  if train.loss == "focal":
+    return keras.losses.CategoricalFocalCrossentropy(alpha=1.0, gamma=train.focal_gamma, from_logits=True,
+                                                     label_smoothing=train.label_smoothing)
+  return keras.losses.CategoricalCrossentropy(from_logits=True, label_smoothing=train.label_smoothing)
+
+
 def _callbacks(phase: Phase, *, run_dir: RunDir, monitor: str, patience: int, examples_per_epoch: int,
                stop: callbacks_lib.StopRequest, profile_batches=()):
   mode = "min" if monitor.endswith("loss") else "max"
@@ -114,7 +123,8 @@ def _callbacks(phase: Phase, *, run_dir: RunDir, monitor: str, patience: int, ex
 
 def run_phase(model: keras.Model, backbone, phase: Phase, *, train_ds, val_ds, steps_per_epoch: int,
               examples_per_epoch: int = 0, train: TrainConfig, run_dir: RunDir, strategy, blocks=None,
-              fit_model: keras.Model = None, stop: Optional[callbacks_lib.StopRequest] = None) -> PhaseResult:
+              fit_model: keras.Model = None, stop: Optional[callbacks_lib.StopRequest] = None,
+              class_weight=None) -> PhaseResult:
   """Runs one phase: apply the freezing policy, compile under the strategy, fit, and keep the best weights.
 
   Args:
@@ -134,6 +144,7 @@ def run_phase(model: keras.Model, backbone, phase: Phase, *, train_ds, val_ds, s
     fit_model: what to fit when not `model` itself: the head alone, with the datasets holding cached
       pooled features (see tfft.model.heads.split_at_pooling).
     stop: the run's StopRequest (its signal handlers are the caller's to install); default a fresh one.
+    class_weight: class index -> weight of its examples in the loss (--class_weight), or None.
 
   Returns:
     The phase's parameter counts, epochs run, best monitored value and history (all epochs of the phase, also
@@ -149,18 +160,20 @@ def run_phase(model: keras.Model, backbone, phase: Phase, *, train_ds, val_ds, s
   frozen = freezing.count_params(model.non_trainable_weights)
   logging.info("phase %s: %d epochs at peak LR %g, freeze=%s: %s trainable / %s frozen parameters",
                phase.name, phase.epochs, phase.learning_rate, phase.freeze, f"{trainable:,}", f"{frozen:,}")
-  total_steps = phase.epochs * steps_per_epoch
+  total_steps = (phase.schedule_epochs or phase.epochs) * steps_per_epoch
   lr = schedules.build_schedule(
       train.lr_schedule, peak=phase.learning_rate, total_steps=total_steps,
       warmup_steps=int(math.floor(phase.warmup_fraction * total_steps)), steps_per_epoch=steps_per_epoch,
       decay_rate=train.lr_decay_rate, alpha=train.lr_alpha, restart_epochs=train.lr_restart_epochs)
+  if phase.offset_epochs:
+    lr = schedules.StartAt(lr, phase.offset_epochs * steps_per_epoch)
   fit_model = fit_model or model
   multipliers = (freezing.layer_decay_multipliers(backbone, blocks, train.layer_decay)
                  if train.layer_decay < 1.0 and phase.freeze.kind != "all" else None)
   with strategy.scope():
     fit_model.compile(
         optimizer=build_optimizer(train, lr, multipliers),
-        loss=keras.losses.CategoricalCrossentropy(from_logits=True, label_smoothing=train.label_smoothing),
+        loss=build_loss(train),
         metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")],
         jit_compile=train.jit_compile, steps_per_execution=train.steps_per_execution)
   run_dir.best(phase.name).parent.mkdir(parents=True, exist_ok=True)
@@ -181,7 +194,7 @@ def run_phase(model: keras.Model, backbone, phase: Phase, *, train_ds, val_ds, s
     fit_model.fit(
         data, validation_data=val_ds, epochs=phase.epochs,
         initial_epoch=first, steps_per_epoch=steps_per_epoch if per_epoch else None,
-        shuffle=False,  # train_ds shuffles itself
+        shuffle=False, class_weight=class_weight,  # train_ds shuffles itself
         callbacks=callbacks, verbose=1 if sys.stdout.isatty() else 2)
     if backup.state["epoch"] < phase.epochs and not backup.state.get("stopped"):
       # A finished phase goes on to its boundary commit; the job checks the request there.
@@ -192,4 +205,4 @@ def run_phase(model: keras.Model, backbone, phase: Phase, *, train_ds, val_ds, s
     callbacks_lib.load_weights(fit_model, run_dir.best(phase.name))
   best = (min(values) if train.monitor.endswith("loss") else max(values)) if values else None
   return PhaseResult(phase.name, trainable, frozen, len(backup.history.get("loss", [])), train.monitor, best,
-                     {k: list(vs) for k, vs in backup.history.items()})
+                     {k: list(vs) for k, vs in backup.history.items()}, freeze=str(phase.freeze))

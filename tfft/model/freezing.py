@@ -40,6 +40,10 @@ def apply_freeze(model: keras.Model, backbone, policy: Freeze, *, blocks=None):
     lora.set_trainable(backbone)
     return
   backbone.trainable = True
+  # A functional backbone does not pass `trainable` on to its layers, and a previous phase (a gradual-unfreezing
+  # stage) may have frozen some: every layer starts trainable, then the policy freezes.
+  for layer in backbone.layers:
+    layer.trainable = True
   if policy.kind == "from_layer":
     names = [layer.name for layer in backbone.layers]
     if policy.layer not in names:

@@ -81,6 +81,11 @@ def summary_lines(metrics: Dict) -> List[str]:
     else:  # a report written before the paired comparison existed
       lines.append(f"model - baseline: accuracy={d['accuracy']:+.4f}  macro_f1={d['macro_f1']:+.4f}  "
                    f"weighted_f1={d['weighted_f1']:+.4f}")
+  if "calibration" in metrics:
+    c = metrics["calibration"]
+    lines.append(f"calibration: temperature {c['temperature']:.3g} (fitted on validation); test ECE "
+                 f"{c['ece_before']:.4f} -> {c['ece_after']:.4f}, NLL {c['nll_before']:.4f} -> {c['nll_after']:.4f} "
+                 f"({c['reliability_diagram']})")
   if "export_parity" in metrics:
     p = metrics["export_parity"]
     lines.append(f"parity:   serving_default matches on {p['examples']} test examples "

@@ -22,7 +22,8 @@ PARITY_ATOL = 1e-4
 def score_and_publish(task, model, prepared, *, config: Config, run_dir: RunDir, export_base: pathlib.Path,
                       phases: Sequence[PhaseResult], rescore: Optional[Dict] = None,
                       before_publish: Optional[Callable[[], None]] = None,
-                      export_model=None, methods: Sequence[str] = ()) -> Tuple[Dict, pathlib.Path]:
+                      export_model=None, methods: Sequence[str] = (),
+                      temperature: Optional[float] = None) -> Tuple[Dict, pathlib.Path]:
   """Scores the test split, writes the report, applies --min_metric, and publishes a parity-checked export.
 
   The one ending of both tfft.train and tfft.export (a re-export).
@@ -42,6 +43,8 @@ def score_and_publish(task, model, prepared, *, config: Config, run_dir: RunDir,
     export_model: what to export when it is not `model` itself (a LoRA model's merged copy); the parity check
       compares it with `model`.
     methods: the fine-tuning methods in use, one line each, for metrics.json, the summary and the model card.
+    temperature: --calibrate=temperature's T, fitted on the validation logits: the test is scored and the
+      export serves softmax(logits / T); the report gets ECE before and after it and a reliability diagram.
 
   Returns:
     (metrics, the published version dir).
@@ -50,12 +53,21 @@ def score_and_publish(task, model, prepared, *, config: Config, run_dir: RunDir,
     RunFailed: if the gate is unmet or the export disagrees with the model; nothing is published.
   """
   import keras  # pylint: disable=g-import-not-at-top
-  logits = task.predict_logits(model, prepared, prepared.split["test"])
+  logits = np.asarray(task.predict_logits(model, prepared, prepared.split["test"]))
+  calibrated = None
+  if temperature is not None:
+    from tfft.report import calibration  # pylint: disable=g-import-not-at-top
+    calibrated = {"method": "temperature", "temperature": temperature, **calibration.report(
+        logits, prepared.labels[prepared.split["test"]], temperature, run_dir.path)}
+    logits = logits / np.float32(temperature)
+    export_model = calibration.with_temperature(export_model or model, temperature)
   probabilities = keras.ops.convert_to_numpy(keras.ops.softmax(logits, axis=-1))
   data = task.run_data(prepared)
   metrics = run_report.report_test(run_dir, config, data, probabilities, phases=phases, rescore=rescore)
   if methods:
     metrics["methods"] = list(methods)
+  if calibrated:
+    metrics["calibration"] = calibrated
   check_gate(metrics, config.report.min_metric, model_dir=run_dir.path)
   path = export_checked(
       lambda finalize, metadata: task.export(export_model or model, prepared, export_base=export_base, finalize=finalize,
@@ -218,5 +230,7 @@ def reexport(model_dir: str, *, export_dir: Optional[str] = None, name: Optional
   phases = [run.state.phase_result(p.name) for p in recipe.plan_phases(cfg.train) if run.state.phase_result(p.name)]
   with rundir.lock(run.dir):
     metrics, path = score_and_publish(task, built.model, prepared, config=cfg, run_dir=run.dir,
-                                      export_base=export_base, phases=phases, rescore=trained)
+                                      export_base=export_base, phases=phases, rescore=trained,
+                                      methods=trained.get("methods", ()),
+                                      temperature=trained.get("calibration", {}).get("temperature"))
   return path, metrics

@@ -113,9 +113,13 @@ def test_export_round_trip_matches_the_in_process_model(tiny_run, tiny_bert_pres
   model = heads.build_text_classifier(text_backbones.load_backbone(spec), num_classes=3, pooling="mean")
   model.load_weights(str(tmp / "run" / "checkpoints" / "after_finetune.weights.h5"))
   preprocessor = text_backbones.load_preprocessor(spec, 16)
-  expected = keras.ops.convert_to_numpy(keras.ops.softmax(windows.predict_logits(model, preprocessor, TEXTS, 2)))
+  # The export serves softmax(logits / T), T fitted on validation (--calibrate=temperature, the default).
+  temperature = json.loads((tmp / "run" / "metrics.json").read_text())["calibration"]["temperature"]
+  expected = keras.ops.convert_to_numpy(keras.ops.softmax(
+      windows.predict_logits(model, preprocessor, TEXTS, 2) / temperature))
   # The served model really read two windows of the long text: one window alone gives other probabilities.
-  first_window = keras.ops.convert_to_numpy(keras.ops.softmax(model(preprocessor(TEXTS[-1:]), training=False)))
+  first_window = keras.ops.convert_to_numpy(keras.ops.softmax(
+      model(preprocessor(TEXTS[-1:]), training=False) / temperature))
   assert np.abs(first_window[0] - expected[-1]).max() > 1e-4
 
   np.testing.assert_allclose(np.array(served["probabilities"]), expected, atol=1e-5)

@@ -22,12 +22,14 @@ def nll(logits: np.ndarray, labels: np.ndarray, temperature: float = 1.0) -> flo
 def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:
   """The temperature T > 0 minimising the NLL of softmax(logits / T) (Guo et al., 2017), searched over log T.
 
-  Dividing every logit by one T > 0 keeps each argmax, so accuracy is unchanged.
+  Dividing every logit by one T > 0 keeps each argmax, so accuracy is unchanged. When the validation split has no
+  misclassified example, the NLL falls as T goes to 0 and says nothing about calibration, so T stays 1 rather than
+  make every served probability 1.0.
   """
-  labels = np.asarray(labels)
-  if not len(labels):
+  labels, logits = np.asarray(labels), np.asarray(logits)
+  if not len(labels) or (logits.argmax(-1) == labels).all():
     return 1.0
-  found = optimize.minimize_scalar(lambda log_t: nll(logits, labels, float(np.exp(log_t))), bounds=(-4.0, 4.0),
+  found = optimize.minimize_scalar(lambda log_t: nll(logits, labels, float(np.exp(log_t))), bounds=(-3.0, 3.0),
                                    method="bounded", options={"xatol": 1e-6})
   return float(np.exp(found.x))
 

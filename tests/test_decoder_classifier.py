@@ -126,6 +126,9 @@ def test_train_cli_classifies_with_a_decoder_to_a_string_in_export(tiny_gguf, ti
   spec = text_backbones.resolve(f"gguf:{path}")
   model = heads.build_text_classifier(text_backbones.load_backbone(spec), num_classes=3, pooling="last")
   model.load_weights(str(tmp_path / "run" / "checkpoints" / "after_finetune.weights.h5"))
+  # The export serves softmax(logits / T), T fitted on validation (--calibrate=temperature, the default).
+  temperature = json.loads((tmp_path / "run" / "metrics.json").read_text()).get("calibration", {}).get(
+      "temperature", 1.0)
   expected = keras.ops.convert_to_numpy(keras.ops.softmax(
-      windows.predict_logits(model, text_backbones.load_preprocessor(spec, 24), TEXTS, 1)))
+      windows.predict_logits(model, text_backbones.load_preprocessor(spec, 24), TEXTS, 1) / temperature))
   np.testing.assert_allclose(np.array(served["probabilities"]), expected, atol=1e-5)

@@ -80,7 +80,7 @@ def test_model_card_and_metadata_in_the_export(tiny_run):
                   "## Signature `serving_default`", "## Preprocessing contract"):
     assert section in card, section
   assert "train 36, val 12, test 12" in card and "Weights: local checkpoint" in card
-  assert "| head | backbone frozen, head trains | 1 / 1 |" in card
+  assert "| head | backbone frozen, head trains | 2 / 2 |" in card  # stretched by --head_min_steps=10
   assert f"| accuracy | {m['accuracy']:.4f} | {m['baseline']['accuracy']:.4f} |" in card
   assert f"95% CI: accuracy {m['ci']['accuracy'][0]:.3f} to " in card
   assert f"): {m['baseline_comparison']['macro_f1']['verdict']}\n" in card

@@ -167,6 +167,7 @@ def test_pairs_run_exports_two_string_inputs(pairs_run):
   assert served["inputs"] == {"text_a": ["string", [None]], "text_b": ["string", [None]]}
   task, model = _in_process_task(run)
   logits = pairs.predict_logits(model, task.preprocessor, list(zip(a, b)))
+  logits = logits / metrics.get("calibration", {}).get("temperature", 1.0)  # the export serves softmax(logits / T)
   expected = np.exp(logits) / np.exp(logits).sum(-1, keepdims=True)
   np.testing.assert_allclose(np.array(served["outputs"]["probabilities"]), expected, atol=1e-5)
 

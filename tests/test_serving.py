@@ -201,3 +201,19 @@ def test_concurrent_exports_get_distinct_versions(tmp_path):
   assert sorted(int(p.name) for p in published.values()) == list(range(2, 10))
   assert all((path / "who").read_text() == str(i) for i, path in published.items())
   assert (base / "1" / "who").read_text() == "earlier"
+
+
+def test_the_export_stores_each_weight_once(tiny_run):
+  """Keras' ExportArchive would store every weight twice (keras-team/keras#23553); write_export keeps one copy."""
+  tmp, _ = tiny_run
+  finetune = json.loads((tmp / "run" / "run_state.json").read_text())["phases"]["finetune"]
+  script = textwrap.dedent(f"""
+      import numpy as np, tensorflow as tf
+      reader = tf.train.load_checkpoint({str(tmp / "exports" / "tiny" / "1" / "variables" / "variables")!r})
+      dtypes = reader.get_variable_to_dtype_map()  # weights are float; dropout's seed states are integers
+      print(sum(int(np.prod(s)) for k, s in reader.get_variable_to_shape_map().items()
+                if s and dtypes[k].is_floating))
+  """)
+  proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+  assert proc.returncode == 0, proc.stderr[-2000:]
+  assert int(proc.stdout.split()[-1]) == finetune["trainable_params"] + finetune["frozen_params"]

@@ -129,6 +129,27 @@ def _outputs(class_names: Sequence[str]):
   return outputs
 
 
+def store_each_variable_once(archive: keras.export.ExportArchive):
+  """Makes the archive's variable lists hold the tf.Variables its endpoints capture.
+
+  On the TensorFlow backend, `ExportArchive.track` lists the keras.Variable wrappers while the traced endpoints
+  capture the tf.Variables inside them; the checkpoint cannot tell the two objects are one weight and stores every
+  weight twice (keras-team/keras#23553): twice the export's size on disk and twice its variable memory in every
+  process that loads it, TF Serving included. With the wrapped tf.Variables in the lists, TensorFlow's checkpoint
+  keeps one copy of each.
+  """
+  trackable = archive._tf_trackable  # pylint: disable=protected-access
+  for name in ("variables", "trainable_variables", "non_trainable_variables"):
+    tracked = getattr(trackable, name, None)
+    if tracked is None:
+      continue
+    unwrapped = []
+    for variable in tracked:
+      value = getattr(variable, "value", None) if isinstance(variable, keras.Variable) else None
+      unwrapped.append(value if isinstance(value, tf.Variable) else variable)
+    setattr(trackable, name, unwrapped)
+
+
 def write_export(archive: keras.export.ExportArchive, class_names: Sequence[str], *, export_base: pathlib.Path,
                  info: Dict, metadata: Optional[Dict] = None,
                  finalize: Optional[Callable[[pathlib.Path], None]] = None) -> pathlib.Path:
@@ -144,6 +165,7 @@ def write_export(archive: keras.export.ExportArchive, class_names: Sequence[str]
   versions.remove_abandoned(export_base)
   tmp = export_base / f"{TMP_PREFIX}{os.getpid()}-{uuid.uuid4().hex}"
   try:
+    store_each_variable_once(archive)
     archive.write_out(str(tmp), verbose=False)
     (tmp / "assets.extra").mkdir()
     write_labels(tmp / "assets.extra" / "labels.txt", class_names)

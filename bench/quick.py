@@ -45,6 +45,8 @@ FIGURES = (
      0.9, False),
     ("p7_mfu_fp32", "P7: MFU fp32, tfft fine-tune step: model FLOP/s / matmul peak", "mfu_fp32", None, 0.6, False),
     ("spe4", "--steps_per_execution=4 / 1, tfft fine-tune step", "tfft_spe4", "tfft_finetune", None, False),
+    ("lora8", "--lora_rank=8 / full fine-tune step (query and value adapters)", "tfft_lora8", "tfft_finetune", None,
+     False),
 )
 
 
@@ -66,7 +68,7 @@ class TfftContender:
   """tfft's fine-tuning phase on in-memory tokenized texts, one fit per call, counted by a step clock."""
 
   def __init__(self, tmp: pathlib.Path, texts, labels, *, train_n: int, val_n: int, num_classes: int,
-               precision: str = "float32"):
+               precision: str = "float32", lora_rank: int = 0):
     import numpy as np
     import tensorflow as tf
     from tfft.data import text_batches
@@ -86,6 +88,10 @@ class TfftContender:
       keras.mixed_precision.set_global_policy("float32")
     self.blocks = text_backbones.transformer_blocks(self.backbone)
     self.strategy = tf.distribute.get_strategy()
+    if lora_rank:  # as --lora_rank: Keras' adapters on the query and value projections; the phase trains only them
+      from tfft.model import lora
+      lora.enable_lora(self.backbone, rank=lora_rank, alpha=0.0, targets=(), backbone_flag="minilm-l6",
+                       strategy=self.strategy)
     self._runs = itertools.count()
 
   def padding(self, padding: str) -> str:
@@ -210,6 +216,8 @@ def main():
                            "with finetune), short, serving (needs cache: it reads the last cached run's export)")
   parser.add_argument("--with_spe4", action="store_true",
                       help="add tfft at --steps_per_execution=4 to the finetune contenders")
+  parser.add_argument("--with_lora", action=argparse.BooleanOptionalAction, default=True,
+                      help="add tfft at --lora_rank=8 (query and value adapters) to the finetune contenders")
   parser.add_argument("--out", default=str(BENCH))
   args = parser.parse_args()
   groups = set(args.groups.split(","))
@@ -242,6 +250,10 @@ def main():
       if args.with_spe4:
         contenders["tfft_spe4"] = lambda: finetune.fit(steps_per_execution=4, warmup_steps=4,
                                                        min_seconds=args.min_seconds)
+      if args.with_lora:
+        lora8 = TfftContender(tmp, [r["text"] for r in articles], [names.index(r["label"]) for r in articles],
+                              train_n=train_size(n_full), val_n=32, num_classes=len(names), lora_rank=8)
+        contenders["tfft_lora8"] = lambda: lora8.fit(min_seconds=args.min_seconds)
     if "cache" in groups:
       contenders["frozen_head_cached"] = lambda: frozen_head_cached(tmp, paths["full"], f"frozen_{next(frozen)}")
     m.update(stats.interleave(contenders, args.repeats))

@@ -193,6 +193,9 @@ FIGURES = (  # as bench/quick.py's FIGURES: (key, what, numerator, denominator o
     ("p7_mfu_bf16", "P7: MFU bf16", "mfu_bf16", None, 0.6, False),
     ("p8_rss", "P8: peak RSS of a tfft.train full fine-tune, fp32, GB (a ceiling)", "peak_rss_gb", None, 4.0, True),
     ("spe4", "--steps_per_execution=4 / 1", "tfft_spe4", "tfft_finetune", None, False),
+    ("lora8", "--lora_rank=8 / full fine-tune step", "tfft_lora8", "tfft_finetune", None, False),
+    ("rss_lora8", "peak RSS of a tfft.train epoch, --lora_rank=8 / full fine-tune", "peak_rss_lora_gb",
+     "peak_rss_gb", None, False),
     ("jit", "--jit_compile / default", "tfft_jit", "tfft_finetune", None, False),
     ("dynamic_long", "long texts: --padding=dynamic / auto (the default: fixed here)", "tfft_dynamic_long",
      "tfft_finetune", None, False),
@@ -262,12 +265,14 @@ def main():
     # 1. The fine-tune step: tfft and its flags, raw Keras (in this process), HF Trainer and the frozen head
     #    phase (processes), all in turn.
     finetune = quick.TfftContender(tmp, texts, labels, **sizes)
+    lora8 = quick.TfftContender(tmp, texts, labels, lora_rank=8, **sizes)
     raw = quick.KerasContender(paths["full"], ckpt)
     frozen = itertools.count()
     contenders = {
         "tfft_finetune": lambda: finetune.fit(min_seconds=seconds),
         "keras_raw": lambda: raw.fit(min_seconds=seconds),
         "tfft_spe4": lambda: finetune.fit(steps_per_execution=4, warmup_steps=4, min_seconds=seconds),
+        "tfft_lora8": lambda: lora8.fit(min_seconds=seconds),
         "tfft_jit": lambda: finetune.fit(jit_compile=True, min_seconds=seconds),
         "tfft_dynamic_long": lambda: finetune.fit(padding="dynamic", warmup_steps=12, min_seconds=seconds),
         "frozen_head_cached": lambda: _frozen_head(tmp, paths["full"], f"frozen_{next(frozen)}", True),
@@ -308,6 +313,9 @@ def main():
     _, rss = tfft_train(tmp, "rss", paths["full"], "--head_epochs=0", "--epochs=1", "--freeze=none",
                         "--nocache_features", "--learning_rate=5e-5")
     m["peak_rss_gb"] = [rss / 1024]
+    _, rss = tfft_train(tmp, "rss_lora", paths["full"], "--head_epochs=0", "--epochs=1", "--lora_rank=8",
+                        "--nocache_features", "--learning_rate=5e-4")
+    m["peak_rss_lora_gb"] = [rss / 1024]
 
     # 6. Serving: the export of the last cached head-phase run against the same model in-process.
     last = f"frozen_{next(frozen) - 2}"

@@ -5,7 +5,7 @@ from typing import Optional
 import numpy as np
 import tensorflow as tf
 
-from tfft.data.text_batches import trim_to_longest
+from tfft.data.text_batches import int_mask, trim_to_longest
 from tfft.errors import UserError
 
 
@@ -35,11 +35,11 @@ def window_features(preprocessor, texts, max_windows: int):
   window_length = tf.where(position == doc_count - 1, doc_length - room * (doc_count - 1), room)
   windows = tf.RaggedTensor.from_row_lengths(ids.flat_values, window_length)
   if hasattr(preprocessor, "pack"):
-    return preprocessor.pack(windows), doc
+    return int_mask(preprocessor.pack(windows)), doc
   token_ids, segment_ids = packer(windows)
   features = {"token_ids": token_ids, "segment_ids": segment_ids,
               "padding_mask": token_ids != tokenizer.pad_token_id}
-  return features, doc
+  return int_mask(features), doc
 
 
 def window_arrays(preprocessor, texts, max_windows: int, *, batch_size: int = 256):

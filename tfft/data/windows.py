@@ -92,10 +92,15 @@ def predict_logits(model, preprocessor, texts, max_windows: int, *, batch_size: 
 
 
 def length_order(texts) -> np.ndarray:
-  """Indices of `texts` (str or UTF-8 bytes) from the shortest in bytes to the longest, ties in input order.
+  """Indices of `texts` from the shortest in UTF-8 bytes to the longest, ties in input order.
 
-  Scoring and the export's parity check batch in this order: a batch of similar lengths is cut to its longest
-  text, so it costs what its texts need, and both batch the same texts together.
+  Each input is a str, UTF-8 bytes, or a pair (tuple or list) of them, whose length is the sum of both. Scoring,
+  the export's parity check and tfft.serving.loaded batch in this order: a batch of similar lengths is cut to its
+  longest input, so it costs what its inputs need, and all of them batch the same inputs together.
   """
-  sizes = [len(t.encode("utf-8")) if isinstance(t, str) else len(t) for t in texts]
-  return np.argsort(np.asarray(sizes, dtype=np.int64), kind="stable")
+  def size(t):
+    if isinstance(t, (tuple, list)):
+      return sum(map(size, t))
+    return len(t.encode("utf-8")) if isinstance(t, str) else len(t)
+
+  return np.argsort(np.asarray([size(t) for t in texts], dtype=np.int64), kind="stable")

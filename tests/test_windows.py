@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfft.data import windows
+from tfft.data import text_batches, windows
 from tfft.model import heads
 from tfft.model import text_backbones
 
@@ -40,6 +40,18 @@ def test_one_window_is_exactly_the_preprocessor(tiny):
   assert doc.numpy().tolist() == [0, 1, 2]
   for name in reference:
     np.testing.assert_array_equal(features[name].numpy(), reference[name].numpy())
+
+
+def test_features_carry_an_int32_mask_as_the_backbone_declares(tiny):
+  # A bool mask fails under MirroredStrategy (test_distribute fine-tunes the whole backbone on these features).
+  _, pre = tiny
+  assert _features(pre, TEXTS, 2)[0]["padding_mask"].dtype == tf.int32
+  assert text_batches.tokenize(pre, TEXTS)["padding_mask"].dtype == np.int32
+
+
+def test_length_order_counts_utf8_bytes_and_sums_pairs():
+  assert windows.length_order(["ééé", b"abcd", "ab", "abcde"]).tolist() == [2, 1, 3, 0]  # é is 2 bytes
+  assert windows.length_order([(b"abc", b"d"), ("a", "b"), ["", "abcdef"], ("ab", "c")]).tolist() == [1, 3, 0, 2]
 
 
 def test_max_windows_caps_the_text(tiny):

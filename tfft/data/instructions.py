@@ -119,7 +119,7 @@ def pack(tokenizer, chat: ChatFormat, prompts: Sequence[str], responses: Sequenc
   n, cut = len(prompts), 0
   token_ids = np.full((n, sequence_length + 1), pad, np.int32)
   weights = np.zeros((n, sequence_length + 1), np.float32)
-  mask = np.zeros((n, sequence_length + 1), bool)
+  mask = np.zeros((n, sequence_length + 1), np.int32)  # int32, as text_batches.int_mask says why
   for i in range(n):
     answer = response_ids[i][:longest_response] + [end]
     keep = max(sequence_length + 1 - len(answer) - prefix - suffix, 0)
@@ -128,7 +128,7 @@ def pack(tokenizer, chat: ChatFormat, prompts: Sequence[str], responses: Sequenc
       p, cut = p[:prefix + keep] + p[len(p) - suffix:], cut + 1
     row = p + answer
     token_ids[i, :len(row)] = row
-    mask[i, :len(row)] = True
+    mask[i, :len(row)] = 1
     weights[i, len(p):len(row)] = 1.0
   if cut:
     logging.warning("%d of %d prompts are longer than --sequence_length=%d leaves room for; each keeps its start "

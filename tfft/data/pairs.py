@@ -162,8 +162,10 @@ def pack(preprocessor, text_a, text_b):
   tokenizer, packer = getattr(preprocessor, "tokenizer", None), getattr(preprocessor, "packer", None)
   if tokenizer is None or packer is None:
     raise UserError("--task=pairs needs a backbone whose preprocessor has a tokenizer and a two-segment packer")
+  from tfft.data.text_batches import int_mask  # pylint: disable=g-import-not-at-top
   token_ids, segment_ids = packer((tokenizer(text_a), tokenizer(text_b)))
-  return {"token_ids": token_ids, "segment_ids": segment_ids, "padding_mask": token_ids != tokenizer.pad_token_id}
+  return int_mask({"token_ids": token_ids, "segment_ids": segment_ids,
+                   "padding_mask": token_ids != tokenizer.pad_token_id})
 
 
 def pair_logits(model, preprocessor, text_a, text_b, pad_to_multiple_of: Optional[int] = None):

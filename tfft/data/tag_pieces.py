@@ -107,9 +107,10 @@ def pack(preprocessor, windows: tf.RaggedTensor):
   Returns:
     The model's feature dict (token_ids, segment_ids, padding_mask).
   """
+  from tfft.data.text_batches import int_mask  # pylint: disable=g-import-not-at-top
   token_ids, segment_ids = preprocessor.packer(windows)
-  return {"token_ids": token_ids, "segment_ids": segment_ids,
-          "padding_mask": token_ids != preprocessor.tokenizer.pad_token_id}
+  return int_mask({"token_ids": token_ids, "segment_ids": segment_ids,
+                   "padding_mask": token_ids != preprocessor.tokenizer.pad_token_id})
 
 
 def word_logits(model, preprocessor, words: tf.RaggedTensor, *, outside_index: int, pad_to_multiple_of=None):

@@ -17,7 +17,19 @@ def tokenize(preprocessor, texts: Sequence[str], *, batch_size: int = 256) -> Di
   ds = tf.data.Dataset.from_tensor_slices(tf.constant(list(texts), tf.string)).batch(batch_size)
   ds = ds.map(preprocessor, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
   parts = [{k: v.numpy() for k, v in batch.items()} for batch in ds]
-  return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+  return int_mask({k: np.concatenate([p[k] for p in parts]) for k in parts[0]})
+
+
+def int_mask(features):
+  """`features` with its "padding_mask" as int32 (1 at real tokens), the dtype keras-hub backbones declare for it.
+
+  keras-hub preprocessors and packers give a bool mask. Fed to `fit` under a tf.distribute strategy, a bool input
+  fails: Keras builds the model from the first distributed batch, reduced across replicas with a MEAN, and TF's
+  AddN has no bool kernel. Every producer of model features passes them through here. Numpy or TF tensors.
+  """
+  mask = features["padding_mask"]
+  mask = mask.astype(np.int32) if isinstance(mask, np.ndarray) else tf.cast(mask, tf.int32)
+  return {**features, "padding_mask": mask}
 
 
 def trim_to_longest(features: Dict[str, tf.Tensor], multiple: int) -> Dict[str, tf.Tensor]:

@@ -5,7 +5,7 @@ from typing import Optional
 import numpy as np
 import tensorflow as tf
 
-from tfft.data.text_batches import trim_to_longest
+from tfft.data.text_batches import int_mask, trim_to_longest
 from tfft.errors import UserError
 
 
@@ -35,11 +35,11 @@ def window_features(preprocessor, texts, max_windows: int):
   window_length = tf.where(position == doc_count - 1, doc_length - room * (doc_count - 1), room)
   windows = tf.RaggedTensor.from_row_lengths(ids.flat_values, window_length)
   if hasattr(preprocessor, "pack"):
-    return preprocessor.pack(windows), doc
+    return int_mask(preprocessor.pack(windows)), doc
   token_ids, segment_ids = packer(windows)
   features = {"token_ids": token_ids, "segment_ids": segment_ids,
               "padding_mask": token_ids != tokenizer.pad_token_id}
-  return features, doc
+  return int_mask(features), doc
 
 
 def window_arrays(preprocessor, texts, max_windows: int, *, batch_size: int = 256):
@@ -92,10 +92,15 @@ def predict_logits(model, preprocessor, texts, max_windows: int, *, batch_size: 
 
 
 def length_order(texts) -> np.ndarray:
-  """Indices of `texts` (str or UTF-8 bytes) from the shortest in bytes to the longest, ties in input order.
+  """Indices of `texts` from the shortest in UTF-8 bytes to the longest, ties in input order.
 
-  Scoring and the export's parity check batch in this order: a batch of similar lengths is cut to its longest
-  text, so it costs what its texts need, and both batch the same texts together.
+  Each input is a str, UTF-8 bytes, or a pair (tuple or list) of them, whose length is the sum of both. Scoring,
+  the export's parity check and tfft.serving.loaded batch in this order: a batch of similar lengths is cut to its
+  longest input, so it costs what its inputs need, and all of them batch the same inputs together.
   """
-  sizes = [len(t.encode("utf-8")) if isinstance(t, str) else len(t) for t in texts]
-  return np.argsort(np.asarray(sizes, dtype=np.int64), kind="stable")
+  def size(t):
+    if isinstance(t, (tuple, list)):
+      return sum(map(size, t))
+    return len(t.encode("utf-8")) if isinstance(t, str) else len(t)
+
+  return np.argsort(np.asarray([size(t) for t in texts], dtype=np.int64), kind="stable")

@@ -169,6 +169,28 @@ def check_sequence_length(backbone, spec: TextBackboneSpec, sequence_length: int
                     f"({limit}); use --sequence_length={limit} or less")
 
 
+def build_on_backbone(spec: TextBackboneSpec, strategy, make_model, *, sequence_length: int, precision: str,
+                      load_weights: bool = True):
+  """Loads the backbone the spec names and puts a model on it, as every text task builds.
+
+  Sets the global dtype policy to `precision`, then under `strategy` loads the backbone (in that policy), checks
+  `sequence_length` against its position embeddings and calls make_model(backbone).
+
+  Returns:
+    (model, backbone, its transformer blocks or None): the fields of tfft.tasks.base.Built.
+
+  Raises:
+    UserError: as load_backbone and check_sequence_length.
+  """
+  import keras  # pylint: disable=g-import-not-at-top
+  keras.mixed_precision.set_global_policy(precision)
+  with strategy.scope():
+    backbone = load_backbone(spec, dtype=None if precision == "float32" else precision, load_weights=load_weights)
+    check_sequence_length(backbone, spec, sequence_length)
+    model = make_model(backbone)
+  return model, backbone, transformer_blocks(backbone)
+
+
 def transformer_blocks(backbone):
   """The backbone's transformer blocks in order, for top_k freezing; None if it does not expose them."""
   return getattr(backbone, "transformer_layers", None)

@@ -154,12 +154,12 @@ class ExportedModel:
     """Every output of serving_default for inputs as TF Serving hands them over (see as_bytes; a tuple of two per
     input for a pair model), a batch at a time."""
     import tensorflow as tf  # pylint: disable=g-import-not-at-top
+    from tfft.data.windows import length_order  # pylint: disable=g-import-not-at-top
 
-    # Texts go in order of length (tfft.data.windows.length_order): the export cuts each batch to its longest
-    # text, so batches of similar lengths are cheaper. The outputs come back in the order of `values`.
+    # Texts go in order of length: the export cuts each batch to its longest text, so batches of similar lengths
+    # are cheaper. The outputs come back in the order of `values`.
     if self.task == "text":
-      order = np.argsort([sum(map(len, v)) if isinstance(v, (tuple, list)) else len(v) for v in values],
-                         kind="stable")
+      order = length_order(values)
     else:
       order = np.arange(len(values))
     values = [values[i] for i in order]

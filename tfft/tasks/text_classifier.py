@@ -56,20 +56,17 @@ class TextClassifier:
     Raises:
       UserError: if the backbone cannot be loaded or is shorter than --sequence_length.
     """
-    import keras  # pylint: disable=g-import-not-at-top
     from tfft.model import heads  # pylint: disable=g-import-not-at-top
     m = self.config.model
-    precision = precision or self.config.train.mixed_precision
-    keras.mixed_precision.set_global_policy(precision)
-    with strategy.scope():
-      backbone = text_backbones.load_backbone(self.spec, dtype=None if precision == "float32" else precision,
-                                              load_weights=weights != "none")
-      text_backbones.check_sequence_length(backbone, self.spec, m.sequence_length)
-      model = heads.build_text_classifier(backbone, num_classes=num_classes, pooling=self.pooling,
-                                          head_units=m.head_units, dropout=m.dropout, l1=m.l1, l2=m.l2)
+    built = Built(*text_backbones.build_on_backbone(
+        self.spec, strategy,
+        lambda b: heads.build_text_classifier(b, num_classes=num_classes, pooling=self.pooling,
+                                              head_units=m.head_units, dropout=m.dropout, l1=m.l1, l2=m.l2),
+        sequence_length=m.sequence_length, precision=precision or self.config.train.mixed_precision,
+        load_weights=weights != "none"))
     logging.info("backbone %s (%s pooling), sequence length %d", self.spec.flag_value, self.pooling,
                  m.sequence_length)
-    return Built(model, backbone, text_backbones.transformer_blocks(backbone))
+    return built
 
   def _trim(self, prepared: Prepared) -> Optional[int]:
     """Scoring and serving cut each batch of windows to a multiple of this many tokens (None: fixed padding)."""

@@ -79,18 +79,14 @@ class TokenTagger:
     Raises:
       UserError: if the backbone cannot be loaded or is shorter than --sequence_length.
     """
-    import keras  # pylint: disable=g-import-not-at-top
     from tfft.model import tagger  # pylint: disable=g-import-not-at-top
     m = self.config.model
-    precision = precision or self.config.train.mixed_precision
-    keras.mixed_precision.set_global_policy(precision)
-    with strategy.scope():
-      backbone = text_backbones.load_backbone(self.spec, dtype=None if precision == "float32" else precision,
-                                              load_weights=weights != "none")
-      text_backbones.check_sequence_length(backbone, self.spec, m.sequence_length)
-      model = tagger.build_token_tagger(backbone, num_tags=num_classes, dropout=m.dropout)
+    built = Built(*text_backbones.build_on_backbone(
+        self.spec, strategy, lambda b: tagger.build_token_tagger(b, num_tags=num_classes, dropout=m.dropout),
+        sequence_length=m.sequence_length, precision=precision or self.config.train.mixed_precision,
+        load_weights=weights != "none"))
     logging.info("backbone %s, %d tags, sequence length %d", self.spec.flag_value, num_classes, m.sequence_length)
-    return Built(model, backbone, text_backbones.transformer_blocks(backbone))
+    return built
 
   def _trim(self, prepared: Prepared) -> Optional[int]:
     return None if prepared.padding == "fixed" else self.config.train.pad_to_multiple_of

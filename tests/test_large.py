@@ -130,7 +130,7 @@ def test_bbc_pairs_split_by_article_and_learned(tmp_path):
   import csv  # pylint: disable=g-import-not-at-top
 
   args = [
-      "--task=pairs", "--dataset=bbc_pairs", "--max_examples=600", "--backbone=minilm-l6", "--sequence_length=64",
+      "--task=pairs", "--dataset=bbc_pairs", "--max_examples=400", "--backbone=minilm-l6", "--sequence_length=48",
       "--batch_size=16", "--head_epochs=3", "--head_learning_rate=3e-3", "--freeze=none", "--epochs=2",
       "--learning_rate=5e-5", "--seed=0", f"--model_dir={tmp_path / 'run'}", f"--export_dir={tmp_path / 'exports'}",
       "--name=pairs",
@@ -142,9 +142,12 @@ def test_bbc_pairs_split_by_article_and_learned(tmp_path):
     for row in csv.DictReader(f):
       for article in row["id"].replace("headline:", "").split("|"):
         where.setdefault(article, set()).add(row["split"])
-  assert len(where) == 300 and all(len(splits) == 1 for splits in where.values())
+  assert len(where) == 200 and all(len(splits) == 1 for splits in where.values())
   metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
-  assert metrics["class_names"] == ["match", "mismatch"] and 100 <= metrics["num_examples"] <= 140
+  assert metrics["class_names"] == ["match", "mismatch"] and 64 <= metrics["num_examples"] <= 96
+  # Balanced match/mismatch: chance is 0.5 (and the head on frozen features stays there: neither side alone tells
+  # the label). Seed 0 scored 0.714 on 84 test pairs (TF-IDF baseline 0.655); 51 of 84 (0.6) has a chance run's p
+  # of 0.03.
   assert metrics["accuracy"] >= PAIRS_FLOOR, metrics["accuracy"]
 
 

@@ -160,9 +160,9 @@ def test_wnut16_is_tagged_tweets_and_minilm_tags_them(tmp_path):
   assert len({t[2:] for tags in data.tags for t in tags if t != "O"}) == 10
   args = [
       "--task=tag", "--dataset=wnut16", "--max_examples=400", "--backbone=minilm-l6", "--sequence_length=48",
-      "--batch_size=16", "--head_epochs=1", "--head_learning_rate=3e-3", "--freeze=none", "--epochs=2",
-      "--learning_rate=1e-4", "--seed=0", f"--model_dir={tmp_path / 'run'}", f"--export_dir={tmp_path / 'exports'}",
-      "--name=ner",
+      "--batch_size=16", "--head_epochs=1", "--head_min_steps=0", "--head_learning_rate=3e-3", "--freeze=none",
+      "--epochs=2", "--learning_rate=1e-4", "--seed=0", f"--model_dir={tmp_path / 'run'}",
+      f"--export_dir={tmp_path / 'exports'}", "--name=ner",
   ]
   proc = run_tfft("train", args)
   assert proc.returncode == 0, proc.stderr[-3000:]

@@ -103,6 +103,13 @@ def test_text_run_and_its_export(text_run, tiny_bert_preset):
   assert proc.returncode == 0, proc.stderr[-3000:]
   assert "labels (probability)" in proc.stdout
 
+  # tfft.evaluate on the same table reads its labels with the run's separator and scores the run's test split.
+  proc = run_tfft("evaluate", [f"--model={export}", f"--model_dir={run}", f"--dataset=csv:{tmp / 'd.csv'}",
+                               "--label_column=tags", "--label_separator=;", f"--report_dir={tmp / 'eval'}"])
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  evaluated = json.loads((tmp / "eval" / "metrics.json").read_text())
+  assert evaluated["micro_f1"] == pytest.approx(metrics["micro_f1"], abs=1e-6)
+
 
 def test_image_run_on_stripes(tmp_path):
   """Horizontal stripes are "h", vertical "v", a grid both: an image backbone with a sigmoid head."""

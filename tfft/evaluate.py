@@ -4,20 +4,26 @@ import pathlib
 
 from absl import app
 
+from tfft import config as config_lib
 from tfft import flags as tfft_flags
 from tfft.config import DataConfig
 from tfft.errors import UserError
 
 PROG = "tfft.evaluate"
 FLAGS = tfft_flags.FLAGS
+# How --dataset's rows are read: the columns, a multi-label column's separator, a tagged file's scheme.
+DATA_FLAGS = ("text_column", "label_column", "label_separator", "label_columns", "tag_scheme", "image_column")
 
 
 def main(argv):
   def body():
     if not FLAGS.model:
       raise UserError("--model is required: an export dir (EXPORT_DIR/NAME/VERSION) or a run dir")
-    data = (DataConfig(dataset=FLAGS.dataset, text_column=FLAGS.text_column, label_column=FLAGS.label_column)
-            if FLAGS["dataset"].present else None)
+    data = None
+    if FLAGS["dataset"].present:
+      given = {field.name: config_lib.option_value(field, FLAGS[field.name].value)
+               for section, field in config_lib.options() if section == "data" and field.name in DATA_FLAGS}
+      data = DataConfig(dataset=FLAGS.dataset, **given)
     from tfft.serving import loaded, scoring  # pylint: disable=g-import-not-at-top
     from tfft.tasks import targets  # pylint: disable=g-import-not-at-top
     result, report_dir = scoring.evaluate_export(FLAGS.model, model_dir=tfft_flags.given("model_dir"), data=data,

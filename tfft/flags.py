@@ -70,8 +70,8 @@ flags.DEFINE_float("lr_max", 1.0, "tfft.lr_find: the LR of the last step.")
 # Which flags each command reads; any other tfft flag given to it is an error, not silently ignored.
 COMMANDS = {
     "tfft.train": TRAIN_FLAGS,
-    "tfft.evaluate": ("model", "split", "report_dir", "dataset", "text_column", "label_column", "batch_size",
-                      "model_dir"),
+    "tfft.evaluate": ("model", "split", "report_dir", "dataset", "text_column", "label_column", "label_separator",
+                      "label_columns", "tag_scheme", "image_column", "batch_size", "model_dir"),
     "tfft.predict": ("model", "top_k", "format", "input_file"),
     "tfft.export": ("model_dir", "export_dir", "name", "warmup", "models_config", "serving_base"),
     "tfft.curve": TRAIN_FLAGS + ("train_sizes", "seeds", "curve_dir"),

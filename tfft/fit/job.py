@@ -93,6 +93,7 @@ def _train(config: Config, strategy, run_dir: RunDir, export_base: pathlib.Path,
   examples = task.load_examples()
   targets = task.encode(examples)
   task.target.check_gates(config.report.min_metric, targets)
+  _check_threshold(config, targets.names)
   own_split = getattr(task.target, "split", None)  # multi-label and tagging stratify their own way
   splitter = (lambda groups: own_split(targets, config.data, seed=config.train.seed, groups=groups)) if own_split \
       else None
@@ -130,6 +131,23 @@ def _train(config: Config, strategy, run_dir: RunDir, export_base: pathlib.Path,
                             class_weight=weights,
                             methods=recipe.method_lines(t, lora_targets=lora_targets, class_weight=weights,
                                                         class_names=targets.names))
+
+
+def _check_threshold(config: Config, class_names):
+  """--threshold decides between two classes: an error, before anything is written, on more.
+
+  Raises:
+    UserError: for --threshold on a run of more than two classes, or --positive_class naming no class.
+  """
+  from tfft.report import threshold as threshold_lib  # pylint: disable=g-import-not-at-top
+  r = config.report
+  if r.threshold == threshold_lib.ARGMAX:
+    return
+  if len(class_names) != 2:
+    from tfft.errors import UserError  # pylint: disable=g-import-not-at-top
+    raise UserError(f"--threshold={r.threshold}: a decision threshold needs two classes and this run has "
+                    f"{len(class_names)}; drop --threshold (argmax picks the likeliest class)")
+  threshold_lib.positive_index(class_names, r.positive_class)
 
 
 def _fit_and_publish(config: Config, strategy, run_dir: RunDir, export_base: pathlib.Path, stop, *, task, examples,

@@ -116,6 +116,10 @@ def evaluate_export(model: str, *, model_dir: Optional[str] = None, data: Option
   inputs, labels, ids = _load_examples(data, task)
   where = f"--dataset={data.dataset}"
   encoded = kind.encode(labels, where=where, names=class_names, ids=ids)
+  if "threshold" in meta:  # a two-class --threshold: score the export's decisions at it
+    import dataclasses  # pylint: disable=g-import-not-at-top
+    encoded = dataclasses.replace(encoded, info={**encoded.info, **{k: meta[k] for k in (
+        "threshold", "positive", "threshold_rule")}})
   indices = range(len(ids)) if split == "all" else rundir.select_split(run.manifest, ids, split, where=where)
   out_dir = _report_dir(report_dir, export, run.path if run else None, split)
 

@@ -34,7 +34,7 @@ finally:
 """
 
 
-def _search(args, timeout=1800):
+def _search(args, timeout=3600):
   proc = subprocess.run([sys.executable, "-c", _INSTRUMENTED, *map(str, args)], capture_output=True, text=True,
                         cwd=REPO, timeout=timeout)
   events = [json.loads(line[7:]) for line in proc.stdout.splitlines() if line.startswith("EVENTS ")]

@@ -49,7 +49,8 @@ print(json.dumps({"served": out["class_id"].tolist(), "decided": decided.tolist(
 def threshold_run(tiny_bert_preset, tiny_textdir, tmp_path_factory):
   tmp = tmp_path_factory.mktemp("threshold")
   proc = run_tfft("train", tiny_flags(tiny_bert_preset, tiny_textdir, tmp, classes="animals,colors",
-                                      threshold="precision@0.9", positive_class="animals", warmup="false"))
+                                      threshold="precision@0.9", positive_class="animals", warmup="false"),
+                  timeout=2400)
   assert proc.returncode == 0, proc.stderr[-3000:]
   return tmp, proc
 
@@ -69,7 +70,7 @@ def test_the_threshold_is_chosen_on_validation_and_served(threshold_run, tiny_te
   texts = tmp / "texts.txt"
   texts.write_text("\n".join(p.read_text() for d in ("animals", "colors") for p in sorted((tiny_textdir / d).glob("*"))))
   out = subprocess.run([sys.executable, "-c", _SERVE, str(export), str(texts), str(tmp / "eval")], capture_output=True,
-                       text=True, cwd=REPO, timeout=600)
+                       text=True, cwd=REPO, timeout=1200)
   assert out.returncode == 0, out.stderr[-3000:]
   served = json.loads(out.stdout.strip().splitlines()[-1])
   assert served["served"] == served["decided"] == served["predicted"]  # a clean TF process decides at the threshold

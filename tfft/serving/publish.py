@@ -68,7 +68,7 @@ def score_and_publish(task, model, prepared, *, config: Config, run_dir: RunDir,
     export_model = calibration.with_temperature(export_model or model, temperature)
   served = target.served(logits, prepared.targets)
   chosen = None
-  if getattr(config.report, "threshold", "argmax") != "argmax" and config.data.task in ("classify", "pairs"):
+  if config.report.threshold != "argmax" and config.data.task in ("classify", "pairs"):
     prepared, chosen = _choose_threshold(task, model, prepared, config=config, temperature=temperature,
                                          test_probabilities=served)
   data = task.run_data(prepared)

@@ -378,6 +378,13 @@ class ReportConfig:
       "temperature", "temperature: fit one temperature on the validation logits (lowest NLL) and divide the "
       "export's logits by it, so served probabilities are calibrated (argmax unchanged); none: raw softmax.",
       choices=CALIBRATIONS, tasks=("classify", "pairs"))
+  threshold: str = option(
+      "argmax", "Two classes: when the positive class is predicted. argmax: the likelier class; a probability T in "
+      "(0, 1): p(positive) >= T; f1: the threshold of highest F1 of the positive class on the validation split; "
+      "precision@R: the lowest threshold reaching precision R on validation. Chosen on the (calibrated) validation "
+      "probabilities; the export's class_id and class_name use it.", tasks=("classify", "pairs"))
+  positive_class: str = option(
+      "", "--threshold: the positive class (empty: the second class in labels.txt).", tasks=("classify", "pairs"))
 
 
 @dataclasses.dataclass(frozen=True)

@@ -264,6 +264,12 @@ def validate(config: Config) -> Config:
     _fail("profile_batches", ",".join(map(str, t.profile_batches)),
           "must be FIRST,LAST with 1 <= FIRST <= LAST, e.g. 3,5 (leave the first batches out: they trace the graph)")
 
+  rep = config.report
+  from tfft.report import threshold as threshold_lib  # pylint: disable=g-import-not-at-top  (numpy only)
+  threshold_lib.parse_rule(rep.threshold)
+  if rep.positive_class and rep.threshold == threshold_lib.ARGMAX:
+    _fail("positive_class", rep.positive_class, "acts only with --threshold (a probability, f1 or precision@R)")
+
   if not r.model_dir:
     _fail("model_dir", r.model_dir, "must name the run directory")
   if not r.export_dir:

@@ -67,6 +67,14 @@ flags.DEFINE_integer("lr_find_steps", 100, "tfft.lr_find: the most steps of the 
 flags.DEFINE_float("lr_min", 1e-7, "tfft.lr_find: the LR of the first step.")
 flags.DEFINE_float("lr_max", 1.0, "tfft.lr_find: the LR of the last step.")
 
+flags.DEFINE_string("space", "", "tfft.search: the search space file: one train flag a line, NAME = LOW..HIGH [log] "
+                    "or NAME = A | B | C (or the same as a .json object); see docs/methods.md.")
+flags.DEFINE_integer("trials", 10, "tfft.search: how many trials (train runs) the search runs in all.")
+flags.DEFINE_string("search_dir", "runs/search", "tfft.search: the trials' run dirs, KerasTuner's state, "
+                    "search_results.json and best.cfg; a re-run with the same flags resumes it.")
+flags.DEFINE_enum("search_algorithm", "random", ["random", "bayesian"],
+                  "tfft.search: KerasTuner's oracle: random search, or Bayesian optimisation (Gaussian process).")
+
 # Which flags each command reads; any other tfft flag given to it is an error, not silently ignored.
 COMMANDS = {
     "tfft.train": TRAIN_FLAGS,
@@ -76,6 +84,7 @@ COMMANDS = {
     "tfft.export": ("model_dir", "export_dir", "name", "warmup", "models_config", "serving_base"),
     "tfft.curve": TRAIN_FLAGS + ("train_sizes", "seeds", "curve_dir"),
     "tfft.lr_find": TRAIN_FLAGS + ("lr_find_dir", "lr_find_steps", "lr_min", "lr_max"),
+    "tfft.search": TRAIN_FLAGS + ("space", "trials", "search_dir", "search_algorithm"),
 }
 
 

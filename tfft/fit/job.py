@@ -58,13 +58,16 @@ def _outputs(config: Config, strategy) -> Iterator[Tuple[RunDir, pathlib.Path]]:
     shutil.rmtree(scratch, ignore_errors=True)
 
 
-def run(config: Config, *, strategy=None) -> RunResult:
+def run(config: Config, *, strategy=None, score_test: bool = True) -> RunResult:
   """Runs the whole train job for a validated config (see tfft.tasks for what differs between tasks).
 
   Args:
     config: the validated run configuration.
     strategy: the tf.distribute strategy to train under; None builds the one --strategy names. It is built right
       after the output paths are checked, before TensorFlow runs any op, as MultiWorkerMirroredStrategy needs.
+    score_test: False stops once training is committed, before anything reads the test split: no calibration,
+      scoring or export, and the run stays unfinished (tfft.search's trials, judged on validation). The same
+      call with True on the same run dir later resumes it to scoring and publishing.
 
   Returns:
     The run's summary.
@@ -85,14 +88,16 @@ def run(config: Config, *, strategy=None) -> RunResult:
       strategy = distribute.build_strategy(t.strategy, tpu=t.tpu, worker_hosts=t.worker_hosts,
                                            task_index=t.task_index)
     with _outputs(config, strategy) as (run_dir, export_base):
-      return _train(config, strategy, run_dir, export_base, stop)
+      return _train(config, strategy, run_dir, export_base, stop, score_test=score_test)
 
 
-def _train(config: Config, strategy, run_dir: RunDir, export_base: pathlib.Path, stop) -> RunResult:
+def _train(config: Config, strategy, run_dir: RunDir, export_base: pathlib.Path, stop, *,
+           score_test: bool = True) -> RunResult:
   task = tasks.build_task(config)
   examples = task.load_examples()
   targets = task.encode(examples)
   task.target.check_gates(config.report.min_metric, targets)
+  _check_threshold(config, targets.names)
   own_split = getattr(task.target, "split", None)  # multi-label and tagging stratify their own way
   splitter = (lambda groups: own_split(targets, config.data, seed=config.train.seed, groups=groups)) if own_split \
       else None
@@ -127,13 +132,31 @@ def _train(config: Config, strategy, run_dir: RunDir, export_base: pathlib.Path,
   with rundir.lock(run_dir):
     return _fit_and_publish(config, strategy, run_dir, export_base, stop, task=task, examples=examples,
                             targets=targets, planned_split=planned_split, built=built, phases=phases,
-                            class_weight=weights,
+                            class_weight=weights, score_test=score_test,
                             methods=recipe.method_lines(t, lora_targets=lora_targets, class_weight=weights,
                                                         class_names=targets.names))
 
 
+def _check_threshold(config: Config, class_names):
+  """--threshold decides between two classes: an error, before anything is written, on more.
+
+  Raises:
+    UserError: for --threshold on a run of more than two classes, or --positive_class naming no class.
+  """
+  from tfft.report import threshold as threshold_lib  # pylint: disable=g-import-not-at-top
+  r = config.report
+  if r.threshold == threshold_lib.ARGMAX:
+    return
+  if len(class_names) != 2:
+    from tfft.errors import UserError  # pylint: disable=g-import-not-at-top
+    raise UserError(f"--threshold={r.threshold}: a decision threshold needs two classes and this run has "
+                    f"{len(class_names)}; drop --threshold (argmax picks the likeliest class)")
+  threshold_lib.positive_index(class_names, r.positive_class)
+
+
 def _fit_and_publish(config: Config, strategy, run_dir: RunDir, export_base: pathlib.Path, stop, *, task, examples,
-                     targets, planned_split, built, phases, methods, class_weight) -> RunResult:
+                     targets, planned_split, built, phases, methods, class_weight,
+                     score_test: bool = True) -> RunResult:
   """The part of the job that writes into the run dir, under its lock."""
   from tfft.serving import publish  # pylint: disable=g-import-not-at-top
 
@@ -146,6 +169,9 @@ def _fit_and_publish(config: Config, strategy, run_dir: RunDir, export_base: pat
   results = _run_phases(task, built, prepared, phases, config=config, run_dir=run_dir, strategy=strategy, stop=stop,
                         class_weight=class_weight)
   task.save_artifacts(built, run_dir)
+  if not score_test:
+    return RunResult(str(run_dir.path), prepared.split_sizes, results, {}, "", task=config.data.task,
+                     methods=list(methods))
 
   model = export_model = built.model
   if config.train.lora_rank:

@@ -23,13 +23,14 @@ ERRORS_CSV = "largest_errors.csv"
 
 
 def classification_metrics(y_true: Sequence[int], probabilities: np.ndarray,
-                           class_names: Sequence[str]) -> Dict:
+                           class_names: Sequence[str], *, predicted: Optional[np.ndarray] = None) -> Dict:
   """Scores predictions with scikit-learn.
 
   Args:
     y_true: true class indices.
     probabilities: [N, C] predicted probabilities (or scores: only their ranking enters top-k and the AUCs).
     class_names: names in class-index order.
+    predicted: the predicted class indices when they are not the argmax (a two-class --threshold).
 
   Returns:
     A JSON-ready dict: accuracy and top-k accuracy (k < C); precision, recall and F1, each micro, macro and
@@ -38,7 +39,7 @@ def classification_metrics(y_true: Sequence[int], probabilities: np.ndarray,
   """
   y_true = np.asarray(y_true)
   probabilities = np.asarray(probabilities)
-  y_pred = probabilities.argmax(axis=-1)
+  y_pred = probabilities.argmax(axis=-1) if predicted is None else np.asarray(predicted)
   labels = list(range(len(class_names)))
   result = {"num_examples": int(len(y_true)), "accuracy": float(skm.accuracy_score(y_true, y_pred))}
   for average in ("macro", "weighted", "micro"):

@@ -82,6 +82,16 @@ def baseline_lines(metrics: Dict) -> List[str]:
   return lines + calibration_lines(metrics) + parity_lines(metrics)
 
 
+def threshold_lines(metrics: Dict) -> List[str]:
+  """Train's summary line on a two-class --threshold: where it is, how it was chosen, the test at it."""
+  if "threshold" not in metrics:
+    return []
+  t = metrics["threshold"]
+  return [f"threshold: {t['positive_class']} when p >= {t['threshold']:.4g} (--threshold={t['rule']}, on "
+          f"validation); test at it: accuracy={t['test']['accuracy']:.4f}  macro_f1={t['test']['macro_f1']:.4f}  "
+          f"{t['positive_class']} precision={t['test']['precision']:.4f} recall={t['test']['recall']:.4f}"]
+
+
 def calibration_lines(metrics: Dict) -> List[str]:
   """The calibration line of train's summary, if the run fitted a temperature."""
   if "calibration" not in metrics:

@@ -140,6 +140,7 @@ class ExportedModel:
     self.output_names = sorted(self._fn.structured_outputs)
     from tfft.tasks import targets  # pylint: disable=g-import-not-at-top
     self.target = meta.get("target", "classify")
+    self.decides = "threshold" in meta  # a two-class --threshold: class_id is the export's decision, not argmax
     if self.target not in targets.TARGETS:
       raise UserError(f"{path}: tfft.json names target {self.target!r}, which this version of tfft does not know")
     wanted = targets.for_task(self.target).parity_output
@@ -204,7 +205,7 @@ class ExportedModel:
     from tfft.tasks import targets  # pylint: disable=g-import-not-at-top
     if not inputs:
       return []
-    if self.target == "classify":
+    if self.target == "classify" and not self.decides:
       outputs = {"probabilities": self.probabilities(as_bytes(self.task, inputs), batch_size=batch_size)}
     else:
       outputs = self.outputs(as_bytes(self.task, inputs), batch_size=batch_size)

@@ -67,8 +67,14 @@ def score_and_publish(task, model, prepared, *, config: Config, run_dir: RunDir,
     logits = logits / np.float32(temperature)
     export_model = calibration.with_temperature(export_model or model, temperature)
   served = target.served(logits, prepared.targets)
+  chosen = None
+  if config.report.threshold != "argmax" and config.data.task in ("classify", "pairs"):
+    prepared, chosen = _choose_threshold(task, model, prepared, config=config, temperature=temperature,
+                                         test_probabilities=served)
   data = task.run_data(prepared)
   metrics = run_report.report_test(run_dir, config, data, served, phases=phases, rescore=rescore, target=target)
+  if chosen:
+    metrics["threshold"] = chosen
   if methods:
     metrics["methods"] = list(methods)
   if calibrated:
@@ -82,6 +88,45 @@ def score_and_publish(task, model, prepared, *, config: Config, run_dir: RunDir,
   if rescore is None:
     metrics_lib.write_json(run_dir.metrics, metrics)
   return metrics, path
+
+
+def _choose_threshold(task, model, prepared, *, config: Config, temperature: Optional[float],
+                      test_probabilities: np.ndarray):
+  """--threshold: chosen on the validation split's (calibrated) probabilities; the test scored at it.
+
+  Returns:
+    (prepared with the threshold in its Targets.info, where the export's outputs read it; metrics.json's
+    "threshold": the rule, the value, the positive class, validation and test scores at it).
+  """
+  import dataclasses  # pylint: disable=g-import-not-at-top
+  from tfft.report import threshold as threshold_lib  # pylint: disable=g-import-not-at-top
+  r, names = config.report, list(prepared.targets.names)
+  positive = threshold_lib.positive_index(names, r.positive_class)
+  val = prepared.split["val"]
+  val_logits = np.asarray(task.predict_logits(model, prepared, val))
+  if temperature is not None:
+    val_logits = val_logits / np.float32(temperature)
+  val_probabilities = task.target.served(val_logits, prepared.targets)
+  chosen = threshold_lib.choose(val_probabilities[:, positive], prepared.labels[val] == positive, r.threshold)
+  if chosen.get("reached") is False:
+    logging.warning("--threshold=%s: no threshold reaches that precision on the %d validation examples; using the "
+                    "one of highest precision (%.3f) at %.4g", r.threshold, len(val), chosen["precision"],
+                    chosen["threshold"])
+  test = prepared.split["test"]
+  y_test = prepared.labels[test]
+  predicted = threshold_lib.decide(test_probabilities, chosen["threshold"], positive)
+  scores = metrics_lib.classification_metrics(y_test, test_probabilities, names, predicted=predicted)
+  result = {**chosen, "positive": positive, "positive_class": names[positive],
+            "validation": {k: chosen[k] for k in ("precision", "recall", "f1")},
+            "test": {"accuracy": scores["accuracy"], "macro_f1": scores["macro_f1"],
+                     **threshold_lib.at(test_probabilities[:, positive], y_test == positive, chosen["threshold"]),
+                     "confusion_matrix": scores["confusion_matrix"]}}
+  for key in ("precision", "recall", "f1"):
+    del result[key]
+  logging.info("--threshold=%s: %s", r.threshold, threshold_lib.describe(chosen | {"positive": positive}, names))
+  info = {**prepared.targets.info, "threshold": chosen["threshold"], "positive": positive,
+          "threshold_rule": r.threshold}
+  return dataclasses.replace(prepared, targets=dataclasses.replace(prepared.targets, info=info)), result
 
 
 def check_gate(metrics: Dict, gates, *, model_dir: pathlib.Path):
@@ -205,6 +250,8 @@ def export_checked(export_fn: Callable, config: Config, data: run_report.RunData
     metadata.update(target=config.data.task, pair_columns=list(config.data.pair_columns))
     if data.targets is not None:  # what the target learnt from the data (multi-label: its thresholds)
       metadata.update(data.targets.info)
+  elif data.targets is not None and "threshold" in data.targets.info:  # --threshold: two-class decisions
+    metadata.update({k: data.targets.info[k] for k in ("threshold", "positive", "threshold_rule")})
   path = export_fn(finalize=finalize, metadata=metadata)
   metrics["export_parity"] = parity
   logging.info("export matches the trained model on %d test examples (max |d %s| %.2g)", parity["examples"],

@@ -114,8 +114,16 @@ def evaluate_export(model: str, *, model_dir: Optional[str] = None, data: Option
   from tfft.tasks import targets  # pylint: disable=g-import-not-at-top
   kind = targets.for_task(meta.get("target", "classify"))
   inputs, labels, ids = _load_examples(data, task)
+  if data.classes and kind.name == "classify":  # the run's --classes, as its training kept them
+    from tfft.data import split as split_lib  # pylint: disable=g-import-not-at-top
+    keep = split_lib.select_classes(labels, data.classes, flag_value=data.dataset)
+    inputs, labels, ids = [inputs[i] for i in keep], [labels[i] for i in keep], [ids[i] for i in keep]
   where = f"--dataset={data.dataset}"
   encoded = kind.encode(labels, where=where, names=class_names, ids=ids)
+  if "threshold" in meta:  # a two-class --threshold: score the export's decisions at it
+    import dataclasses  # pylint: disable=g-import-not-at-top
+    encoded = dataclasses.replace(encoded, info={**encoded.info, **{k: meta[k] for k in (
+        "threshold", "positive", "threshold_rule")}})
   indices = range(len(ids)) if split == "all" else rundir.select_split(run.manifest, ids, split, where=where)
   out_dir = _report_dir(report_dir, export, run.path if run else None, split)
 

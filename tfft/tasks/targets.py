@@ -99,10 +99,16 @@ class ClassTarget:
     """The export graph's logits -> served outputs: float32 probabilities, int64 class_id, string class_name."""
     import tensorflow as tf  # pylint: disable=g-import-not-at-top
     names = tf.constant(list(targets.names))
+    threshold = targets.info.get("threshold")  # --threshold on two classes: p(positive) >= it predicts positive
 
     def outputs(logits):
       probabilities = tf.nn.softmax(tf.cast(logits, tf.float32), axis=-1)
-      class_id = tf.argmax(probabilities, axis=-1)
+      if threshold is None:
+        class_id = tf.argmax(probabilities, axis=-1)
+      else:
+        positive = int(targets.info["positive"])
+        class_id = tf.where(probabilities[:, positive] >= tf.constant(threshold, tf.float32),
+                            tf.constant(positive, tf.int64), tf.constant(1 - positive, tf.int64))
       return {"probabilities": probabilities, "class_id": class_id, "class_name": tf.gather(names, class_id)}
 
     return outputs
@@ -128,21 +134,30 @@ class ClassTarget:
   def score(self, values, served, targets: Targets) -> Dict:
     """tfft.evaluate's metrics of the export's outputs, with bootstrap intervals."""
     from tfft.report import metrics as metrics_lib, run_report  # pylint: disable=g-import-not-at-top
-    metrics = metrics_lib.classification_metrics(values, served, targets.names)
-    metrics["ci"] = run_report.intervals(np.asarray(values), served.argmax(axis=-1), targets.width)
+    predicted = _decisions(served, targets.info)
+    metrics = metrics_lib.classification_metrics(values, served, targets.names, predicted=predicted)
+    metrics["ci"] = run_report.intervals(np.asarray(values), served.argmax(axis=-1) if predicted is None
+                                         else predicted, targets.width)
+    if predicted is not None:
+      metrics["decision"] = {k: targets.info[k] for k in ("threshold", "positive", "threshold_rule")}
     return metrics
 
   def table(self, metrics: Dict) -> List[str]:
     """What tfft.evaluate prints, and train's log, below the run line."""
     from tfft.report import metrics as metrics_lib, summary  # pylint: disable=g-import-not-at-top
-    return [metrics_lib.format_table(metrics), *summary.interval_lines(metrics)]
+    lines = [metrics_lib.format_table(metrics), *summary.interval_lines(metrics)]
+    if "decision" in metrics:
+      d = metrics["decision"]
+      lines.append(f"decision: `{metrics['class_names'][d['positive']]}` when its probability >= "
+                   f"{d['threshold']:.4g} (the export's --threshold={d['threshold_rule']})")
+    return lines
 
   def summary_lines(self, metrics: Dict) -> List[str]:
     """Train's summary lines on the test split: the model's scores, intervals, baseline and verdicts."""
     from tfft.report import summary  # pylint: disable=g-import-not-at-top
     m = metrics
     return [f"test:     accuracy={m['accuracy']:.4f}  macro_f1={m['macro_f1']:.4f}  weighted_f1={m['weighted_f1']:.4f}",
-            *summary.interval_lines(m, indent=10), *summary.baseline_lines(m)]
+            *summary.interval_lines(m, indent=10), *summary.threshold_lines(m), *summary.baseline_lines(m)]
 
   def card_lines(self, metrics: Dict) -> List[str]:
     """The model card's lines under its metric table: intervals, the baseline and the paired verdicts."""
@@ -157,6 +172,14 @@ class ClassTarget:
         lines += ["", "Paired on the same test examples (verdict `better` or `worse` only when the whole interval "
                   "of the difference is on one side of 0):", ""]
         lines += [f"- {format_verdict(metrics['baseline_comparison'][name])}" for name in METRICS]
+    if "threshold" in metrics:
+      from tfft.report import threshold as threshold_lib  # pylint: disable=g-import-not-at-top
+      t = metrics["threshold"]
+      lines += ["", f"Decision threshold: {threshold_lib.describe({**t, **t['validation']}, metrics['class_names'])}. "
+                f"The served `class_id` and `class_name` use it (`probabilities` are unchanged); on the test split "
+                f"it gives accuracy {t['test']['accuracy']:.4f}, macro F1 {t['test']['macro_f1']:.4f}, and "
+                f"precision {t['test']['precision']:.4f}, recall {t['test']['recall']:.4f} of "
+                f"`{t['positive_class']}` (the table above is at argmax)."]
     if "calibration" in metrics:
       c = metrics["calibration"]
       lines += ["", f"Calibration: the export divides the logits by a temperature of {c['temperature']:.4g}, "
@@ -172,7 +195,11 @@ class ClassTarget:
   def predictions(self, outputs: Dict[str, np.ndarray], names: Sequence[str], *, top_k: int) -> List[Dict]:
     """Per input, tfft.predict's view of the served outputs: the top classes, best first."""
     probabilities = outputs["probabilities"]
-    order = np.argsort(-probabilities, axis=1, kind="stable")[:, :top_k]
+    order = np.argsort(-probabilities, axis=1, kind="stable")
+    if "class_id" in outputs:  # the export's decision (a --threshold) comes first, then the others by probability
+      decided = np.asarray(outputs["class_id"])[:, None]
+      order = np.concatenate([decided, order[order != decided].reshape(len(order), -1)], axis=1)
+    order = order[:, :top_k]
     return [{"predictions": [{"class_name": names[j], "class_id": int(j), "probability": float(probabilities[i, j])}
                              for j in order[i]]} for i in range(len(probabilities))]
 
@@ -185,6 +212,14 @@ class ClassTarget:
       for rank, p in enumerate(row["predictions"]):
         lines.append(f"{text if rank == 0 else '':<{width}}  {p['class_name']:<{name_width}}  {p['probability']:.4f}")
     return "\n".join(lines)
+
+
+def _decisions(probabilities: np.ndarray, info: Dict) -> Optional[np.ndarray]:
+  """The predicted classes at a --threshold in `info` (tfft.json's), or None for argmax."""
+  if info.get("threshold") is None:
+    return None
+  from tfft.report import threshold as threshold_lib  # pylint: disable=g-import-not-at-top
+  return threshold_lib.decide(probabilities, float(info["threshold"]), int(info["positive"]))
 
 
 def _shorten(value, width: int) -> str:

@@ -120,10 +120,11 @@ def evaluate_export(model: str, *, model_dir: Optional[str] = None, data: Option
     inputs, labels, ids = [inputs[i] for i in keep], [labels[i] for i in keep], [ids[i] for i in keep]
   where = f"--dataset={data.dataset}"
   encoded = kind.encode(labels, where=where, names=class_names, ids=ids)
-  if "threshold" in meta:  # a two-class --threshold: score the export's decisions at it
+  # Score the export's own decisions: a two-class --threshold, or the per-label thresholds of a multi-label model.
+  decided = {k: meta[k] for k in ("threshold", "positive", "threshold_rule", "thresholds") if k in meta}
+  if decided:
     import dataclasses  # pylint: disable=g-import-not-at-top
-    encoded = dataclasses.replace(encoded, info={**encoded.info, **{k: meta[k] for k in (
-        "threshold", "positive", "threshold_rule")}})
+    encoded = dataclasses.replace(encoded, info={**encoded.info, **decided})
   indices = range(len(ids)) if split == "all" else rundir.select_split(run.manifest, ids, split, where=where)
   out_dir = _report_dir(report_dir, export, run.path if run else None, split)
 

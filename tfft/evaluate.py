@@ -16,7 +16,8 @@ def main(argv):
   def body():
     if not FLAGS.model:
       raise UserError("--model is required: an export dir (EXPORT_DIR/NAME/VERSION) or a run dir")
-    data = (DataConfig(dataset=FLAGS.dataset, text_column=FLAGS.text_column, label_column=FLAGS.label_column)
+    data = (DataConfig(dataset=FLAGS.dataset, text_column=FLAGS.text_column, label_column=FLAGS.label_column,
+                       prompt_column=FLAGS.prompt_column, response_column=FLAGS.response_column)
             if FLAGS["dataset"].present else None)
     from tfft.serving import loaded, scoring  # pylint: disable=g-import-not-at-top
     from tfft.tasks import targets  # pylint: disable=g-import-not-at-top

@@ -63,8 +63,8 @@ flags.DEFINE_string("curve_dir", "runs/curve", "tfft.curve: the points' run dirs
 # Which flags each command reads; any other tfft flag given to it is an error, not silently ignored.
 COMMANDS = {
     "tfft.train": TRAIN_FLAGS,
-    "tfft.evaluate": ("model", "split", "report_dir", "dataset", "text_column", "label_column", "batch_size",
-                      "model_dir"),
+    "tfft.evaluate": ("model", "split", "report_dir", "dataset", "text_column", "label_column", "prompt_column",
+                      "response_column", "batch_size", "model_dir"),
     "tfft.predict": ("model", "top_k", "format", "input_file"),
     "tfft.export": ("model_dir", "export_dir", "name", "warmup", "models_config", "serving_base"),
     "tfft.curve": TRAIN_FLAGS + ("train_sizes", "seeds", "curve_dir"),
@@ -80,6 +80,10 @@ def config_from_flags(flag_values=FLAGS) -> config_lib.Config:
   sections = {section: {} for section in config_lib.SECTIONS}
   for section, field in config_lib.options():
     sections[section][field.name] = config_lib.option_value(field, flag_values[field.name].value)
+  if sections["data"]["task"] == "generate":  # a causal LM has no new head: its one phase is --epochs
+    for name, value in (("head_epochs", 0), ("cache_features", False)):
+      if not flag_values[name].present:
+        sections["train"][name] = value
   config = config_lib.Config(**{section: type(getattr(config_lib.Config(), section))(**values)
                                 for section, values in sections.items()})
   return config_checks.validate(config)

@@ -77,7 +77,8 @@ def tiny_flags(preset, data, tmp_path, **overrides):
   """Flag lines for a fast tiny run: both phases, one or two epochs each."""
   flags = {
       "dataset": f"textdir:{data}", "backbone": str(preset), "sequence_length": 16, "batch_size": 8,
-      "head_epochs": 1, "head_learning_rate": 1e-2, "epochs": 2, "learning_rate": 3e-3, "pooling": "mean",
+      "head_epochs": 1, "head_min_steps": 0, "head_learning_rate": 1e-2, "epochs": 2, "learning_rate": 3e-3,
+      "pooling": "mean",
       "val_fraction": 0.2, "test_fraction": 0.2, "model_dir": tmp_path / "run", "export_dir": tmp_path / "exports",
       "name": "tiny", "seed": 1,
   }
@@ -96,13 +97,14 @@ def tiny_run(tiny_bert_preset, tiny_textdir, tmp_path_factory):
   """One finished tiny train run shared by the CLI, report and serving tests: (tmp dir, CompletedProcess).
 
   TMP/tiny.cfg is its flagfile, TMP/run its run dir, TMP/exports/tiny/1 its export; batches 2-3 of each phase
-  are traced with the profiler. Tests that export again
+  are traced with the profiler; its head phase is stretched to 2 epochs (--head_min_steps=10 at 5 steps per
+  epoch). Tests that export again
   write elsewhere, so this export stays version 1.
   """
   tmp = tmp_path_factory.mktemp("cli")
   flagfile = tmp / "tiny.cfg"
   flagfile.write_text("\n".join(tiny_flags(tiny_bert_preset, tiny_textdir, tmp, eval_windows=2,
-                                            profile_batches="2,3")) + "\n")
+                                            profile_batches="2,3", head_min_steps=10)) + "\n")
   proc = run_tfft("train", [f"--flagfile={flagfile}"])
   assert proc.returncode == 0, proc.stderr[-3000:]
   return tmp, proc
@@ -167,7 +169,8 @@ def image_flags(data, tmp_path, **overrides):
   """Flag lines for a fast tiny image run on tiny_cnn at 16x16: both phases, one epoch each."""
   flags = {
       "dataset": f"imagedir:{data}", "backbone": "tiny_cnn", "backbone_weights": "none", "image_size": 16,
-      "batch_size": 8, "head_epochs": 1, "head_learning_rate": 1e-2, "epochs": 1, "learning_rate": 1e-3,
+      "batch_size": 8, "head_epochs": 1, "head_min_steps": 0, "head_learning_rate": 1e-2, "epochs": 1,
+      "learning_rate": 1e-3,
       "val_fraction": 0.2, "test_fraction": 0.2, "model_dir": tmp_path / "run", "export_dir": tmp_path / "exports",
       "name": "img", "seed": 1,
   }

@@ -141,6 +141,15 @@ CASES = {
     "no-epochs": (lambda c: c.text(head_epochs=0, epochs=0), ["--epochs=0", "both phases have 0 epochs"]),
     "bad-freeze": (lambda c: c.text(freeze="some"), ["--freeze='some'", "top_k:N"]),
     "freeze-too-many-blocks": (lambda c: c.text(freeze="top_k:5"), ["--freeze=top_k:5", "(2)"]),
+    "lora-rank-negative": (lambda c: c.text(lora_rank=-4), ["--lora_rank=-4", "must be a positive rank"]),
+    "lora-unknown-target": (lambda c: c.text(lora_rank=4, lora_targets="attention"),
+                            ["--lora_targets=attention", "has no layer 'attention' that supports LoRA",
+                             "its Dense/EinsumDense layers are"]),
+    "layer-decay-out-of-range": (lambda c: c.text(layer_decay=1.5), ["--layer_decay=1.5", "must be in (0, 1]"]),
+    "gradual-with-frozen-backbone": (lambda c: c.text(unfreeze="gradual", freeze="all"),
+                                     ["--unfreeze='gradual'", "cannot be combined with --freeze=all"]),
+    "class-weight-unknown-class": (lambda c: c.text(class_weight=c.file("w.json", '{"plants": 2}')),
+                                   ["--class_weight=", "w.json: names 'plants', not a class of this dataset"]),
     "task-index-out-of-range": (lambda c: c.text(strategy="multi_worker_mirrored", worker_hosts="h1:2000,h2:2000",
                                                  task_index=2), ["--task_index=2", "[0, 2)"]),
     # Data.
@@ -178,7 +187,10 @@ CASES = {
                            ["--image_size=64", "applies to image datasets only", "drop it for text"]),
     # Tasks.
     "task-on-wrong-modality": (lambda c: c.image(task="pairs"), ["--task='pairs'", "applies to text datasets only"]),
-    "flag-of-another-task": (lambda c: c.text(loss="huber"), ["--loss='huber'", "applies to --task=regress only"]),
+    "flag-of-another-task": (lambda c: c.text(task="regress", label_smoothing=0.1),
+                             ["--label_smoothing=0.1", "applies to --task=classify or --task=pairs only"]),
+    "loss-of-another-task": (lambda c: c.text(loss="huber"),
+                             ["--loss='huber'", "--task=classify trains with crossentropy or focal"]),
     "regression-label-not-a-number": (lambda c: c.text(dataset=c.table([f"word {i},{i / 4}" for i in range(12)]
                                                                        + ["word x,high"]), task="regress"),
                                       ["row:13 has label 'high'", "not a number"]),

@@ -93,7 +93,8 @@ def test_lite0_export_in_a_clean_process_matches_the_in_process_model(lite0_run,
   model = task.build_model(10, tf.distribute.get_strategy(), weights="none").model
   model.load_weights(str(tmp / "run" / "checkpoints" / "after_finetune.weights.h5"))
   pixels = tf.stack([image_batches.decode(tf.io.read_file(p), 32) for p in paths])
-  expected = tf.nn.softmax(model(pixels, training=False)).numpy()
+  temperature = json.loads((tmp / "run" / "metrics.json").read_text())["calibration"]["temperature"]
+  expected = tf.nn.softmax(model(pixels, training=False) / temperature).numpy()  # --calibrate=temperature
   assert np.abs(np.array(served["probabilities"]) - expected).max() <= 1e-5
   labels = (tmp / "run" / "labels.txt").read_text().split()
   assert served["class_name"] == [labels[i] for i in expected.argmax(-1)]

@@ -123,10 +123,11 @@ def test_export_round_trip_matches_the_in_process_model(image_run):
   task = tasks.build_task(config)
   model = task.build_model(3, tf.distribute.get_strategy()).model
   model.load_weights(str(tmp / "run" / "checkpoints" / "after_finetune.weights.h5"))
+  temperature = json.loads((tmp / "run" / "metrics.json").read_text())["calibration"]["temperature"]
   # Fed the same pixels TF decodes from the JPEG/PNG bytes, through the same resize as training.
   decoded = tf.stack([image_batches.decode(tf.constant(b), 16) for b in encoded])
   for name, inputs in (("bytes", decoded), ("pixels", image_batches.resize(pixels, 16))):
-    expected = tf.nn.softmax(model(inputs, training=False)).numpy()
+    expected = tf.nn.softmax(model(inputs, training=False) / temperature).numpy()  # --calibrate=temperature
     got = served[name]
     assert got["dtype"] == "float32"
     assert np.abs(np.array(got["probabilities"]) - expected).max() <= 1e-5, name

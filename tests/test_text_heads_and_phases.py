@@ -147,6 +147,20 @@ def test_plan_phases():
   assert [p.name for p in recipe.plan_phases(TrainConfig(head_epochs=1, epochs=0))] == ["head"]
 
 
+def test_a_small_training_set_stretches_the_head_phase_to_head_min_steps():
+  train = TrainConfig(head_epochs=10, epochs=2, head_min_steps=200, early_stopping_patience=2)
+  plan = recipe.plan_phases(train)
+  # 20 examples at batch 32: one step per epoch, so 200 epochs and a patience of a tenth of them.
+  head, finetune = recipe.fit_to_data(plan, train, steps_per_epoch=1)
+  assert (head.epochs, head.patience) == (200, 20) and finetune == plan[1]
+  assert recipe.fit_to_data(plan, train, steps_per_epoch=7)[0].epochs == 29  # ceil(200 / 7)
+  assert recipe.fit_to_data(plan, train, steps_per_epoch=20) == plan  # 10 x 20 steps are enough
+  off = recipe.fit_to_data(plan, TrainConfig(head_epochs=10, head_min_steps=0), steps_per_epoch=1)
+  assert off[0].epochs == 10 and off[0].patience is None
+  no_stopping = TrainConfig(head_epochs=10, head_min_steps=200, early_stopping_patience=0)
+  assert recipe.fit_to_data(recipe.plan_phases(no_stopping), no_stopping, steps_per_epoch=1)[0].patience == 0
+
+
 def test_cached_features_train_the_head_as_the_full_model_does(tiny_bert_preset, tmp_path):
   """Phase 1 on cached pooled features must give the same head as phase 1 through the frozen backbone."""
   import keras

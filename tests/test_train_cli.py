@@ -44,6 +44,12 @@ def test_train_writes_the_run_and_one_export(tiny_run):
   assert f"accuracy={metrics['accuracy']:.4f}" in out and "macro_f1=" in out
   assert f"export:   {export}" in out
 
+  # 36 training texts at batch 8 are 5 steps per epoch: --head_min_steps=10 stretches the one head epoch to 2.
+  head = json.loads((run / "run_state.json").read_text())["phases"]["head"]
+  assert head["planned_epochs"] == 2 and head["epochs_run"] == 2, head
+  assert "phase head: 5 steps per epoch, so up to 2 epochs instead of 1 (--head_min_steps=10)" in proc.stderr
+  assert "| head | backbone frozen, head trains | 2 / 2 |" in (export / "assets.extra" / "model_card.md").read_text()
+
 
 def test_flags_cfg_reproduces_the_config(tiny_run):
   from tfft import flags as tfft_flags
@@ -113,9 +119,13 @@ def test_export_round_trip_matches_the_in_process_model(tiny_run, tiny_bert_pres
   model = heads.build_text_classifier(text_backbones.load_backbone(spec), num_classes=3, pooling="mean")
   model.load_weights(str(tmp / "run" / "checkpoints" / "after_finetune.weights.h5"))
   preprocessor = text_backbones.load_preprocessor(spec, 16)
-  expected = keras.ops.convert_to_numpy(keras.ops.softmax(windows.predict_logits(model, preprocessor, TEXTS, 2)))
+  # The export serves softmax(logits / T), T fitted on validation (--calibrate=temperature, the default).
+  temperature = json.loads((tmp / "run" / "metrics.json").read_text())["calibration"]["temperature"]
+  expected = keras.ops.convert_to_numpy(keras.ops.softmax(
+      windows.predict_logits(model, preprocessor, TEXTS, 2) / temperature))
   # The served model really read two windows of the long text: one window alone gives other probabilities.
-  first_window = keras.ops.convert_to_numpy(keras.ops.softmax(model(preprocessor(TEXTS[-1:]), training=False)))
+  first_window = keras.ops.convert_to_numpy(keras.ops.softmax(
+      model(preprocessor(TEXTS[-1:]), training=False) / temperature))
   assert np.abs(first_window[0] - expected[-1]).max() > 1e-4
 
   np.testing.assert_allclose(np.array(served["probabilities"]), expected, atol=1e-5)

@@ -29,12 +29,17 @@ TAG_GATE_METRICS = ("entity_f1", "entity_precision", "entity_recall", "macro_ent
 TAG_SCHEMES = ("bio", "iob1")
 # Scalars a generation report holds that --min_metric can gate on: ROUGE F1 on the test split, in [0, 1].
 GENERATE_GATE_METRICS = ("rouge1", "rouge2", "rougeL")
-# --task=generate trains LoRA adapters of this rank unless the run chooses (tfft.flags sets it when the flag is unset).
+# --task=generate trains LoRA adapters of this rank unless the run sets --lora_rank (tfft.flags fills it in).
 GENERATE_LORA_RANK = 8
-LOSSES = ("auto", "mse", "huber")
+# Training losses: auto (crossentropy for classification, mse for regression), each task its own.
+LOSSES = ("auto", "crossentropy", "focal", "mse", "huber")
+CLASSIFICATION_LOSSES = ("auto", "crossentropy", "focal")
+REGRESSION_LOSSES = ("auto", "mse", "huber")
 BN_POLICIES = ("frozen", "train")
 ON_BAD_FILE = ("skip", "fail")
 DEDUPES = ("split", "drop", "off")
+UNFREEZES = ("none", "gradual")
+CALIBRATIONS = ("temperature", "none")
 FLIPS = ("none", "horizontal", "vertical", "horizontal_and_vertical")
 BACKBONE_WEIGHTS_HELP = "imagenet, none, or a path to a .weights.h5 / .keras file"
 
@@ -276,6 +281,10 @@ class TrainConfig:
   batch_size: int = option(32, "Global batch size, split across replicas.", resume=True)
   head_epochs: int = option(2, "Phase 1: epochs training the head on a frozen backbone.")
   head_learning_rate: float = option(1e-3, "Phase 1 peak learning rate.")
+  head_min_steps: int = option(
+      200, "Phase 1 takes at least this many optimizer steps: when the training set is so small that "
+      "--head_epochs x steps per epoch falls short (few-shot data: an epoch of one or two steps), it runs more "
+      "epochs, and early stopping waits at least a tenth of them. 0 turns this off.", resume=True)
   epochs: int = option(3, "Phase 2: epochs fine-tuning with --freeze applied.")
   learning_rate: float = option(5e-5, "Phase 2 peak learning rate (10-100x below the head's).")
   warmup_fraction: float = option(0.1, "Phase 2: fraction of its steps spent warming up.")
@@ -297,8 +306,33 @@ class TrainConfig:
   lr_alpha: float = option(0.0, "cosine, cosine_restarts, linear: final LR as a fraction of peak.")
   lr_restart_epochs: int = option(1, "cosine_restarts: epochs in the first cycle.")
   label_smoothing: float = option(0.0, "Label smoothing for the cross-entropy.", tasks=("classify", "pairs"))
-  loss: str = option("auto", "--task=regress: mse or huber (delta 1, on the standardised target); auto is mse.",
-                     choices=LOSSES, tasks=("regress",))
+  loss: str = option(
+      "auto", "Training loss. classify, pairs: crossentropy, or focal (Keras' CategoricalFocalCrossentropy, which "
+      "down-weights examples the model already gets right; see --focal_gamma). regress: mse, or huber (delta 1, on "
+      "the standardised target). auto: crossentropy, or mse for regress.", choices=LOSSES,
+      tasks=("classify", "pairs", "regress"))
+  focal_gamma: float = option(2.0, "--loss=focal: the focusing exponent (0 is plain cross-entropy).",
+                              tasks=("classify", "pairs"))
+  class_weight: str = option(
+      "none", "Weight of each class in the loss: none, balanced (n / (classes * n_class) over the training "
+      "examples, as scikit-learn) or a path to a JSON file {\"class name\": weight, ...} (classes left out "
+      "weigh 1).", resume=True, tasks=("classify", "pairs"))
+  lora_rank: int = option(
+      0, "Phase 2 trains low-rank adapters (Keras' LoRA) of this rank instead of the backbone's weights; the "
+      "head trains fully. The export merges them into the base weights. 0: off.", applies=TEXT, resume=True)
+  lora_alpha: float = option(0.0, "--lora_rank: the adapters' scale is alpha / rank (0: alpha = rank, scale 1).",
+                             applies=TEXT, resume=True)
+  lora_targets: Tuple[str, ...] = option(
+      (), "--lora_rank: names of the backbone layers that get adapters (empty: the backbone's own default, the "
+      "attention query and value projections).", applies=TEXT, resume=True)
+  layer_decay: float = option(
+      1.0, "Layer-wise LR decay in phase 2: the head trains at the LR, block i from the top at LR x decay^i, the "
+      "embeddings lowest (1: off). It scales each variable's update, not its gradient.", resume=True)
+  unfreeze: str = option(
+      "none", "Phase 2: none unfreezes per --freeze at once; gradual unfreezes one more block from the top every "
+      "--unfreeze_every epochs (then the embeddings too), each stage its own compiled fit.", choices=UNFREEZES,
+      resume=True)
+  unfreeze_every: int = option(1, "--unfreeze=gradual: epochs per stage.", resume=True)
   monitor: str = option("auto", "Validation metric for the best checkpoint and early stopping; auto: "
                         "val_accuracy for classification, val_loss for regression.", choices=MONITORS)
   early_stopping_patience: int = option(2, "Epochs without improvement before a phase stops; 0 turns it off.")
@@ -353,6 +387,10 @@ class ReportConfig:
       Gates(), "Quality gate, NAME:VALUE[,NAME:VALUE]: any test metric the report holds, e.g. macro_f1:0.9. Unmet, "
       "train exits 1 and writes no export; the run dir keeps its checkpoints and report.", parse=parse_min_metric)
   warmup: bool = option(True, "Write assets.extra/tf_serving_warmup_requests (validation examples) into the export.")
+  calibrate: str = option(
+      "temperature", "temperature: fit one temperature on the validation logits (lowest NLL) and divide the "
+      "export's logits by it, so served probabilities are calibrated (argmax unchanged); none: raw softmax.",
+      choices=CALIBRATIONS, tasks=("classify", "pairs"))
 
 
 @dataclasses.dataclass(frozen=True)

@@ -5,12 +5,12 @@ Each failure is a UserError naming the flag, the value it got and what it accept
 
 import dataclasses
 import math
+import pathlib
 import re
 from typing import Tuple
 
-from tfft.config import (ALL, BACKBONE_WEIGHTS_HELP, DATASET_TASKS, GENERATE_LORA_RANK, IMAGE, TASKS, TEXT, Config,
-                         modality,
-                         options, pair_columns, split_dataset_spec)
+from tfft.config import (ALL, BACKBONE_WEIGHTS_HELP, CLASSIFICATION_LOSSES, DATASET_TASKS, IMAGE, REGRESSION_LOSSES,
+                         TASKS, TEXT, Config, modality, options, pair_columns, split_dataset_spec)
 from tfft.errors import UserError
 from tfft.model import decoder_backbones, keras_file
 
@@ -44,6 +44,9 @@ def _check_task(config: Config, kind: str):
     value = getattr(getattr(config, section), field.name)
     if tasks and d.task not in tasks and value != field.default:
       _fail(field.name, value, f"applies to --task={' or --task='.join(tasks)} only; drop it for --task={d.task}")
+  task_losses = REGRESSION_LOSSES if d.task == "regress" else CLASSIFICATION_LOSSES
+  if t.loss not in task_losses:
+    _fail("loss", t.loss, f"--task={d.task} trains with {' or '.join(task_losses[1:])} (auto: {task_losses[1]})")
   monitors = targets.for_task(d.task).monitors
   if t.monitor != "auto" and t.monitor not in monitors:
     _fail("monitor", t.monitor, f"--task={d.task} reports {', '.join(monitors)} on validation; use one of them or "
@@ -93,14 +96,14 @@ def _check_generate(config: Config):
             ("head_epochs", t.head_epochs, 0, "a causal LM has no new head to train first",
              "set --head_epochs=0 (the command line's default for --task=generate) and train with --epochs"),
             ("cache_features", t.cache_features, False, "there are no frozen pooled features to cache",
-             "set --cache_features=false (the command line's default for --task=generate)"))
+             "set --cache_features=false (the command line's default for --task=generate)"),
+            ("loss", t.loss, "auto", "the loss is the next-token cross-entropy on the response tokens", drop),
+            ("class_weight", t.class_weight, "none", "a response has no class", drop),
+            ("unfreeze", t.unfreeze, "none", "use LoRA (the default) or --lora_rank=0 with --freeze", drop))
   for flag, value, default, why, fix in unread:
     if value != default:
       _fail(flag, ",".join(map(str, value)) if isinstance(value, tuple) else value,
             f"does not apply to --task=generate: {why}; {fix}")
-  if getattr(t, "lora_rank", GENERATE_LORA_RANK) and t.freeze.kind != "none":
-    _fail("freeze", str(t.freeze), "LoRA trains only its adapters, every other weight stays frozen; drop --freeze, "
-          "or fine-tune every weight with --lora_rank=0 and choose the blocks with --freeze")
   if not 1 <= m.max_new_tokens <= m.sequence_length // 2:
     _fail("max_new_tokens", m.max_new_tokens, f"must be in [1, {m.sequence_length // 2}] (half of "
           "--sequence_length: the rest holds the templated prompt)")
@@ -218,7 +221,7 @@ def validate(config: Config) -> Config:
       _fail(flag, value, "must be >= 0")
   if t.head_epochs + t.epochs == 0:
     _fail("epochs", t.epochs, "both phases have 0 epochs: set --head_epochs and/or --epochs above 0")
-  if t.freeze.kind == "all" and t.epochs > 0:
+  if t.freeze.kind == "all" and t.epochs > 0 and t.unfreeze != "gradual":  # gradual's own check names both
     _fail("freeze", str(t.freeze),
           "freezes the whole backbone, so only the head trains: set --epochs=0 and use --head_epochs")
   for flag, value in (("head_learning_rate", t.head_learning_rate), ("learning_rate", t.learning_rate)):
@@ -240,6 +243,41 @@ def validate(config: Config) -> Config:
     _fail("lr_restart_epochs", t.lr_restart_epochs, "must be >= 1")
   if not 0.0 <= t.label_smoothing < 1.0:
     _fail("label_smoothing", t.label_smoothing, "must be in [0, 1)")
+  if t.focal_gamma < 0:
+    _fail("focal_gamma", t.focal_gamma, "must be >= 0 (0 is plain cross-entropy)")
+  if t.focal_gamma != 2.0 and t.loss != "focal":
+    _fail("focal_gamma", t.focal_gamma, "acts only with --loss=focal")
+  if t.class_weight not in ("none", "balanced") and not pathlib.Path(t.class_weight).expanduser().is_file():
+    _fail("class_weight", t.class_weight, "must be none, balanced, or the path of a JSON file "
+          '{"class name": weight, ...}; no such file')
+  if t.lora_rank < 0:
+    _fail("lora_rank", t.lora_rank, "must be a positive rank such as 8 (0 turns LoRA off)")
+  if not t.lora_rank:
+    for flag, value, off in (("lora_alpha", t.lora_alpha, 0.0), ("lora_targets", t.lora_targets, ())):
+      if value != off:
+        _fail(flag, ",".join(value) if isinstance(value, tuple) else value, "acts only with --lora_rank=R > 0")
+  if t.lora_alpha < 0:
+    _fail("lora_alpha", t.lora_alpha, "must be > 0 (0: the rank)")
+  if t.lora_rank and t.epochs == 0:
+    _fail("lora_rank", t.lora_rank, "adapters train in phase 2: set --epochs above 0")
+  if t.lora_rank and t.freeze.kind != "none":
+    _fail("lora_rank", t.lora_rank, f"adapts every targeted layer, so it replaces --freeze={t.freeze}; drop "
+          "--freeze (choose the layers with --lora_targets)")
+  if not 0.0 < t.layer_decay <= 1.0:
+    _fail("layer_decay", t.layer_decay, "must be in (0, 1], e.g. 0.8 (1 turns it off)")
+  if t.unfreeze == "gradual":
+    if t.freeze.kind != "none":
+      _fail("unfreeze", t.unfreeze, f"gradual unfreezing decides what trains in each stage, so it cannot be "
+            f"combined with --freeze={t.freeze}; drop --freeze")
+    if t.lora_rank:
+      _fail("unfreeze", t.unfreeze, "gradual unfreezing trains the backbone's weights, LoRA only adapters: "
+            "choose one")
+    if t.epochs == 0:
+      _fail("unfreeze", t.unfreeze, "unfreezes during phase 2: set --epochs above 0")
+  if t.unfreeze_every < 1:
+    _fail("unfreeze_every", t.unfreeze_every, "must be >= 1 epoch per stage")
+  if t.unfreeze_every != 1 and t.unfreeze != "gradual":
+    _fail("unfreeze_every", t.unfreeze_every, "acts only with --unfreeze=gradual")
   if t.early_stopping_patience < 0:
     _fail("early_stopping_patience", t.early_stopping_patience, "must be >= 0 (0 turns early stopping off)")
   if t.worker_hosts:

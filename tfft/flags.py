@@ -60,6 +60,13 @@ flags.DEFINE_integer("seeds", 3, "tfft.curve: seeds 0 .. N-1 at each size; each 
 flags.DEFINE_string("curve_dir", "runs/curve", "tfft.curve: the points' run dirs and exports, learning_curve.csv "
                     "and learning_curve.png.")
 
+flags.DEFINE_string("lr_find_dir", "runs/lr_find", "tfft.lr_find: where lr_find.csv, lr_find.png and the head phase's "
+                    "scratch checkpoints go.")
+flags.DEFINE_integer("lr_find_steps", 100, "tfft.lr_find: the most steps of the range test (it stops once the loss "
+                     "diverges).")
+flags.DEFINE_float("lr_min", 1e-7, "tfft.lr_find: the LR of the first step.")
+flags.DEFINE_float("lr_max", 1.0, "tfft.lr_find: the LR of the last step.")
+
 # Which flags each command reads; any other tfft flag given to it is an error, not silently ignored.
 COMMANDS = {
     "tfft.train": TRAIN_FLAGS,
@@ -68,6 +75,7 @@ COMMANDS = {
     "tfft.predict": ("model", "top_k", "format", "input_file"),
     "tfft.export": ("model_dir", "export_dir", "name", "warmup", "models_config", "serving_base"),
     "tfft.curve": TRAIN_FLAGS + ("train_sizes", "seeds", "curve_dir"),
+    "tfft.lr_find": TRAIN_FLAGS + ("lr_find_dir", "lr_find_steps", "lr_min", "lr_max"),
 }
 
 
@@ -81,7 +89,8 @@ def config_from_flags(flag_values=FLAGS) -> config_lib.Config:
   for section, field in config_lib.options():
     sections[section][field.name] = config_lib.option_value(field, flag_values[field.name].value)
   if sections["data"]["task"] == "generate":  # a causal LM has no new head: its one phase is --epochs
-    for name, value in (("head_epochs", 0), ("cache_features", False)):
+    defaults = (("head_epochs", 0), ("cache_features", False), ("lora_rank", config_lib.GENERATE_LORA_RANK))
+    for name, value in defaults:
       if not flag_values[name].present:
         sections["train"][name] = value
   config = config_lib.Config(**{section: type(getattr(config_lib.Config(), section))(**values)

@@ -128,6 +128,8 @@ class PhaseResult:
   # The RNG states of the model's random layers (dropout, augmentation) at the phase's end, which weight files leave
   # out: the next phase starts from them whether it follows at once or in a re-run.
   seed_states: List = dataclasses.field(default_factory=list)
+  freeze: str = ""  # the phase's freezing policy, as --freeze writes it ("" in runs written before it was kept)
+  planned_epochs: int = 0  # the epochs the phase was planned with, the data's size considered (0: unknown)
 
 
 class RunDir:

@@ -108,7 +108,28 @@ def weights_h5_bytes(model: keras.Model) -> bytes:
   saving_lib._save_state(model, weights_store=store, assets_store=None, inner_path="",  # pylint: disable=protected-access
                          visited_saveables=set())
   store.close()
+  from tfft.model import lora  # pylint: disable=g-import-not-at-top
+  extra = lora.extra_state(model)
+  if extra:
+    import h5py  # pylint: disable=g-import-not-at-top
+    with h5py.File(buffer, "r+") as f:
+      group = f.create_group(lora.STORE_GROUP)
+      for key, value in extra.items():
+        group[key] = value
   return buffer.getvalue()
+
+
+def load_weights(model: keras.Model, path: pathlib.Path):
+  """`model.load_weights(path)`, and for a LoRA model the base kernels and adapters kept beside Keras' entries
+  (weights_h5_bytes), which Keras alone would load merged with the adapters zeroed."""
+  model.load_weights(str(path))
+  from tfft.model import lora  # pylint: disable=g-import-not-at-top
+  if lora.lora_layers(model):
+    import h5py  # pylint: disable=g-import-not-at-top
+    with h5py.File(str(path), "r") as f:
+      if lora.STORE_GROUP in f:
+        group = f[lora.STORE_GROUP]
+        lora.restore_extra_state(model, {f"{i}/{name}": group[i][name][()] for i in group for name in group[i]})
 
 
 
@@ -258,7 +279,7 @@ class EpochBackup(keras.callbacks.Callback):
       model.optimizer.build(model.trainable_variables)
     weights = self.directory / self.state["weights"]
     try:
-      model.load_weights(str(weights))
+      load_weights(model, weights)
     except (ValueError, OSError) as e:
       raise UserError(f"the checkpoint {weights} of an interrupted run does not fit this model "
                       f"({str(e).splitlines()[0][:120]}); pass --overwrite to start afresh or choose another "

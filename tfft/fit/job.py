@@ -32,6 +32,7 @@ class RunResult:
   skipped_files: int = 0
   split_info: Dict = dataclasses.field(default_factory=dict)  # tfft.data.split.Split.info
   task: str = "classify"  # --task: which target's summary lines the train summary prints
+  methods: List[str] = dataclasses.field(default_factory=list)  # the fine-tuning methods in use, one line each
 
 
 @contextlib.contextmanager
@@ -109,19 +110,30 @@ def _train(config: Config, strategy, run_dir: RunDir, export_base: pathlib.Path,
 
   keras.utils.set_random_seed(config.train.seed)
   built = task.build_model(targets.width, strategy)  # under strategy.scope()
-  phases = recipe.plan_phases(config.train)
+  t, lora_targets = config.train, ()
+  if t.lora_rank:
+    from tfft.model import lora  # pylint: disable=g-import-not-at-top
+    lora_targets = lora.enable_lora(built.backbone, rank=t.lora_rank, alpha=t.lora_alpha, targets=t.lora_targets,
+                     backbone_flag=config.model.backbone, strategy=strategy)
+  phases = recipe.plan_phases(config.train, num_blocks=len(built.blocks) if built.blocks else None)
   for phase in phases:  # a bad --freeze fails now, not after phase 1
     freezing.apply_freeze(built.model, built.backbone, phase.freeze, blocks=built.blocks)
+
+  weights = (recipe.class_weights(t.class_weight, targets.values[split["train"]], targets.names)
+             if config.data.task in ("classify", "pairs") else None)
 
   # Every check a user can fail has run: only now does the run write anything.
   rundir.create_model_dir(run_dir, config.run)
   with rundir.lock(run_dir):
     return _fit_and_publish(config, strategy, run_dir, export_base, stop, task=task, examples=examples,
-                            targets=targets, planned_split=planned_split, built=built, phases=phases)
+                            targets=targets, planned_split=planned_split, built=built, phases=phases,
+                            class_weight=weights,
+                            methods=recipe.method_lines(t, lora_targets=lora_targets, class_weight=weights,
+                                                        class_names=targets.names))
 
 
 def _fit_and_publish(config: Config, strategy, run_dir: RunDir, export_base: pathlib.Path, stop, *, task, examples,
-                     targets, planned_split, built, phases) -> RunResult:
+                     targets, planned_split, built, phases, methods, class_weight) -> RunResult:
   """The part of the job that writes into the run dir, under its lock."""
   from tfft.serving import publish  # pylint: disable=g-import-not-at-top
 
@@ -131,23 +143,43 @@ def _fit_and_publish(config: Config, strategy, run_dir: RunDir, export_base: pat
   rundir.write_manifest(run_dir.manifest, examples.ids, examples.labels, split, planned_split.duplicate_of)
 
   prepared = task.prepare(examples, targets, split)
-  results = _run_phases(task, built, prepared, phases, config=config, run_dir=run_dir, strategy=strategy, stop=stop)
+  results = _run_phases(task, built, prepared, phases, config=config, run_dir=run_dir, strategy=strategy, stop=stop,
+                        class_weight=class_weight)
   task.save_artifacts(built, run_dir)
 
-  model = built.model
-  if config.train.mixed_precision != "float32":  # score and export the float32 model TF Serving will run
+  model = export_model = built.model
+  if config.train.lora_rank:
+    # TF Serving has no adapters: the export is a plain float32 model with them merged into the base kernels
+    # (Keras saves a LoRA layer's kernel merged), scored as trained and checked against it for parity.
+    from tfft.model import lora  # pylint: disable=g-import-not-at-top
+    lora.save_adapter(built.backbone, run_dir.path / lora.ADAPTER_FILE)
+    copy = task.build_model(targets.width, strategy, precision="float32", weights="none")
+    copy.model.load_weights(str(run_dir.after(phases[-1].name)))
+    export_model = copy.model
+    if config.train.mixed_precision != "float32":
+      model = export_model
+  elif config.train.mixed_precision != "float32":  # score and export the float32 model TF Serving will run
     copy = task.build_model(targets.width, strategy, precision="float32", weights="none")
     copy.model.set_weights(model.get_weights())  # mixed-precision variables are float32 already
-    model = copy.model
+    model = export_model = copy.model
+  temperature = None
+  if config.report.calibrate == "temperature" and getattr(task.target, "calibrates", False):
+    from tfft.report import calibration  # pylint: disable=g-import-not-at-top
+    val = prepared.split["val"]
+    temperature = calibration.fit_temperature(task.predict_logits(model, prepared, val),
+                                              prepared.targets.values[val])
+    logging.info("--calibrate=temperature: T=%.4g on %d validation examples", temperature, len(val))
   stop.check("after training, before scoring the test split")
   pause_point("evaluate")
   metrics, export_path = publish.score_and_publish(
       task, model, prepared, config=config, run_dir=run_dir, export_base=export_base, phases=results,
+      export_model=export_model, methods=methods, temperature=temperature,
       before_publish=lambda: stop.check("after training and scoring, before publishing the export"))
   run_dir.state().mark_finished(str(export_path))
   return RunResult(str(run_dir.path), prepared.split_sizes, results, metrics, str(export_path),
                    skipped_files=getattr(examples, "skipped", 0), split_info=planned_split.info,
-                   task=config.data.task)
+                   task=config.data.task,
+                   methods=metrics.get("methods", []))
 
 
 def _check_workers_agree(strategy, run_dir: RunDir, phase: str, *, done: bool):
@@ -167,14 +199,14 @@ def _check_workers_agree(strategy, run_dir: RunDir, phase: str, *, done: bool):
 
 
 def _run_phases(task, built, prepared, phases, *, config: Config, run_dir: RunDir, strategy,
-                stop) -> List[PhaseResult]:
+                stop, class_weight=None) -> List[PhaseResult]:
   """Runs each phase not finished in an earlier run, on cached frozen-layer outputs where the phase allows.
 
   A phase's end is committed like an epoch's: the whole model's weights (after_PHASE) and the RNG states of its
   random layers (in run_state.json), so the next phase starts from the same state in a re-run as it would at once.
   """
   from tfft.data import text_batches  # pylint: disable=g-import-not-at-top
-  from tfft.fit import callbacks, feature_cache, phases as phases_lib  # pylint: disable=g-import-not-at-top
+  from tfft.fit import callbacks, feature_cache, phases as phases_lib, recipe  # pylint: disable=g-import-not-at-top
 
   t, model = config.train, built.model
   units = {name: len(indices) for name, indices in prepared.unit_split.items()}
@@ -189,7 +221,7 @@ def _run_phases(task, built, prepared, phases, *, config: Config, run_dir: RunDi
     _check_workers_agree(strategy, run_dir, phase.name, done=bool(done and run_dir.after(phase.name).exists()))
     if done and run_dir.after(phase.name).exists():
       logging.info("phase %s finished in an earlier run; loading its weights", phase.name)
-      model.load_weights(str(run_dir.after(phase.name)))
+      callbacks.load_weights(model, run_dir.after(phase.name))
       callbacks.restore_seed_states(model, done.seed_states)
       results.append(done)
       continue
@@ -209,10 +241,17 @@ def _run_phases(task, built, prepared, phases, *, config: Config, run_dir: RunDi
              "steps_per_epoch": text_batches.num_batches(inputs("train"), np.arange(units["train"]),
                                                          batch_size=t.batch_size, padding=prepared.padding,
                                                          pad_to_multiple_of=t.pad_to_multiple_of)}
+    stretched = recipe.fit_to_data([phase], t, fit["steps_per_epoch"])[0]
+    if stretched.epochs != phase.epochs:
+      logging.info("phase %s: %d steps per epoch, so up to %d epochs instead of %d (--head_min_steps=%d), early "
+                   "stopping patience %d", phase.name, fit["steps_per_epoch"], stretched.epochs, phase.epochs,
+                   t.head_min_steps, stretched.patience)
+      phase = stretched
     result = phases_lib.run_phase(model, built.backbone, phase, examples_per_epoch=units["train"], train=t,
                                   run_dir=run_dir, strategy=strategy, blocks=built.blocks, stop=stop,
-                                  target=task.target, **fit)
+                                  target=task.target, class_weight=class_weight, **fit)
     result.seconds = time.perf_counter() - start
+    result.planned_epochs = phase.epochs
     pause_point(f"phase_fitted:{phase.name}")
     callbacks.save_weights_atomically(model, run_dir.after(phase.name))
     result.seed_states = callbacks.seed_state_values(model)

@@ -15,17 +15,79 @@ from tfft.model import freezing
 from tfft.rundir import PhaseResult, RunDir
 
 
-def build_optimizer(train: TrainConfig, learning_rate) -> keras.optimizers.Optimizer:
-  """Builds --optimizer with its LR schedule; AdamW skips biases and LayerNorm, as in BERT's recipe."""
+def build_optimizer(train: TrainConfig, learning_rate, lr_multipliers=None) -> keras.optimizers.Optimizer:
+  """Builds --optimizer with its LR schedule; AdamW skips biases and LayerNorm, as in BERT's recipe.
+
+  Args:
+    train: the optimiser settings.
+    learning_rate: the LR or its schedule.
+    lr_multipliers: id(variable) -> factor on that variable's LR (--layer_decay); variables left out train at
+      the LR itself.
+  """
   clip = {"clipnorm": train.clipnorm} if train.clipnorm else {}
+  scaled = {"lr_multipliers": lr_multipliers} if lr_multipliers else {}
   if train.optimizer == "adamw":
-    optimizer = keras.optimizers.AdamW(learning_rate=learning_rate, weight_decay=train.weight_decay, **clip)
+    optimizer = _optimizer_class(keras.optimizers.AdamW, scaled)(
+        learning_rate=learning_rate, weight_decay=train.weight_decay, **clip, **scaled)
     optimizer.exclude_from_weight_decay(var_names=["bias", "gamma", "beta"])
     return optimizer
   if train.optimizer == "adam":
-    return keras.optimizers.Adam(learning_rate=learning_rate, **clip)
-  return keras.optimizers.SGD(learning_rate=learning_rate, momentum=train.momentum,
-                              weight_decay=train.weight_decay or None, **clip)
+    return _optimizer_class(keras.optimizers.Adam, scaled)(learning_rate=learning_rate, **clip, **scaled)
+  return _optimizer_class(keras.optimizers.SGD, scaled)(learning_rate=learning_rate, momentum=train.momentum,
+                                                        weight_decay=train.weight_decay or None, **clip, **scaled)
+
+
+def _optimizer_class(base, scaled):
+  return _PER_VARIABLE_LR.setdefault(base, _with_lr_multipliers(base)) if scaled else base
+
+
+_PER_VARIABLE_LR = {}
+
+
+def _with_lr_multipliers(base):
+  """`base` with a per-variable LR: each variable's update (and decoupled weight decay) uses LR x its factor.
+
+  Adam-family updates divide by the gradient's running RMS, so scaling gradients would leave their steps as they
+  were; the LR handed to each variable's update_step is scaled instead, as torch's per-group LRs do.
+  """
+
+  class PerVariableLR(base):
+
+    def __init__(self, *args, lr_multipliers, **kwargs):
+      super().__init__(*args, **kwargs)
+      self._lr_factor_by_id = dict(lr_multipliers)
+      self._lr_factors = []
+
+    def build(self, variables):
+      super().build(variables)
+      self._lr_factors = [float(self._lr_factor_by_id.get(id(v), 1.0)) for v in variables]
+
+    def _factor(self, variable):
+      return self._lr_factors[self._get_variable_index(variable)]
+
+    def update_step(self, gradient, variable, learning_rate):
+      return super().update_step(gradient, variable, learning_rate * self._factor(variable))
+
+    def _apply_weight_decay(self, variables):
+      # TensorFlow's own version (keras/src/backend/tensorflow/optimizer.py) with the variable's LR.
+      if self.weight_decay is None:
+        return
+      import tensorflow as tf  # pylint: disable=g-import-not-at-top
+
+      def apply(distribution, variables, **kwargs):
+        for variable in variables:
+          factor = self._factor(variable)
+
+          def decay(v, factor=factor):
+            if self._use_weight_decay(v):
+              v.assign_sub(v * tf.cast(self.weight_decay, v.dtype) * tf.cast(self.learning_rate * factor, v.dtype))
+
+          distribution.extended.update(getattr(variable, "value", variable), decay, group=False)
+
+      tf.__internal__.distribute.interim.maybe_merge_call(apply, self._distribution_strategy, variables)
+
+  PerVariableLR.__name__ = f"{base.__name__}PerVariableLR"
+  return PerVariableLR
 
 
 
@@ -69,7 +131,7 @@ def _callbacks(phase: Phase, *, run_dir: RunDir, monitor: str, patience: int, ex
 def run_phase(model: keras.Model, backbone, phase: Phase, *, train_ds, val_ds, steps_per_epoch: int,
               examples_per_epoch: int = 0, train: TrainConfig, run_dir: RunDir, strategy, blocks=None,
               fit_model: keras.Model = None, stop: Optional[callbacks_lib.StopRequest] = None,
-              target=None, extra_callbacks=()) -> PhaseResult:
+              target=None, extra_callbacks=(), class_weight=None) -> PhaseResult:
   """Runs one phase: apply the freezing policy, compile under the strategy, fit, and keep the best weights.
 
   Args:
@@ -92,6 +154,7 @@ def run_phase(model: keras.Model, backbone, phase: Phase, *, train_ds, val_ds, s
     target: the run's target (tfft.tasks.targets): its loss, compiled metrics and monitor; default
       classification.
     extra_callbacks: more Keras callbacks for the fit (a benchmark's step clock), run before the epoch backup.
+    class_weight: class index -> weight of its examples in the loss (--class_weight), or None.
 
   Returns:
     The phase's parameter counts, epochs run, best monitored value and history (all epochs of the phase, also
@@ -107,11 +170,13 @@ def run_phase(model: keras.Model, backbone, phase: Phase, *, train_ds, val_ds, s
   frozen = freezing.count_params(model.non_trainable_weights)
   logging.info("phase %s: %d epochs at peak LR %g, freeze=%s: %s trainable / %s frozen parameters",
                phase.name, phase.epochs, phase.learning_rate, phase.freeze, f"{trainable:,}", f"{frozen:,}")
-  total_steps = phase.epochs * steps_per_epoch
+  total_steps = (phase.schedule_epochs or phase.epochs) * steps_per_epoch
   lr = schedules.build_schedule(
       train.lr_schedule, peak=phase.learning_rate, total_steps=total_steps,
       warmup_steps=int(math.floor(phase.warmup_fraction * total_steps)), steps_per_epoch=steps_per_epoch,
       decay_rate=train.lr_decay_rate, alpha=train.lr_alpha, restart_epochs=train.lr_restart_epochs)
+  if phase.offset_epochs:
+    lr = schedules.StartAt(lr, phase.offset_epochs * steps_per_epoch)
   fit_model = fit_model or model
   if target is None:
     from tfft.tasks.targets import ClassTarget  # pylint: disable=g-import-not-at-top
@@ -122,15 +187,18 @@ def run_phase(model: keras.Model, backbone, phase: Phase, *, train_ds, val_ds, s
     logging.warning("phase %s: --steps_per_execution=%d does not divide its %d steps per epoch; running %d steps "
                     "per execution, the largest that does, so that every epoch ends where its data does",
                     phase.name, train.steps_per_execution, steps_per_epoch, per_execution)
+  multipliers = (freezing.layer_decay_multipliers(backbone, blocks, train.layer_decay)
+                 if train.layer_decay < 1.0 and phase.freeze.kind != "all" else None)
   with strategy.scope():
     fit_model.compile(
-        optimizer=build_optimizer(train, lr), loss=target.loss(train), metrics=target.keras_metrics(),
+        optimizer=build_optimizer(train, lr, multipliers), loss=target.loss(train), metrics=target.keras_metrics(),
         weighted_metrics=getattr(target, "weighted_metrics", list)(),
         jit_compile=train.jit_compile, steps_per_execution=per_execution)
   run_dir.best(phase.name).parent.mkdir(parents=True, exist_ok=True)
   stop = stop or callbacks_lib.StopRequest()
   callbacks, backup = _callbacks(phase, run_dir=run_dir, monitor=monitor,
-                                 patience=train.early_stopping_patience, examples_per_epoch=examples_per_epoch,
+                                 patience=train.early_stopping_patience if phase.patience is None else phase.patience,
+                                 examples_per_epoch=examples_per_epoch,
                                  steps_per_epoch=steps_per_epoch,
                                  stop=stop, profile_batches=train.profile_batches, extra=extra_callbacks)
   with strategy.scope():
@@ -147,7 +215,7 @@ def run_phase(model: keras.Model, backbone, phase: Phase, *, train_ds, val_ds, s
     fit_model.fit(
         data, validation_data=val_ds, epochs=phase.epochs,
         initial_epoch=first, steps_per_epoch=steps_per_epoch if per_epoch else None,
-        shuffle=False,  # train_ds shuffles itself
+        shuffle=False, class_weight=class_weight,  # train_ds shuffles itself
         callbacks=callbacks, verbose=1 if sys.stdout.isatty() else 2)
     if backup.state["epoch"] < phase.epochs and not backup.state.get("stopped"):
       # A finished phase goes on to its boundary commit; the job checks the request there.
@@ -155,7 +223,7 @@ def run_phase(model: keras.Model, backbone, phase: Phase, *, train_ds, val_ds, s
                  f"{backup.directory}")
   values = backup.history.get(monitor, [])
   if run_dir.best(phase.name).exists():
-    fit_model.load_weights(str(run_dir.best(phase.name)))
+    callbacks_lib.load_weights(fit_model, run_dir.best(phase.name))
   best = (min(values) if monitor.endswith("loss") else max(values)) if values else None
   return PhaseResult(phase.name, trainable, frozen, len(backup.history.get("loss", [])), monitor, best,
-                     {k: list(vs) for k, vs in backup.history.items()})
+                     {k: list(vs) for k, vs in backup.history.items()}, freeze=str(phase.freeze))

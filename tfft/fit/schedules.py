@@ -37,6 +37,29 @@ class LinearWarmup(keras.optimizers.schedules.LearningRateSchedule):
     return cls(**config)
 
 
+@keras.saving.register_keras_serializable(package="tfft")
+class StartAt(keras.optimizers.schedules.LearningRateSchedule):
+  """`schedule` from step `offset` on: the stages of --unfreeze=gradual, each its own fit and optimizer, follow one
+  schedule over the whole of phase 2."""
+
+  def __init__(self, schedule, offset: int):
+    super().__init__()
+    self.schedule = schedule
+    self.offset = offset
+
+  def __call__(self, step):
+    return self.schedule(keras.ops.cast(step, "float32") + float(self.offset))
+
+  def get_config(self):
+    return {"schedule": keras.optimizers.schedules.serialize(self.schedule), "offset": self.offset}
+
+  @classmethod
+  def from_config(cls, config):
+    config = dict(config)
+    config["schedule"] = keras.optimizers.schedules.deserialize(config["schedule"])
+    return cls(**config)
+
+
 def build_schedule(kind: str, *, peak: float, total_steps: int, warmup_steps: int, steps_per_epoch: int,
                    decay_rate: float = 0.5, alpha: float = 0.0, restart_epochs: int = 1):
   """Builds one phase's LR schedule.

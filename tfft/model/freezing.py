@@ -34,12 +34,18 @@ def apply_freeze(model: keras.Model, backbone, policy: Freeze, *, blocks=None):
   holder = next((layer for layer in model.layers if layer.name == BACKBONE), None)
   if holder is not None:  # a causal LM (--task=generate) holds the backbone itself, without tfft's wrapper
     holder.train_mode = policy.kind != "all"
-  if policy.kind == "none" and getattr(backbone, "_lora_enabled_layers", None):
-    return  # keras-hub's enable_lora froze every weight but the adapters; --freeze=none keeps that
   if policy.kind == "all":
     backbone.trainable = False
     return
+  from tfft.model import lora  # pylint: disable=g-import-not-at-top
+  if lora.lora_layers(backbone):  # --lora_rank: the adapters train in place of the backbone's weights
+    lora.set_trainable(backbone)
+    return
   backbone.trainable = True
+  # A functional backbone does not pass `trainable` on to its layers, and a previous phase (a gradual-unfreezing
+  # stage) may have frozen some: every layer starts trainable, then the policy freezes.
+  for layer in backbone.layers:
+    layer.trainable = True
   if policy.kind == "from_layer":
     names = [layer.name for layer in backbone.layers]
     if policy.layer not in names:
@@ -69,3 +75,25 @@ def count_params(weights) -> int:
   return int(sum(np.prod(w.shape) for w in weights))
 
 
+
+
+def layer_decay_multipliers(backbone, blocks, decay: float) -> dict:
+  """--layer_decay: id(variable) -> its LR factor. Of n blocks, block i from the top (i = 1..n) trains at
+  decay^i; the backbone's variables outside the blocks (embeddings and their norm) at decay^(n+1), the lowest;
+  the head's at 1.
+
+  Raises:
+    UserError: if the backbone exposes no blocks to count.
+  """
+  if blocks is None:
+    blocks = getattr(backbone, "transformer_layers", None)
+  if not blocks:
+    raise UserError("--layer_decay: this backbone exposes no blocks to decay over; drop --layer_decay")
+  n, factors = len(blocks), {}
+  for variable in backbone.weights:
+    factors[id(variable)] = decay ** (n + 1)
+  for j, block in enumerate(blocks):  # j = 0 is the lowest block
+    for layer in (block if isinstance(block, (list, tuple)) else [block]):
+      for variable in layer.weights:
+        factors[id(variable)] = decay ** (n - j)
+  return factors

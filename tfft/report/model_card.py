@@ -3,7 +3,7 @@
 import dataclasses
 from typing import Dict, Sequence
 
-from tfft.config import Config
+from tfft.config import Config, parse_freeze
 from tfft.rundir import PhaseResult
 
 MODEL_CARD = "model_card.md"
@@ -50,11 +50,14 @@ def model_card(config: Config, data, *, metrics: Dict, parity: Dict, phases: Seq
   planned = {p.name: p for p in recipe.plan_phases(config.train)}
   for phase in phases:
     plan = planned.get(phase.name)
-    freeze = describe_freeze(plan.freeze) if plan else "?"
+    freeze = (describe_freeze(parse_freeze(phase.freeze)) if getattr(phase, "freeze", "") else
+              describe_freeze(plan.freeze) if plan else "?")
     best = "n/a" if phase.best is None else f"{phase.monitor}={phase.best:.4f}"
-    lines.append(f"| {phase.name} | {freeze} | {phase.epochs_run} / {plan.epochs if plan else '?'} | "
+    lines.append(f"| {phase.name} | {freeze} | {phase.epochs_run} / {getattr(phase, 'planned_epochs', 0) or (plan.epochs if plan else '?')} | "
                  f"{plan.learning_rate if plan else '?'} | {phase.trainable_params:,} / {phase.frozen_params:,} | "
                  f"{best} |")
+  if metrics.get("methods"):
+    lines += ["", "## Fine-tuning methods", ""] + [f"- {line}" for line in metrics["methods"]]
   lines += ["", "## Hyperparameters", "", "| flag | value |", "|---|---|"]
   for section in (config.model, config.train):
     for field in dataclasses.fields(section):

@@ -17,6 +17,7 @@ def format_summary(result) -> str:
     best = "n/a" if phase.best is None else f"{phase.best:.4f}"
     lines.append(f"phase {phase.name:<9} trainable={phase.trainable_params:,}  frozen={phase.frozen_params:,}  "
                  f"epochs={phase.epochs_run}  best {phase.monitor}={best}  {phase.seconds:.0f}s")
+  lines += list(getattr(result, "methods", []) or result.metrics.get("methods", []))
   from tfft.tasks import targets  # pylint: disable=g-import-not-at-top
   lines += [*targets.for_task(getattr(result, "task", "classify")).summary_lines(result.metrics),
             f"run dir:  {result.model_dir}",
@@ -78,7 +79,17 @@ def baseline_lines(metrics: Dict) -> List[str]:
     else:  # a report written before the paired comparison existed
       lines.append(f"model - baseline: accuracy={d['accuracy']:+.4f}  macro_f1={d['macro_f1']:+.4f}  "
                    f"weighted_f1={d['weighted_f1']:+.4f}")
-  return lines + parity_lines(metrics)
+  return lines + calibration_lines(metrics) + parity_lines(metrics)
+
+
+def calibration_lines(metrics: Dict) -> List[str]:
+  """The calibration line of train's summary, if the run fitted a temperature."""
+  if "calibration" not in metrics:
+    return []
+  c = metrics["calibration"]
+  return [f"calibration: temperature {c['temperature']:.3g} (fitted on validation); test ECE "
+          f"{c['ece_before']:.4f} -> {c['ece_after']:.4f}, NLL {c['nll_before']:.4f} -> {c['nll_after']:.4f} "
+          f"({c['reliability_diagram']})"]
 
 
 def parity_lines(metrics: Dict) -> List[str]:

@@ -21,7 +21,9 @@ PARITY_ATOL = 1e-4
 
 def score_and_publish(task, model, prepared, *, config: Config, run_dir: RunDir, export_base: pathlib.Path,
                       phases: Sequence[PhaseResult], rescore: Optional[Dict] = None,
-                      before_publish: Optional[Callable[[], None]] = None) -> Tuple[Dict, pathlib.Path]:
+                      before_publish: Optional[Callable[[], None]] = None,
+                      export_model=None, methods: Sequence[str] = (),
+                      temperature: Optional[float] = None) -> Tuple[Dict, pathlib.Path]:
   """Scores the test split, writes the report, applies --min_metric, and publishes a parity-checked export.
 
   The one ending of both tfft.train and tfft.export (a re-export).
@@ -38,6 +40,11 @@ def score_and_publish(task, model, prepared, *, config: Config, run_dir: RunDir,
       fitted again, and the run's report is left as it is.
     before_publish: called once the export is complete and checked, just before it is published; it may raise
       (e.g. Preempted) to publish nothing.
+    export_model: what to export when it is not `model` itself (a LoRA model's merged copy); the parity check
+      compares it with `model`.
+    methods: the fine-tuning methods in use, one line each, for metrics.json, the summary and the model card.
+    temperature: --calibrate=temperature's T, fitted on the validation logits: the test is scored and the
+      export serves softmax(logits / T); the report gets ECE before and after it and a reliability diagram.
 
   Returns:
     (metrics, the published version dir).
@@ -51,13 +58,24 @@ def score_and_publish(task, model, prepared, *, config: Config, run_dir: RunDir,
     val = prepared.split["val"]
     prepared = dataclasses.replace(prepared, targets=target.tune(
         prepared.targets, np.asarray(task.predict_logits(model, prepared, val)), prepared.labels[val]))
-  logits = task.predict_logits(model, prepared, prepared.split["test"])
-  served = target.served(np.asarray(logits), prepared.targets)
+  logits = np.asarray(task.predict_logits(model, prepared, prepared.split["test"]))
+  calibrated = None
+  if temperature is not None:
+    from tfft.report import calibration  # pylint: disable=g-import-not-at-top
+    calibrated = {"method": "temperature", "temperature": temperature, **calibration.report(
+        logits, prepared.targets.values[prepared.split["test"]], temperature, run_dir.path)}
+    logits = logits / np.float32(temperature)
+    export_model = calibration.with_temperature(export_model or model, temperature)
+  served = target.served(logits, prepared.targets)
   data = task.run_data(prepared)
   metrics = run_report.report_test(run_dir, config, data, served, phases=phases, rescore=rescore, target=target)
+  if methods:
+    metrics["methods"] = list(methods)
+  if calibrated:
+    metrics["calibration"] = calibrated
   check_gate(metrics, config.report.min_metric, model_dir=run_dir.path)
   path = export_checked(
-      lambda finalize, metadata: task.export(model, prepared, export_base=export_base, finalize=finalize,
+      lambda finalize, metadata: task.export(export_model or model, prepared, export_base=export_base, finalize=finalize,
                                              metadata=metadata),
       config, data, model_dir=run_dir.path, probabilities=served, metrics=metrics, phases=phases,
       backbone=task.spec, contract=task.contract(), before_publish=before_publish, target=target)
@@ -256,5 +274,7 @@ def reexport(model_dir: str, *, export_dir: Optional[str] = None, name: Optional
   phases = [run.state.phase_result(p.name) for p in recipe.plan_phases(cfg.train) if run.state.phase_result(p.name)]
   with rundir.lock(run.dir):
     metrics, path = score_and_publish(task, built.model, prepared, config=cfg, run_dir=run.dir,
-                                      export_base=export_base, phases=phases, rescore=trained)
+                                      export_base=export_base, phases=phases, rescore=trained,
+                                      methods=trained.get("methods", ()),
+                                      temperature=trained.get("calibration", {}).get("temperature"))
   return path, metrics

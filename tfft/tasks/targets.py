@@ -48,6 +48,8 @@ class ClassTarget:
   # True: after training, tune(targets, val_logits, val_values) -> Targets runs on the validation split before the
   # test is scored and the export is written (e.g. per-label thresholds); its Targets.info reaches `outputs`.
   tunes_on_validation = False
+  # True: --calibrate=temperature fits a temperature on the validation logits and the export divides by it.
+  calibrates = True
 
   def encode(self, labels: Sequence[str], *, where: str, names: Optional[Sequence[str]] = None,
              ids: Optional[Sequence[str]] = None) -> Targets:  # pylint: disable=unused-argument
@@ -76,7 +78,12 @@ class ClassTarget:
     return "val_accuracy" if value == "auto" else value
 
   def loss(self, train):
+    """--loss on logits: cross-entropy, or Keras' focal cross-entropy with --focal_gamma. Its alpha is 1: a scalar
+    that only rescales the loss; weighing classes is --class_weight's job."""
     import keras  # pylint: disable=g-import-not-at-top
+    if train.loss == "focal":
+      return keras.losses.CategoricalFocalCrossentropy(alpha=1.0, gamma=train.focal_gamma, from_logits=True,
+                                                       label_smoothing=train.label_smoothing)
     return keras.losses.CategoricalCrossentropy(from_logits=True, label_smoothing=train.label_smoothing)
 
   def keras_metrics(self):
@@ -150,6 +157,12 @@ class ClassTarget:
         lines += ["", "Paired on the same test examples (verdict `better` or `worse` only when the whole interval "
                   "of the difference is on one side of 0):", ""]
         lines += [f"- {format_verdict(metrics['baseline_comparison'][name])}" for name in METRICS]
+    if "calibration" in metrics:
+      c = metrics["calibration"]
+      lines += ["", f"Calibration: the export divides the logits by a temperature of {c['temperature']:.4g}, "
+                f"fitted on the validation split (lowest NLL); on the test split the expected calibration error "
+                f"goes from {c['ece_before']:.4f} to {c['ece_after']:.4f} ({c['bins']} bins) and the NLL from "
+                f"{c['nll_before']:.4f} to {c['nll_after']:.4f}; the predicted class is unchanged."]
     return lines
 
   def scalars(self, metrics: Dict) -> Dict[str, float]:

@@ -8,7 +8,7 @@ from typing import List, Mapping, Optional, Sequence
 import numpy as np
 from absl import logging
 
-from tfft.config import GENERATE_LORA_RANK, Config, split_dataset_spec
+from tfft.config import Config, split_dataset_spec
 from tfft.data import instructions
 from tfft.data.text import Examples
 from tfft.errors import UserError
@@ -67,11 +67,6 @@ def load_generate_examples(data) -> Examples:
   if data.max_examples:
     examples = examples.take(range(min(data.max_examples, len(examples))))
   return examples
-
-
-def lora_rank(config: Config) -> int:
-  """The adapters' rank of a run: --lora_rank where the config has it, else the generate default."""
-  return int(getattr(config.train, "lora_rank", GENERATE_LORA_RANK))
 
 
 def greedy(model):
@@ -148,7 +143,8 @@ class TextGenerator:
 
   def build_model(self, num_classes: int, strategy, *, precision: Optional[str] = None,  # pylint: disable=unused-argument
                   weights: Optional[str] = None) -> Built:
-    """The backbone with keras-hub's causal LM head (its tied output embedding), LoRA adapters unless rank 0.
+    """The backbone with keras-hub's causal LM head (its tied output embedding); the job adds the LoRA adapters
+    (--lora_rank, 8 by default on the command line for --task=generate).
 
     Raises:
       UserError: if the backbone cannot be loaded or is shorter than --sequence_length.
@@ -158,15 +154,14 @@ class TextGenerator:
     m = self.config.model
     precision = precision or self.config.train.mixed_precision
     keras.mixed_precision.set_global_policy(precision)
-    rank = lora_rank(self.config)
     with strategy.scope():
       backbone = text_backbones.load_backbone(self.spec, dtype=None if precision == "float32" else precision,
                                               load_weights=weights != "none")
       text_backbones.check_sequence_length(backbone, self.spec, m.sequence_length)
-      model = causal_lm.build_causal_lm(backbone, lora_rank=rank)
+      model = causal_lm.build_causal_lm(backbone, lora_rank=0)
+    rank = self.config.train.lora_rank
     logging.info("backbone %s as a causal LM, %s, sequence length %d", self.spec.flag_value,
-                 f"LoRA rank {rank} ({causal_lm.lora_parameter_count(backbone):,} adapter parameters)" if rank
-                 else "every weight fine-tuned", m.sequence_length)
+                 f"LoRA rank {rank}" if rank else "every weight fine-tuned (--lora_rank=0)", m.sequence_length)
     return Built(model, backbone, text_backbones.transformer_blocks(backbone))
 
   def prepare(self, examples, targets, split: Mapping[str, np.ndarray]) -> Prepared:
@@ -227,7 +222,10 @@ class TextGenerator:
     from tfft.model import causal_lm  # pylint: disable=g-import-not-at-top
     from tfft.serving import generation  # pylint: disable=g-import-not-at-top
     m, d = self.config.model, self.config.data
-    merged = causal_lm.build_causal_lm(causal_lm.merged_backbone(model.backbone), lora_rank=0)
+    from tfft.model import lora  # pylint: disable=g-import-not-at-top
+    # The job hands over a plain copy with the adapters merged (--lora_rank); a model that still has them is merged.
+    merged = (causal_lm.build_causal_lm(causal_lm.merged_backbone(model.backbone), lora_rank=0)
+              if lora.lora_layers(model) else greedy(model))
     metadata = {**(metadata or {}), "prompt_column": d.prompt_column, "response_column": d.response_column}
     return generation.export_generator(merged, self.tokenizer, self.chat, export_base=export_base,
                                        sequence_length=m.sequence_length, max_new_tokens=m.max_new_tokens,

@@ -29,7 +29,7 @@ def _write_pairs(path, n=30, seed=0):
       writer.writerow([" ".join(rng.sample(GROUPS[name], 3)) + ". Which kind?", name])
 
 
-def _run(module, args, home, timeout=900):
+def _run(module, args, home, timeout=2400):
   env = {**os.environ, "KERAS_HOME": str(home)}
   return subprocess.run([sys.executable, "-m", f"tfft.{module}", *map(str, args)], capture_output=True, text=True,
                         cwd=REPO, timeout=timeout, env=env)
@@ -101,7 +101,7 @@ def test_export_reloaded_in_a_clean_process_writes_the_reports_texts(run):
   with (tmp / "run" / "generations.csv").open() as f:
     rows = list(csv.DictReader(f))
   proc = subprocess.run([sys.executable, "-c", _SERVE, str(export), json.dumps([r["prompt"] for r in rows])],
-                        capture_output=True, text=True, timeout=600)
+                        capture_output=True, text=True, timeout=1200)
   assert proc.returncode == 0, proc.stderr[-3000:]
   served = json.loads(proc.stdout.strip().splitlines()[-1])
   assert served["leaked"] == []

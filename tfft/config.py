@@ -27,6 +27,10 @@ REGRESSION_GATE_METRICS = ("r2", "pearson", "spearman")
 MULTILABEL_GATE_METRICS = ("micro_f1", "macro_f1", "samples_f1", "subset_accuracy", "mean_average_precision")
 TAG_GATE_METRICS = ("entity_f1", "entity_precision", "entity_recall", "macro_entity_f1", "token_accuracy")
 TAG_SCHEMES = ("bio", "iob1")
+# Scalars a generation report holds that --min_metric can gate on: ROUGE F1 on the test split, in [0, 1].
+GENERATE_GATE_METRICS = ("rouge1", "rouge2", "rougeL")
+# --task=generate trains LoRA adapters of this rank unless the run sets --lora_rank (tfft.flags fills it in).
+GENERATE_LORA_RANK = 8
 # Training losses: auto (crossentropy for classification, mse for regression), each task its own.
 LOSSES = ("auto", "crossentropy", "focal", "mse", "huber")
 CLASSIFICATION_LOSSES = ("auto", "crossentropy", "focal")
@@ -41,7 +45,7 @@ BACKBONE_WEIGHTS_HELP = "imagenet, none, or a path to a .weights.h5 / .keras fil
 
 _DATASET_SCHEMES = ("textdir", "csv", "imagedir", "tfds", "conll")
 _BUILTIN_DATASETS = ("bbc_news", "rotten_tomatoes", "digits", "fashion_mnist", "bbc_pairs", "vader_tweets",
-                     "vader_amazon", "vader_nyt", "vader_movies", "wnut16", "wnut16_types")
+                     "vader_amazon", "vader_nyt", "vader_movies", "wnut16", "wnut16_types", "bbc_headlines")
 # Sources whose examples are images; csv: holds images when --image_column is set.
 _IMAGE_KINDS = ("imagedir", "tfds", "digits", "fashion_mnist")
 
@@ -52,11 +56,11 @@ ALL, TEXT, IMAGE = "all", "text", "image"
 # --task: what the model predicts -> the dataset modalities it applies to. The classes that implement each are
 # registered in tfft.tasks.TASKS; this table is here so that validation needs no TensorFlow.
 TASKS = {"classify": (TEXT, IMAGE), "pairs": (TEXT,), "regress": (TEXT, IMAGE), "multilabel": (TEXT, IMAGE),
-         "tag": (TEXT,)}
+         "tag": (TEXT,), "generate": (TEXT,)}
 # The built-in datasets made for one task (their labels are numbers, or their examples pairs of texts).
 DATASET_TASKS = {"bbc_pairs": "pairs", "vader_tweets": "regress", "vader_amazon": "regress", "vader_nyt": "regress",
                  "vader_movies": "regress", "wnut16": "tag", "conll": "tag",
-                 "wnut16_types": "multilabel"}
+                 "wnut16_types": "multilabel", "bbc_headlines": "generate"}
 
 
 def option(default, help: str, *, choices: Sequence[str] = (), applies: str = ALL, resume: bool = False,  # pylint: disable=redefined-builtin
@@ -136,7 +140,8 @@ def parse_min_metric(values) -> Gates:
     name, sep, value = item.strip().partition(":")
     if not sep:
       raise UserError(f"--min_metric={item!r}: write NAME:VALUE, e.g. macro_f1:0.9")
-    known = tuple(dict.fromkeys(GATE_METRICS + REGRESSION_GATE_METRICS + MULTILABEL_GATE_METRICS + TAG_GATE_METRICS))
+    known = tuple(dict.fromkeys(GATE_METRICS + REGRESSION_GATE_METRICS + MULTILABEL_GATE_METRICS + TAG_GATE_METRICS
+                                + GENERATE_GATE_METRICS))
     if name not in known:
       raise UserError(f"--min_metric={item!r}: unknown metric {name!r}; use one of {', '.join(known)}")
     try:
@@ -158,11 +163,12 @@ class DataConfig:
       "imagedir:PATH (one subfolder per class), tfds:NAME, csv:PATH with --image_column. --task=pairs: bbc_pairs; "
       "--task=regress: vader_tweets, vader_amazon, vader_nyt, vader_movies (built in). --task=multilabel: "
       "wnut16_types (built in), csv:PATH. --task=tag: wnut16 (built in), conll:PATH (a word and its tag per line; "
-      ".jsonl: tokens and tags lists).", resume=True)
+      ".jsonl: tokens and tags lists). --task=generate: bbc_headlines (built in: article body -> headline), csv:PATH "
+      "with --prompt_column and --response_column.", resume=True)
   task: str = option(
       "classify", "What the model predicts: classify (one class per example), pairs (one class per pair of texts), "
-      "regress (a number per example), multilabel (a set of labels per example), tag (a BIO tag per word). See "
-      "docs/tasks.md.", choices=tuple(TASKS), resume=True)
+      "regress (a number per example), multilabel (a set of labels per example), tag (a BIO tag per word), "
+      "generate (a decoder writes a response to each prompt). See docs/tasks.md.", choices=tuple(TASKS), resume=True)
   text_column: str = option("text", "csv/tsv/jsonl: the column holding the text (--task=pairs: A,B, the two "
                             "columns holding the texts of each pair).", resume=True)
   pair_columns: Tuple[str, ...] = option(
@@ -178,6 +184,10 @@ class DataConfig:
   tag_scheme: str = option("bio", "--task=tag: the tags' scheme: bio (IOB2: every entity starts with B-) or iob1 "
                            "(I- may start one; read and rewritten as BIO).", choices=TAG_SCHEMES, resume=True,
                            tasks=("tag",))
+  prompt_column: str = option("prompt", "--task=generate, csv/tsv/jsonl: the column holding the prompt.",
+                               resume=True, tasks=("generate",))
+  response_column: str = option("response", "--task=generate, csv/tsv/jsonl: the column holding the response the "
+                                "model learns to write.", resume=True, tasks=("generate",))
   val_fraction: float = option(0.1, "Fraction of each class held out for validation.", resume=True)
   test_fraction: float = option(0.2, "Fraction of each class held out for the test.", resume=True)
   examples_per_class: int = option(0, "Keep at most this many examples per class before splitting (0 keeps all).",
@@ -226,6 +236,9 @@ class ModelConfig:
   head_units: Tuple[int, ...] = option(
       (), "Widths of hidden Dense layers in the head, e.g. 256 or 512,128; empty for a linear head.", item=int,
       resume=True)
+  max_new_tokens: int = option(32, "--task=generate: the most tokens the model writes per prompt (greedy, in the "
+                               "report and the export); the export cuts each templated prompt to --sequence_length "
+                               "minus this.", applies=TEXT, tasks=("generate",))
   dropout: float = option(0.1, "Dropout before each head layer.")
   l1: float = option(0.0, "L1 regularisation on the head kernels.")
   l2: float = option(0.0, "L2 regularisation on the head kernels.")

@@ -12,7 +12,8 @@ from tfft.errors import UserError
 PROG = "tfft.evaluate"
 FLAGS = tfft_flags.FLAGS
 # How --dataset's rows are read: the columns, a multi-label column's separator, a tagged file's scheme.
-DATA_FLAGS = ("text_column", "label_column", "label_separator", "label_columns", "tag_scheme", "image_column")
+DATA_FLAGS = ("text_column", "label_column", "label_separator", "label_columns", "tag_scheme", "image_column",
+              "prompt_column", "response_column")
 
 
 def main(argv):

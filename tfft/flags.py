@@ -79,7 +79,8 @@ flags.DEFINE_enum("search_algorithm", "random", ["random", "bayesian"],
 COMMANDS = {
     "tfft.train": TRAIN_FLAGS,
     "tfft.evaluate": ("model", "split", "report_dir", "dataset", "text_column", "label_column", "label_separator",
-                      "label_columns", "tag_scheme", "image_column", "batch_size", "model_dir"),
+                      "label_columns", "tag_scheme", "image_column", "prompt_column", "response_column",
+                      "batch_size", "model_dir"),
     "tfft.predict": ("model", "top_k", "format", "input_file"),
     "tfft.export": ("model_dir", "export_dir", "name", "warmup", "models_config", "serving_base"),
     "tfft.curve": TRAIN_FLAGS + ("train_sizes", "seeds", "curve_dir"),
@@ -97,6 +98,11 @@ def config_from_flags(flag_values=FLAGS) -> config_lib.Config:
   sections = {section: {} for section in config_lib.SECTIONS}
   for section, field in config_lib.options():
     sections[section][field.name] = config_lib.option_value(field, flag_values[field.name].value)
+  if sections["data"]["task"] == "generate":  # a causal LM has no new head: its one phase is --epochs
+    defaults = (("head_epochs", 0), ("cache_features", False), ("lora_rank", config_lib.GENERATE_LORA_RANK))
+    for name, value in defaults:
+      if not flag_values[name].present:
+        sections["train"][name] = value
   config = config_lib.Config(**{section: type(getattr(config_lib.Config(), section))(**values)
                                 for section, values in sections.items()})
   return config_checks.validate(config)

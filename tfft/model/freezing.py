@@ -31,7 +31,9 @@ def apply_freeze(model: keras.Model, backbone, policy: Freeze, *, blocks=None):
   """
   if blocks is None:
     blocks = getattr(backbone, "transformer_layers", None)
-  model.get_layer(BACKBONE).train_mode = policy.kind != "all"
+  holder = next((layer for layer in model.layers if layer.name == BACKBONE), None)
+  if holder is not None:  # a causal LM (--task=generate) holds the backbone itself, without tfft's wrapper
+    holder.train_mode = policy.kind != "all"
   if policy.kind == "all":
     backbone.trainable = False
     return

@@ -74,9 +74,10 @@ def model_card(config: Config, data, *, metrics: Dict, parity: Dict, phases: Seq
     lines.append(row)
   lines += target.card_lines(metrics)
   what = "probabilities" if target.parity_output == "probabilities" else f"`{target.parity_output}`"
-  lines += ["", f"Export parity: `serving_default` reproduced the trained model's {what} on all "
-                f"{parity['examples']} test examples (max difference {parity['max_abs_diff']:.2g}, tolerance "
-                f"{parity['tolerance']:g}).",
+  on = (f"the first {parity['examples']} of the {parity['of']} test examples" if parity.get("of", 0) >
+        parity["examples"] else f"all {parity['examples']} test examples")
+  lines += ["", f"Export parity: `serving_default` reproduced the trained model's {what} on {on} (max difference "
+                f"{parity['max_abs_diff']:.2g}, tolerance {parity['tolerance']:g}).",
             "", "## Signature `serving_default`", "", "| | name | dtype | shape |", "|---|---|---|---|"]
   for kind in ("inputs", "outputs"):
     for name, (dtype, shape) in sorted(signature[kind].items()):

@@ -107,6 +107,8 @@ def parity_lines(metrics: Dict) -> List[str]:
   if "export_parity" not in metrics:
     return []
   p = metrics["export_parity"]
+  if "same_texts" in p:  # generation: the export's texts equal the in-process ones
+    return [f"parity:   serving_default writes the same texts on {p['same_texts']} of {p['of']} test prompts"]
   what = p.get("output", "probabilities")
   delta = "dp" if what == "probabilities" else f"d{what}"
   return [f"parity:   serving_default matches on {p['examples']} test examples "

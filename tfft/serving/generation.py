@@ -2,7 +2,7 @@
 the chat template applied, tokenized, decoded with a key/value cache, generated text and token count out."""
 
 import pathlib
-from typing import Callable, Dict, Optional
+from typing import Callable, Dict, Optional, Sequence
 
 import keras
 import tensorflow as tf
@@ -60,12 +60,13 @@ def generate_texts(generate: Callable, prompts, *, batch_size: int = 8):
 
 def export_generator(causal_lm, tokenizer, chat: ChatFormat, *, export_base: pathlib.Path, sequence_length: int,
                      max_new_tokens: int, finalize: Optional[Callable[[pathlib.Path], None]] = None,
-                     metadata: Optional[Dict] = None) -> pathlib.Path:
+                     metadata: Optional[Dict] = None, class_names: Sequence[str] = ("text",)) -> pathlib.Path:
   """Exports `serving_default`: `prompt` ([None] tf.string) -> `text` ([None] tf.string), `token_count` (int32).
 
   The causal LM must hold plain weights (LoRA merged, tfft.model.causal_lm.merged_backbone). Versioning, finalize
   and metadata as tfft.serving.savedmodel.export_text_classifier; assets.extra/tfft.json says
-  {"task": "generate", "input": "prompt", ...}.
+  {"task": "text", "target": "generate", "input": "prompt", ...}; labels.txt holds `class_names` (the served
+  output's name).
 
   Returns:
     The version directory.
@@ -76,7 +77,7 @@ def export_generator(causal_lm, tokenizer, chat: ChatFormat, *, export_base: pat
   archive.track(causal_lm)
   archive.track(tokenizer)
   archive.add_endpoint("serving_default", generate, input_signature=[tf.TensorSpec([None], tf.string, name="prompt")])
-  info = {"task": "generate", "input": "prompt", "sequence_length": sequence_length,
+  info = {"task": "text", "target": "generate", "input": "prompt", "sequence_length": sequence_length,
           "max_new_tokens": max_new_tokens}
-  return savedmodel.write_export(archive, (), export_base=export_base, info=info, metadata=metadata,
+  return savedmodel.write_export(archive, class_names, export_base=export_base, info=info, metadata=metadata,
                                  finalize=finalize)

@@ -30,6 +30,10 @@ def _load_examples(data: DataConfig, task: str):
       from tfft.data import multilabel  # pylint: disable=g-import-not-at-top
       examples = multilabel.join_image_labels(examples, separator=data.label_separator, flag=f"--dataset={data.dataset}")
     return image_data.served_inputs(examples), examples.labels, examples.ids
+  if data.task == "generate":  # prompts and their reference responses
+    from tfft.tasks.text_generator import load_generate_examples  # pylint: disable=g-import-not-at-top
+    examples = load_generate_examples(data)
+    return examples.texts, examples.labels, examples.ids
   if data.task == "tag":
     from tfft.tasks.token_tagger import load_tag_examples  # pylint: disable=g-import-not-at-top
     examples = load_tag_examples(data)
@@ -139,7 +143,10 @@ def evaluate_export(model: str, *, model_dir: Optional[str] = None, data: Option
   else:
     served = served_model.outputs(feed, batch_size=batch_size)[kind.parity_output]
   y_true = encoded.values[list(indices)]
-  metrics = kind.score(y_true, served, encoded)
+  if hasattr(kind, "score_generations"):  # generation: ROUGE beside the lead baseline, which reads the prompts
+    metrics = kind.score_generations(chosen, y_true, served)
+  else:
+    metrics = kind.score(y_true, served, encoded)
   metrics.update({"model": str(export), "dataset": data.dataset, "split": split})
   out_dir.parent.mkdir(parents=True, exist_ok=True)
   tmp = out_dir.parent / f".tmp-{uuid.uuid4().hex}"

@@ -5,6 +5,7 @@ from tfft.config import Config
 from tfft.tasks.image_classifier import ImageClassifier
 from tfft.tasks.multilabel import ImageMultiLabel, TextMultiLabel
 from tfft.tasks.text_classifier import TextClassifier
+from tfft.tasks.text_generator import TextGenerator
 from tfft.tasks.text_pairs import TextPairClassifier
 from tfft.tasks.token_tagger import TokenTagger
 
@@ -16,6 +17,7 @@ TASKS = {
     "pairs": {"text": TextPairClassifier},
     "multilabel": {"text": TextMultiLabel, "image": ImageMultiLabel},
     "tag": {"text": TokenTagger},
+    "generate": {"text": TextGenerator},
 }
 
 

@@ -377,9 +377,11 @@ class RegressTarget:
 # --task -> its target; pairs are classified like single texts.
 from tfft.tasks.multilabel_target import MultiLabelTarget  # pylint: disable=g-import-not-at-top,wrong-import-position
 from tfft.tasks.tag_target import TagTarget  # pylint: disable=g-import-not-at-top,wrong-import-position
+from tfft.tasks.generate_target import GenerateTarget  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 TARGETS = {"classify": ClassTarget(), "pairs": ClassTarget(), "regress": RegressTarget(),
-           "multilabel": MultiLabelTarget(), "tag": TagTarget()}
+           "multilabel": MultiLabelTarget(), "tag": TagTarget(),
+           "generate": GenerateTarget()}
 
 
 def for_task(task: str):

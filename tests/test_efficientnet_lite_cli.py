@@ -37,7 +37,7 @@ def lite0_run(tmp_path_factory):
   # Converting the checkpoint into the test's own Keras cache checks the conversion path too, not a cached file.
   flags = {
       "dataset": "digits", "examples_per_class": 10, "backbone": "efficientnet_lite0",
-      "backbone_weights": "imagenet", "image_size": 32, "batch_size": 16, "head_epochs": 1,
+      "backbone_weights": "imagenet", "image_size": 32, "batch_size": 16, "head_epochs": 1, "head_min_steps": 0,
       "head_learning_rate": 1e-2, "epochs": 1, "learning_rate": 1e-3, "freeze": "top_k:1", "cache_features": True,
       "val_fraction": 0.2, "test_fraction": 0.2, "model_dir": tmp / "run", "export_dir": tmp / "exports",
       "name": "lite0", "seed": 3,

@@ -176,7 +176,7 @@ def test_fer_keras2_model_is_cut_fine_tuned_on_grayscale_and_exported(tmp_path):
       pixels = np.clip(level + rng.normal(0, 25, (64, 64)), 0, 255).astype(np.uint8)
       Image.fromarray(pixels, "L").save(tmp_path / "data" / label / f"{i}.png")
   flags = [f"--dataset=imagedir:{tmp_path / 'data'}", f"--backbone=keras:{path}", "--preprocessing=tf",
-           "--batch_size=4", "--head_epochs=1", "--epochs=1", "--freeze=from_layer:conv2d_6", "--learning_rate=1e-4",
+           "--batch_size=4", "--head_epochs=1", "--head_min_steps=0", "--epochs=1", "--freeze=from_layer:conv2d_6", "--learning_rate=1e-4",
            "--val_fraction=0.25", "--test_fraction=0.25", f"--model_dir={tmp_path / 'run'}",
            f"--export_dir={tmp_path / 'exports'}", "--name=fer", "--seed=0"]
   proc = run_tfft("train", flags)

@@ -20,7 +20,7 @@ TYPES_MAP_FLOOR = 0.15  # the labels' base rates average about 0.04, which is wh
 def test_minilm_fine_tunes_on_bbc_news(tmp_path):
   args = [
       "--dataset=bbc_news", "--backbone=minilm-l6", "--examples_per_class=30", "--sequence_length=64",
-      "--batch_size=16", "--head_epochs=5", "--head_learning_rate=3e-3", "--freeze=top_k:2", "--epochs=1",
+      "--batch_size=16", "--head_epochs=5", "--head_min_steps=0", "--head_learning_rate=3e-3", "--freeze=top_k:2", "--epochs=1",
       "--learning_rate=1e-4", "--seed=0", f"--model_dir={tmp_path / 'run'}", f"--export_dir={tmp_path / 'exports'}",
       "--name=bbc",
   ]
@@ -49,7 +49,7 @@ def test_rotten_tomatoes_is_fresh_vs_rotten_with_its_duplicates_kept_together():
 def test_minilm_fine_tunes_on_rotten_tomatoes(tmp_path):
   args = [
       "--dataset=rotten_tomatoes", "--backbone=minilm-l6", "--examples_per_class=150", "--sequence_length=48",
-      "--batch_size=16", "--head_epochs=5", "--head_learning_rate=3e-3", "--freeze=top_k:2", "--epochs=1",
+      "--batch_size=16", "--head_epochs=5", "--head_min_steps=0", "--head_learning_rate=3e-3", "--freeze=top_k:2", "--epochs=1",
       "--learning_rate=1e-4", "--seed=0", f"--model_dir={tmp_path / 'run'}", f"--export_dir={tmp_path / 'exports'}",
       "--name=rt",
   ]
@@ -112,7 +112,7 @@ def test_minilm_regresses_vader_ratings(tmp_path):
   checks."""
   args = [
       "--task=regress", "--dataset=vader_amazon", "--max_examples=400", "--backbone=minilm-l6",
-      "--sequence_length=48", "--batch_size=16", "--head_epochs=5", "--head_learning_rate=3e-3", "--freeze=top_k:2",
+      "--sequence_length=48", "--batch_size=16", "--head_epochs=5", "--head_min_steps=0", "--head_learning_rate=3e-3", "--freeze=top_k:2",
       "--epochs=1", "--learning_rate=1e-4", "--seed=0", f"--model_dir={tmp_path / 'run'}",
       f"--export_dir={tmp_path / 'exports'}", "--name=vader",
   ]
@@ -131,7 +131,7 @@ def test_bbc_pairs_split_by_article_and_learned(tmp_path):
 
   args = [
       "--task=pairs", "--dataset=bbc_pairs", "--max_examples=400", "--backbone=minilm-l6", "--sequence_length=48",
-      "--batch_size=16", "--head_epochs=3", "--head_learning_rate=3e-3", "--freeze=none", "--epochs=2",
+      "--batch_size=16", "--head_epochs=3", "--head_min_steps=0", "--head_learning_rate=3e-3", "--freeze=none", "--epochs=2",
       "--learning_rate=5e-5", "--seed=0", f"--model_dir={tmp_path / 'run'}", f"--export_dir={tmp_path / 'exports'}",
       "--name=pairs",
   ]
@@ -183,7 +183,7 @@ def test_wnut16_types_multilabel(tmp_path):
   assert len(examples) == 2394 and sum(1 for label in examples.labels if not label) == 1476
   args = [
       "--task=multilabel", "--dataset=wnut16_types", "--max_examples=400", "--backbone=minilm-l6",
-      "--sequence_length=48", "--batch_size=16", "--head_epochs=5", "--head_learning_rate=3e-3", "--freeze=none",
+      "--sequence_length=48", "--batch_size=16", "--head_epochs=5", "--head_min_steps=0", "--head_learning_rate=3e-3", "--freeze=none",
       "--epochs=1", "--learning_rate=1e-4", "--seed=0", f"--model_dir={tmp_path / 'run'}",
       f"--export_dir={tmp_path / 'exports'}", "--name=types",
   ]

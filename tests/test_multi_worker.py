@@ -61,6 +61,9 @@ def _wait(procs, timeout=480):
 
 def _args(tiny_bert_preset, tiny_textdir, tmp_path, **overrides):
   hosts = ",".join(f"127.0.0.1:{port}" for port in _free_ports(2))
+  # The head phase as the shared tiny run's (tests/conftest.py tiny_run), which the uninterrupted job is compared
+  # with; the killed-and-resumed job is compared with the uninterrupted one, so it takes the same.
+  overrides.setdefault("head_min_steps", 10)
   return tiny_flags(tiny_bert_preset, tiny_textdir, tmp_path, eval_windows=2, strategy="multi_worker_mirrored",
                     worker_hosts=hosts, **overrides)
 
@@ -69,8 +72,7 @@ def _args(tiny_bert_preset, tiny_textdir, tmp_path, **overrides):
 def two_workers(tiny_bert_preset, tiny_textdir, tmp_path_factory):
   """One uninterrupted 2-worker job: (tmp dir, [(stdout, stderr)] per worker, the TMPDIR of each)."""
   tmp = tmp_path_factory.mktemp("two_workers")
-  # The head phase as the shared tiny run's (tests/conftest.py tiny_run), which the job is compared with.
-  procs, scratch = _launch(_args(tiny_bert_preset, tiny_textdir, tmp, head_min_steps=10), tmp, "a")
+  procs, scratch = _launch(_args(tiny_bert_preset, tiny_textdir, tmp), tmp, "a")
   outputs = _wait(procs)
   for proc, (_, err) in zip(procs, outputs):
     assert proc.returncode == 0, err[-3000:]

@@ -31,7 +31,7 @@ def text_run(tiny_bert_preset, tmp_path_factory):
       rng.shuffle(words)
       writer.writerow([" ".join(words), ";".join(labels)])
   flags = {"task": "multilabel", "dataset": f"csv:{tmp / 'd.csv'}", "label_column": "tags", "label_separator": ";",
-           "backbone": tiny_bert_preset, "sequence_length": 16, "batch_size": 8, "head_epochs": 1,
+           "backbone": tiny_bert_preset, "sequence_length": 16, "batch_size": 8, "head_epochs": 1, "head_min_steps": 0,
            "head_learning_rate": 1e-2, "epochs": 3, "learning_rate": 3e-3, "pooling": "mean",
            "val_fraction": 0.2, "test_fraction": 0.2, "model_dir": tmp / "run", "export_dir": tmp / "exports",
            "name": "ml", "seed": 1}

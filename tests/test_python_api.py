@@ -40,7 +40,7 @@ def test_train_then_load_and_predict(tiny_bert_preset, tiny_textdir, tmp_path):
   config = tfft.Config(
       data=tfft.DataConfig(dataset=f"textdir:{tiny_textdir}", val_fraction=0.2, test_fraction=0.2),
       model=tfft.ModelConfig(backbone=str(tiny_bert_preset), sequence_length=16, pooling="mean"),
-      train=tfft.TrainConfig(batch_size=8, head_epochs=1, head_learning_rate=1e-2, epochs=1, learning_rate=3e-3,
+      train=tfft.TrainConfig(batch_size=8, head_epochs=1, head_min_steps=0, head_learning_rate=1e-2, epochs=1, learning_rate=3e-3,
                              freeze=tfft.Freeze("top_k", 1), seed=1),
       run=tfft.RunConfig(model_dir=str(tmp_path / "run"), export_dir=str(tmp_path / "exports"), name="api"))
   result = tfft.train(config)

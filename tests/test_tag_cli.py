@@ -44,7 +44,7 @@ def tag_run(tiny_bert_preset, tmp_path_factory):
     blocks.append("\n".join(f"{w}\t{t}" for w, t in zip(words, tags)))
   (tmp / "train.conll").write_text("\n\n".join(blocks) + "\n")
   flags = {"task": "tag", "dataset": f"conll:{tmp / 'train.conll'}", "backbone": tiny_bert_preset,
-           "sequence_length": 16, "batch_size": 8, "head_epochs": 1, "head_learning_rate": 1e-2, "epochs": 3,
+           "sequence_length": 16, "batch_size": 8, "head_epochs": 1, "head_min_steps": 0, "head_learning_rate": 1e-2, "epochs": 3,
            "learning_rate": 3e-3, "val_fraction": 0.2, "test_fraction": 0.2, "model_dir": tmp / "run",
            "export_dir": tmp / "exports", "name": "tagger", "seed": 1}
   (tmp / "tag.cfg").write_text("".join(f"--{k}={v}\n" for k, v in flags.items()))

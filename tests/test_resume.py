@@ -17,6 +17,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 import pytest
@@ -194,3 +195,21 @@ def test_nan_fails_the_run_keeps_the_checkpoint_and_exports_nothing(tiny_bert_pr
   # No NaN epoch reached the history or the backup.
   rows = _history(tmp_path / "run" / "history_head.csv") if (tmp_path / "run" / "history_head.csv").exists() else []
   assert all(float(r["loss"]) == float(r["loss"]) for r in rows)
+
+
+def test_a_second_ctrl_c_stops_at_once_also_after_a_sigterm():
+  """The first signal is noted for the next safe point (and decides the exit code); a second Ctrl-C interrupts at
+  once, whether the first signal was a Ctrl-C or a SIGTERM."""
+  if threading.current_thread() is not threading.main_thread():
+    pytest.skip("signal handlers can only be installed from the main thread")
+  from tfft.fit.callbacks import StopRequest  # pylint: disable=g-import-not-at-top
+  for first in (signal.SIGINT, signal.SIGTERM):
+    stop = StopRequest()
+    with stop.installed():
+      os.kill(os.getpid(), first)
+      if first == signal.SIGTERM:
+        os.kill(os.getpid(), signal.SIGINT)  # the first Ctrl-C is noted like any signal
+      assert stop.signum == first
+      with pytest.raises(KeyboardInterrupt):
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(1)  # the handler runs in the main thread between bytecodes: at the latest, here

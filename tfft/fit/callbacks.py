@@ -213,7 +213,8 @@ class StopRequest:
   """
 
   def __init__(self):
-    self.signum: Optional[int] = None
+    self.signum: Optional[int] = None  # the first signal: the one the run stops for and exits with
+    self._ctrl_c = False  # a Ctrl-C arrived, whatever came first
 
   @property
   def requested(self) -> bool:
@@ -226,8 +227,10 @@ class StopRequest:
       return
 
     def handler(signum, frame):  # pylint: disable=unused-argument
-      if self.signum == signal.SIGINT and signum == signal.SIGINT:
-        raise KeyboardInterrupt  # the second Ctrl-C: stop now
+      if signum == signal.SIGINT:
+        if self._ctrl_c:
+          raise KeyboardInterrupt  # the second Ctrl-C, after a SIGTERM too: stop now
+        self._ctrl_c = True
       self.signum = self.signum or signum
       logging.warning("%s: finishing and committing the current step, then stopping%s", _SIGNAL_NAMES[signum],
                       " (Ctrl-C again stops at once)" if signum == signal.SIGINT else "")

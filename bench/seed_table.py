@@ -1,16 +1,24 @@
 """The docs' seed tables: finished run dirs of one recipe (one per seed), each beside its baseline, and their summary.
 
-Usage: python bench/seed_table.py RUN_DIR [RUN_DIR ...]
+Usage: python bench/seed_table.py [--refit_baseline] RUN_DIR [RUN_DIR ...]
 
 Prints a Markdown table: per run, its seed, train and test sizes, the task's headline test metrics for the model and
 for its baseline on the same split, and the model - baseline difference (classification also the paired 95%
 interval and verdict); then per column the mean, sample std and 95% Student-t interval over seeds
 (tfft.report.significance.seed_summary). Every run must be of one --task.
+
+--refit_baseline (classify and pairs): fits the baseline again, with tfft's current baseline code, on each run's
+own split (its split_manifest.csv), and compares it with the model's test predictions (the run's
+misclassified.csv names every test example the model got wrong, and what it predicted), instead of reading the
+baseline the run's metrics.json holds.
 """
 
+import csv
 import json
 import pathlib
 import sys
+
+import numpy as np
 
 from tfft import rundir
 from tfft.report.significance import seed_summary
@@ -26,11 +34,45 @@ HEADLINE = {
 }
 
 
-def _row(path: pathlib.Path):
+def refit_baseline(path: pathlib.Path, config, metrics) -> dict:
+  """The baseline block of metrics.json as the run would write it with tfft's current baseline code."""
+  from tfft.data import text as text_data  # pylint: disable=g-import-not-at-top
+  from tfft.report import baseline as baseline_lib, metrics as metrics_lib, run_report  # pylint: disable=g-import-not-at-top
+
+  from tfft import config as config_lib  # pylint: disable=g-import-not-at-top
+  if config.data.task not in ("classify", "pairs") or config_lib.modality(config.data) != "text":
+    raise SystemExit(f"{path}: --refit_baseline reads text classify and pairs runs, not --task={config.data.task}")
+  examples = text_data.load_examples(config.data)
+  index = {example_id: i for i, example_id in enumerate(examples.ids)}
+  split = {"train": [], "test": []}
+  with open(path / "split_manifest.csv", newline="") as f:
+    for row in csv.DictReader(f):
+      if row["split"] in split:
+        split[row["split"]].append(index[row["id"]])
+  names = metrics["class_names"]
+  labels = np.array([names.index(label) for label in examples.labels])
+  with open(path / "misclassified.csv", newline="") as f:
+    wrong = {row["id"]: names.index(row["predicted_label"]) for row in csv.DictReader(f)}
+  test = split["test"]
+  y_true = labels[test]
+  y_pred = np.array([wrong.get(examples.ids[i], labels[i]) for i in test])
+  if (y_pred == y_true).mean() != metrics["accuracy"]:
+    raise SystemExit(f"{path}: the model's test predictions do not give its metrics.json accuracy")
+  texts = [tuple(t) if isinstance(t, (list, tuple)) else t for t in examples.texts]
+  scores = baseline_lib.text_baseline([texts[i] for i in split["train"]], labels[split["train"]],
+                                      [texts[i] for i in test], num_classes=len(names))
+  base = metrics_lib.scalar_metrics(metrics_lib.classification_metrics(y_true, scores, names))
+  comparison = run_report.compare_with_baseline(y_true, y_pred, scores.argmax(axis=-1), len(names))
+  return {"baseline": base, "baseline_comparison": comparison}
+
+
+def _row(path: pathlib.Path, refit: bool = False):
   metrics = json.loads((path / "metrics.json").read_text())
   config = rundir.load_run(str(path)).config
   task = config.data.task
   names, on, _ = HEADLINE[task]
+  if refit:
+    metrics.update(refit_baseline(path, config, metrics))
   base = metrics["baseline"]
   row = {"task": task, "seed": config.train.seed, "train": metrics["split_sizes"]["train"],
          "test": metrics["num_examples"]}
@@ -43,8 +85,8 @@ def _row(path: pathlib.Path):
   return row
 
 
-def table(paths) -> str:
-  rows = [_row(pathlib.Path(p)) for p in paths]
+def table(paths, refit_baseline: bool = False) -> str:
+  rows = [_row(pathlib.Path(p), refit_baseline) for p in paths]
   tasks = {r["task"] for r in rows}
   if len(tasks) != 1:
     raise SystemExit(f"the runs are of several tasks ({', '.join(sorted(tasks))}); give one recipe's runs")
@@ -84,6 +126,8 @@ def table(paths) -> str:
 
 
 if __name__ == "__main__":
-  if len(sys.argv) < 2:
+  refit = "--refit_baseline" in sys.argv[1:]
+  paths = [a for a in sys.argv[1:] if a != "--refit_baseline"]
+  if not paths:
     sys.exit(__doc__)
-  print(table(sys.argv[1:]))
+  print(table(paths, refit))

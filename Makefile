@@ -65,8 +65,10 @@ bench: install $(BENCH_STAMP) $(FASHION_MNIST)
 
 # The headline ratios (tfft vs raw Keras, feature cache, padding on short texts, serving) with the same repeats, in
 # about 15 minutes; writes bench/results_quick.md and says whether each ratio agrees with the previous run's.
+# QUICK_FLAGS: more options of bench/quick.py, e.g. QUICK_FLAGS=--with_spe4 adds --steps_per_execution=4.
+QUICK_FLAGS ?=
 bench-quick: install
-	$(PY) bench/quick.py
+	$(PY) bench/quick.py $(QUICK_FLAGS)
 
 # SmolLM2-135M from its GGUF file against transformers loading the same file (token ids, logits, 32 greedy tokens),
 # then its forward tokens/s; bench/smollm2_parity.md has the numbers. The first run also converts the GGUF file into

@@ -36,10 +36,10 @@ HEADLINE = {
 
 def refit_baseline(path: pathlib.Path, config, metrics) -> dict:
   """The baseline block of metrics.json as the run would write it with tfft's current baseline code."""
+  from tfft import config as config_lib  # pylint: disable=g-import-not-at-top
   from tfft.data import text as text_data  # pylint: disable=g-import-not-at-top
   from tfft.report import baseline as baseline_lib, metrics as metrics_lib, run_report  # pylint: disable=g-import-not-at-top
 
-  from tfft import config as config_lib  # pylint: disable=g-import-not-at-top
   if config.data.task not in ("classify", "pairs") or config_lib.modality(config.data) != "text":
     raise SystemExit(f"{path}: --refit_baseline reads text classify and pairs runs, not --task={config.data.task}")
   examples = text_data.load_examples(config.data)

@@ -126,6 +126,26 @@ def test_predict_prints_generations_and_evaluate_scores_rouge(run):
     assert scored["baseline"][name] == pytest.approx(trained["baseline"][name], abs=1e-9)
 
 
+def test_reexport_of_the_run_writes_a_second_version_with_the_same_texts(run):
+  """tfft.export rebuilds the LoRA run from its flags (the adapters merged in its final weights) and publishes
+  version 2, parity-checked like train's; its texts are version 1's."""
+  tmp, _ = run
+  proc = _run("export", [f"--model_dir={tmp / 'run'}"], tmp / "keras_home")
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  again = tmp / "exports" / "tinygen" / "2"
+  assert f"export:   {again}" in proc.stdout
+  assert "rougeL=" in proc.stdout and "same texts on 7 of 7" in proc.stdout
+  with (tmp / "run" / "generations.csv").open() as f:
+    prompts = [r["prompt"] for r in csv.DictReader(f)]
+  texts = {}
+  for version in ("1", "2"):
+    out = subprocess.run([sys.executable, "-c", _SERVE, str(tmp / "exports" / "tinygen" / version),
+                          json.dumps(prompts)], capture_output=True, text=True, timeout=1200)
+    assert out.returncode == 0, out.stderr[-3000:]
+    texts[version] = json.loads(out.stdout.strip().splitlines()[-1])["text"]
+  assert texts["2"] == texts["1"]
+
+
 def test_missing_response_column_is_one_line(setup):
   tmp = setup
   proc = _run("train", _flags(tmp, response_column="headline", model_dir=tmp / "bad_run"), tmp / "keras_home")

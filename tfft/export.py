@@ -19,10 +19,15 @@ def main(argv):
     if FLAGS["model_dir"].present:
       from tfft.serving import publish  # pylint: disable=g-import-not-at-top
       given = tfft_flags.given
+      from tfft import rundir  # pylint: disable=g-import-not-at-top
+      from tfft.tasks import targets  # pylint: disable=g-import-not-at-top
       path, metrics = publish.reexport(FLAGS.model_dir, export_dir=given("export_dir"), name=given("name"),
                                        warmup=given("warmup"))
-      lines.append(f"export:   {path}  (test accuracy={metrics['accuracy']:.4f} macro_f1={metrics['macro_f1']:.4f}, "
-                   "serving_default checked against the model)")
+      task = rundir.load_run(FLAGS.model_dir).config.data.task
+      # The task's own test line (accuracy, RMSE, entity F1, ROUGE…) and its parity line.
+      lines += [line for line in targets.for_task(task).summary_lines(metrics)
+                if line.startswith(("test:", "parity"))]
+      lines.append(f"export:   {path}  (serving_default checked against the model)")
     if FLAGS.models_config:
       from tfft.serving import tf_serving  # pylint: disable=g-import-not-at-top
       base = pathlib.Path(FLAGS.models_config).expanduser()

@@ -58,10 +58,11 @@ $(FASHION_MNIST):
 	apt-get install -y dataset-fashion-mnist || sudo apt-get install -y dataset-fashion-mnist
 
 # Every contender in one run, each measured 3 times in turn (well over an hour on 2 cores); writes bench/results.md
-# and bench/results.json.
+# and bench/results.json, then SmolLM2's speed (bench/smollm2_speed.md).
 bench: install $(BENCH_STAMP) $(FASHION_MNIST)
 	$(PY) bench/run.py
 	$(PY) bench/time_to_quality.py --hf_python=$(BENCH_VENV)/bin/python
+	$(PY) bench/smollm2_speed.py
 
 # The headline ratios (tfft vs raw Keras, feature cache, padding on short texts, serving) with the same repeats, in
 # about 15 minutes; writes bench/results_quick.md and says whether each ratio agrees with the previous run's.
@@ -71,11 +72,12 @@ bench-quick: install
 	$(PY) bench/quick.py $(QUICK_FLAGS)
 
 # SmolLM2-135M from its GGUF file against transformers loading the same file (token ids, logits, 32 greedy tokens),
-# then its forward tokens/s; bench/smollm2_parity.md has the numbers. The first run also converts the GGUF file into
-# the cached keras-hub preset.
+# then its speed: forward, LoRA vs full fine-tune training (tokens/s, peak RSS) at sequence 256, and generation from
+# the SavedModel vs in process (about 30 minutes on 2 cores); bench/smollm2_parity.md and bench/smollm2_speed.md
+# have the numbers. The first run also converts the GGUF file into the cached keras-hub preset.
 bench-smollm2: install $(BENCH_STAMP)
 	$(PY) bench/check_smollm2.py --hf_python=$(BENCH_VENV)/bin/python
-	$(PY) bench/smollm2_speed.py --batch=8 --sequence=256 --repeats=3
+	$(PY) bench/smollm2_speed.py
 
 # The image transfer demo (docs/images.md): 12 EfficientNet-Lite0 runs on Fashion-MNIST.
 demo-images: install $(FASHION_MNIST)

@@ -31,6 +31,12 @@ HEADLINE = {
     "regress": (("rmse", "pearson", "r2"), "rmse", True),
     "multilabel": (("micro_f1", "macro_f1", "mean_average_precision"), "micro_f1", False),
     "tag": (("entity_f1", "token_accuracy"), "entity_f1", False),
+    "generate": (("rougeL", "rouge1", "rouge2"), "rougeL", False),  # the baseline is the lead sentence
+}
+# Per task: more columns after the baseline's, each (column, path in metrics.json).
+EXTRA = {
+    "generate": (("base model rougeL", ("base_model", "rougeL")), ("perplexity", ("perplexity",)),
+                 ("base model perplexity", ("base_model", "perplexity"))),
 }
 
 
@@ -79,6 +85,11 @@ def _row(path: pathlib.Path, refit: bool = False):
   for name in names:
     row[name] = metrics[name]
     row[f"baseline {name}"] = base[name]
+  for column, keys in EXTRA.get(task, ()):
+    value = metrics
+    for key in keys:
+      value = value[key]
+    row[column] = value
   row["difference"] = metrics[on] - base[on]
   paired = metrics.get("baseline_comparison", {}).get(on)
   row["ci"], row["verdict"] = (paired["ci"], paired["verdict"]) if paired else (None, "")
@@ -91,7 +102,8 @@ def table(paths, refit_baseline: bool = False) -> str:
   if len(tasks) != 1:
     raise SystemExit(f"the runs are of several tasks ({', '.join(sorted(tasks))}); give one recipe's runs")
   names, on, lower = HEADLINE[rows[0]["task"]]
-  columns = [*names, *(f"baseline {n}" for n in names), "difference"]
+  columns = [*names, *(f"baseline {n}" for n in names), *(c for c, _ in EXTRA.get(rows[0]["task"], ())),
+             "difference"]
   paired = any(r["ci"] for r in rows)
   head = ["seed", "train / test", *(f"model - baseline {on}" if c == "difference" else c for c in columns)]
   if paired:

@@ -121,8 +121,15 @@ def weights_h5_bytes(model: keras.Model) -> bytes:
 
 def load_weights(model: keras.Model, path: pathlib.Path):
   """`model.load_weights(path)`, and for a LoRA model the base kernels and adapters kept beside Keras' entries
-  (weights_h5_bytes), which Keras alone would load merged with the adapters zeroed."""
-  model.load_weights(str(path))
+  (weights_h5_bytes), which Keras alone would load merged with the adapters zeroed.
+
+  The file also holds the optimizer's state from training; a model built to be scored or exported has a fresh
+  optimizer (keras-hub tasks compile themselves), which Keras then skips with a warning that means nothing here.
+  """
+  import warnings  # pylint: disable=g-import-not-at-top
+  with warnings.catch_warnings():
+    warnings.filterwarnings("ignore", message="Skipping variable loading for optimizer")
+    model.load_weights(str(path))
   from tfft.model import lora  # pylint: disable=g-import-not-at-top
   if lora.lora_layers(model):
     import h5py  # pylint: disable=g-import-not-at-top

@@ -177,10 +177,11 @@ def _fit_and_publish(config: Config, strategy, run_dir: RunDir, export_base: pat
   if config.train.lora_rank:
     # TF Serving has no adapters: the export is a plain float32 model with them merged into the base kernels
     # (Keras saves a LoRA layer's kernel merged), scored as trained and checked against it for parity.
+    from tfft.fit import callbacks as callbacks_lib  # pylint: disable=g-import-not-at-top
     from tfft.model import lora  # pylint: disable=g-import-not-at-top
     lora.save_adapter(built.backbone, run_dir.path / lora.ADAPTER_FILE)
     copy = task.build_model(targets.width, strategy, precision="float32", weights="none")
-    copy.model.load_weights(str(run_dir.after(phases[-1].name)))
+    callbacks_lib.load_weights(copy.model, run_dir.after(phases[-1].name))
     export_model = copy.model
     if config.train.mixed_precision != "float32":
       model = export_model

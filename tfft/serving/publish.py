@@ -315,7 +315,8 @@ def reexport(model_dir: str, *, export_dir: Optional[str] = None, name: Optional
   strategy = strategy or tf.distribute.get_strategy()
   # Built in float32 whatever the run trained in: the weights file holds float32 variables either way.
   built = task.build_model(targets.width, strategy, precision="float32", weights="none")
-  built.model.load_weights(str(weights))
+  from tfft.fit import callbacks  # pylint: disable=g-import-not-at-top
+  callbacks.load_weights(built.model, weights)
   prepared = task.prepare(examples, targets, split)
   trained = json.loads(run.dir.metrics.read_text()) if run.dir.metrics.is_file() else {}
   phases = [run.state.phase_result(p.name) for p in recipe.plan_phases(cfg.train) if run.state.phase_result(p.name)]

@@ -259,8 +259,9 @@ def to_markdown(r) -> str:
       lines.append(f"| LoRA / full fine-tune, {what} | {f(ratio)} ({ratio['verdict']}) |")
   if "generate" in r:
     g = r["generate"]
-    lines += [f"| generation tokens/s in process, {s['prompts']} prompts x {s['sequence']} tokens, up to "
-              f"{s['max_new_tokens']} new ({g['generated_tokens_per_call']} generated per call) | "
+    lines += [f"| generation tokens/s in process: {s['prompts']} BBC prompts cut to {s['sequence'] - s['max_new_tokens']} "
+              f"tokens, up to {s['max_new_tokens']} new, greedy ({g['generated_tokens_per_call']} generated per call; "
+              "the prompts' forward pass counted in the time, not in the tokens) | "
               f"{f(g['in_process'], 1)} |",
               f"| generation tokens/s, SavedModel serving_default | {f(g['savedmodel'], 1)} |",
               f"| SavedModel / in process | {f(g['savedmodel_over_in_process'])} "

@@ -27,8 +27,6 @@ import json
 import os
 import pathlib
 import platform
-import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -149,17 +147,12 @@ PARTS = {"forward": part_forward, "train": part_train, "generate": part_generate
 
 def _child(args, part, *extra):
   """Runs one part in its own process; returns (its JSON result, its peak RSS in GB)."""
+  import run as full_bench  # pylint: disable=g-import-not-at-top  (bench/run.py: the process runner with wait4)
   cmd = [sys.executable, __file__, f"--part={part}", f"--sequence={args.sequence}", f"--batch={args.batch}",
          f"--train_batch={args.train_batch}", f"--repeats={args.repeats}", f"--min_seconds={args.min_seconds}",
          f"--prompts={args.prompts}", f"--max_new_tokens={args.max_new_tokens}", *extra]
-  with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
-    proc = subprocess.Popen(cmd, stdout=out, stderr=err, text=True, cwd=REPO)
-    _, status, usage = os.wait4(proc.pid, 0)
-    out.seek(0), err.seek(0)
-    if os.waitstatus_to_exitcode(status) != 0:
-      raise RuntimeError(f"{' '.join(cmd)} failed:\n{err.read()[-4000:]}")
-    line = [l for l in out.read().splitlines() if l.startswith("{")][-1]
-    return json.loads(line), usage.ru_maxrss / 1024 / 1024
+  out, rss_mb = full_bench._peak_rss_mb(cmd)  # pylint: disable=protected-access
+  return full_bench._last_json(out), rss_mb / 1024  # pylint: disable=protected-access
 
 
 def main():

@@ -66,7 +66,8 @@ bench: install $(BENCH_STAMP) $(FASHION_MNIST)
 
 # The headline ratios (tfft vs raw Keras, feature cache, padding on short texts, serving) with the same repeats, in
 # about 15 minutes; writes bench/results_quick.md and says whether each ratio agrees with the previous run's.
-# QUICK_FLAGS: more options of bench/quick.py, e.g. QUICK_FLAGS=--with_spe4 adds --steps_per_execution=4.
+# QUICK_FLAGS: more options of bench/quick.py, e.g. QUICK_FLAGS=--with_spe4 adds --steps_per_execution=4 and
+# QUICK_FLAGS=--with_lora adds --lora_rank=8.
 QUICK_FLAGS ?=
 bench-quick: install
 	$(PY) bench/quick.py $(QUICK_FLAGS)

@@ -206,7 +206,7 @@ FIGURES = (  # as bench/quick.py's FIGURES: (key, what, numerator, denominator o
      "tfft_finetune", None, False),
     ("short_dynamic", "short texts: dynamic / fixed padding", "short_dynamic", "short_fixed", None, False),
     ("short_auto", "short texts: --padding=auto (the default) / fixed", "short_auto", "short_fixed", None, False),
-)
+)  # + bench/quick.py's EPOCH_START_FIGURES, added in write_report
 
 
 def _frozen_head(tmp, data, name, cached: bool):
@@ -284,6 +284,7 @@ def main():
                                         + (["--bf16"] if bf16 else [])))
       contenders.update(hf_fp32=lambda: hf(False), hf_bf16=lambda: hf(True))
     m.update(stats.interleave(contenders, args.repeats))
+    quick.add_epoch_starts(m)
 
     # 2. mixed_bfloat16, tfft and raw Keras.
     finetune16 = quick.TfftContender(tmp, texts, labels, precision="mixed_bfloat16", **sizes)
@@ -343,7 +344,7 @@ def main():
 def write_report(results, out: pathlib.Path):
   """Adds the spreads, figures and verdicts to `results` and writes results.json and results.md into `out`."""
   import quick  # pylint: disable=g-import-not-at-top
-  quick.summarize(results, results["measurements"], FIGURES)
+  quick.summarize(results, results["measurements"], FIGURES + quick.EPOCH_START_FIGURES)
   (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
   (out / "results.md").write_text(to_markdown(results))
   print((out / "results.md").read_text())

@@ -68,33 +68,60 @@ class SteadyCounter:
   The first `warmup_steps` optimizer steps of a fit (tracing, first-call kernel setup) are left out, and so is the
   time between epochs (validation, checkpoints): each epoch's first reading is taken at its start. Steps are read
   from the optimizer, not from callbacks, so steps_per_execution (one callback per execution) counts right.
+
+  The first train call of every later epoch is kept apart too (`start_steps`, `start_seconds`): Keras makes a new
+  iterator per epoch for a dataset of known length (arrays, a dataset without repeat), and deleting the last one
+  waits for tf.data's autotuning thread, which on this TensorFlow can take seconds with the CPU idle. That cost
+  belongs to the epoch boundary, not to the step; `epoch_start_extra_seconds()` gives it per epoch start.
   """
 
   def __init__(self, warmup_steps: int, min_seconds: float):
     self.warmup_steps, self.min_seconds = warmup_steps, min_seconds
     self.steps, self.seconds = 0, 0.0
+    self.start_steps, self.start_seconds = [], []
     self._last = None
+    self._epochs = 0
+    self._epoch_start = False
 
   def epoch_begin(self, now: float, iterations: int):
     self._last = (now, iterations)
+    self._epoch_start = self._epochs > 0
+    self._epochs += 1
 
   def step_end(self, now: float, iterations: int, first_iteration: int) -> bool:
     """Records a reading; returns True once `min_seconds` of steady steps are counted (time to stop)."""
     last_time, last_iterations = self._last
     self._last = (now, iterations)
+    epoch_start, self._epoch_start = self._epoch_start, False
     if last_iterations - first_iteration >= self.warmup_steps:
-      self.steps += iterations - last_iterations
-      self.seconds += now - last_time
+      if epoch_start:
+        self.start_steps.append(iterations - last_iterations)
+        self.start_seconds.append(now - last_time)
+      else:
+        self.steps += iterations - last_iterations
+        self.seconds += now - last_time
     return self.seconds >= self.min_seconds
 
   def examples_per_sec(self, batch_size: int) -> float:
     return self.steps * batch_size / self.seconds if self.seconds > 0 else float("nan")
 
+  def examples_per_sec_with_epoch_starts(self, batch_size: int) -> float:
+    seconds = self.seconds + sum(self.start_seconds)
+    return (self.steps + sum(self.start_steps)) * batch_size / seconds if seconds > 0 else float("nan")
+
+  def epoch_start_extra_seconds(self) -> List[float]:
+    """Per later epoch: its first train call's seconds beyond what its steps take at the steady rate."""
+    if not self.steps:
+      return []
+    per_step = self.seconds / self.steps
+    return [s - n * per_step for n, s in zip(self.start_steps, self.start_seconds)]
+
 
 def step_clock(keras, *, batch_size: int, warmup_steps: int, min_seconds: float):
   """A Keras callback that counts steady-state steps with SteadyCounter and stops the fit after `min_seconds`.
 
-  `callback.result()` gives examples_per_sec (steps x batch_size / seconds), steps and seconds.
+  `callback.result()` gives examples_per_sec (steps x batch_size / seconds), steps and seconds, and what the
+  epoch starts cost: examples_per_sec_with_epoch_starts, epoch_starts and their extra seconds.
   """
 
   class StepClock(keras.callbacks.Callback):
@@ -118,7 +145,11 @@ def step_clock(keras, *, batch_size: int, warmup_steps: int, min_seconds: float)
 
     def result(self) -> Dict:
       c = self.counter
-      return {"examples_per_sec": c.examples_per_sec(batch_size), "steps": c.steps, "seconds": round(c.seconds, 2)}
+      extra = c.epoch_start_extra_seconds()
+      return {"examples_per_sec": c.examples_per_sec(batch_size), "steps": c.steps, "seconds": round(c.seconds, 2),
+              "examples_per_sec_with_epoch_starts": c.examples_per_sec_with_epoch_starts(batch_size),
+              "epoch_starts": len(extra), "epoch_start_extra_seconds": [round(e, 2) for e in extra],
+              "epoch_start_extra_max": round(max(extra), 2) if extra else 0.0}
 
   return StepClock()
 

@@ -43,15 +43,19 @@ def test_interleave_alternates_the_contenders():
   assert order == ["A", "B"] * 3 and out == {"A": [1, 1, 1], "B": [2, 2, 2]}
 
 
-def test_steady_counter_leaves_out_warmup_and_the_time_between_epochs():
+def test_steady_counter_leaves_out_warmup_the_time_between_epochs_and_each_epoch_start():
   c = stats.SteadyCounter(warmup_steps=4, min_seconds=5)
   c.epoch_begin(0.0, 0)
   assert not c.step_end(10.0, 4, 0)  # the first execution (4 steps, tracing): left out
-  assert not c.step_end(12.0, 8, 0)
+  assert not c.step_end(12.0, 8, 0)  # 4 steps in 2 s: steady
   c.epoch_begin(20.0, 8)  # validation ran from 12 to 20: left out
-  assert c.step_end(23.0, 12, 0)  # 5 s counted: stop
+  assert not c.step_end(33.0, 12, 0)  # a new epoch's first call waited 11 s more: kept apart
+  assert c.step_end(36.0, 16, 0)  # 5 s of steady steps: stop
   assert (c.steps, c.seconds) == (8, 5.0)
   assert c.examples_per_sec(32) == pytest.approx(8 * 32 / 5)
+  assert (c.start_steps, c.start_seconds) == ([4], [13.0])
+  assert c.epoch_start_extra_seconds() == pytest.approx([13.0 - 4 * 5 / 8])
+  assert c.examples_per_sec_with_epoch_starts(32) == pytest.approx(12 * 32 / 18)
 
 
 def test_step_clock_counts_optimizer_steps_under_steps_per_execution():
@@ -62,8 +66,10 @@ def test_step_clock_counts_optimizer_steps_under_steps_per_execution():
   model.compile("sgd", "mse", steps_per_execution=4)
   clock = stats.step_clock(keras, batch_size=8, warmup_steps=4, min_seconds=1e9)
   model.fit(np.ones((64, 4)), np.ones((64, 2)), batch_size=8, epochs=2, verbose=0, callbacks=[clock])
-  # 8 steps per epoch in 2 executions each; the first execution of the fit is warm-up.
-  assert clock.result()["steps"] == 12
+  # 8 steps per epoch in 2 executions each; the first execution of the fit is warm-up, the first of the second
+  # epoch is its epoch start.
+  result = clock.result()
+  assert (result["steps"], result["epoch_starts"]) == (8, 1)
   assert int(model.optimizer.iterations.numpy()) == 16
 
 

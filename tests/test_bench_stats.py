@@ -96,3 +96,11 @@ def test_the_quick_bench_summary_pairs_runs_and_compares_with_the_previous_run()
   second = quick.summarize({}, m, previous=first)
   assert second["figures"]["p1_fp32"]["verdict"] == "higher"
   assert second["agreement_with_previous"] == {"p1_fp32": False, "p3_cache": True, "p7_mfu_fp32": True}
+
+
+def test_the_fused_gelu_of_the_mfu_experiment_matches_keras_and_its_gradient():
+  spec = importlib.util.spec_from_file_location("bench_step_variants", REPO / "bench" / "step_variants.py")
+  variants = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(variants)
+  check = variants.check_gelu(variants.fused_gelu())
+  assert check["max_abs_diff"] < 1e-5 and check["max_abs_grad_diff"] < 1e-4

@@ -135,6 +135,15 @@ class TfftContender:
     return {**clock.result(), "padding": padding}
 
 
+def articles_contender(tmp: pathlib.Path, path: pathlib.Path, n_full: int, **kwargs) -> TfftContender:
+  """A TfftContender on the BBC articles of `path` (run.write_data's "full" file): train_size(n_full) of them
+  to train on, the next 32 to validate on."""
+  articles = [json.loads(line) for line in path.read_text().splitlines()]
+  names = sorted({r["label"] for r in articles})
+  return TfftContender(tmp, [r["text"] for r in articles], [names.index(r["label"]) for r in articles],
+                       train_n=train_size(n_full), val_n=32, num_classes=len(names), **kwargs)
+
+
 class KerasContender:
   """bench/keras_raw.py's model: a raw Keras fit on the same articles, one fit per call."""
 
@@ -258,8 +267,7 @@ def main():
     names = sorted({r["label"] for r in articles})
     contenders, frozen = {}, itertools.count()
     if "finetune" in groups:
-      finetune = TfftContender(tmp, [r["text"] for r in articles], [names.index(r["label"]) for r in articles],
-                               train_n=train_size(n_full), val_n=32, num_classes=len(names))
+      finetune = articles_contender(tmp, paths["full"], n_full)
       raw = KerasContender(paths["full"], ckpt)
       contenders["tfft_finetune"] = lambda: finetune.fit(min_seconds=args.min_seconds)
       # The peak in the same turn as the step it divides: this host's speed drifts by 10% over minutes.
@@ -269,8 +277,7 @@ def main():
         contenders["tfft_spe4"] = lambda: finetune.fit(steps_per_execution=4, warmup_steps=4,
                                                        min_seconds=args.min_seconds)
       if args.with_lora:
-        lora8 = TfftContender(tmp, [r["text"] for r in articles], [names.index(r["label"]) for r in articles],
-                              train_n=train_size(n_full), val_n=32, num_classes=len(names), lora_rank=8)
+        lora8 = articles_contender(tmp, paths["full"], n_full, lora_rank=8)
         contenders["tfft_lora8"] = lambda: lora8.fit(min_seconds=args.min_seconds)
     if "cache" in groups:
       contenders["frozen_head_cached"] = lambda: frozen_head_cached(tmp, paths["full"], f"frozen_{next(frozen)}")

@@ -80,13 +80,11 @@ class SteadyCounter:
     self.steps, self.seconds = 0, 0.0
     self.start_steps, self.start_seconds = [], []
     self._last = None
-    self._epochs = 0
     self._epoch_start = False
 
   def epoch_begin(self, now: float, iterations: int):
+    self._epoch_start = self._last is not None  # an epoch after the fit's first
     self._last = (now, iterations)
-    self._epoch_start = self._epochs > 0
-    self._epochs += 1
 
   def step_end(self, now: float, iterations: int, first_iteration: int) -> bool:
     """Records a reading; returns True once `min_seconds` of steady steps are counted (time to stop)."""
@@ -148,8 +146,7 @@ def step_clock(keras, *, batch_size: int, warmup_steps: int, min_seconds: float)
       extra = c.epoch_start_extra_seconds()
       return {"examples_per_sec": c.examples_per_sec(batch_size), "steps": c.steps, "seconds": round(c.seconds, 2),
               "examples_per_sec_with_epoch_starts": c.examples_per_sec_with_epoch_starts(batch_size),
-              "epoch_starts": len(extra), "epoch_start_extra_seconds": [round(e, 2) for e in extra],
-              "epoch_start_extra_max": round(max(extra), 2) if extra else 0.0}
+              "epoch_starts": len(extra), "epoch_start_extra_seconds": [round(e, 2) for e in extra]}
 
   return StepClock()
 

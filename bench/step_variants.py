@@ -77,11 +77,7 @@ def main():
   with tempfile.TemporaryDirectory(prefix="tfft-step-variants-") as tmp:
     tmp = pathlib.Path(tmp)
     paths, n_full, _ = run.write_data(tmp, args.examples)
-    articles = [json.loads(line) for line in paths["full"].read_text().splitlines()]
-    names = sorted({r["label"] for r in articles})
-    make = lambda: quick.TfftContender(tmp, [r["text"] for r in articles],
-                                       [names.index(r["label"]) for r in articles],
-                                       train_n=quick.train_size(n_full), val_n=32, num_classes=len(names))
+    make = lambda: quick.articles_contender(tmp, paths["full"], n_full)
     base = make()
     contenders = {"base": lambda: base.fit(min_seconds=args.min_seconds)}
     if "jit" in variants:  # the same model as base, compiled by XLA in its own fit

@@ -231,7 +231,6 @@ def main():
   args = parser.parse_args()
   sys.path.insert(0, str(BENCH))
   import quick  # pylint: disable=g-import-not-at-top
-  import stats  # pylint: disable=g-import-not-at-top
   out = pathlib.Path(args.out)
   if args.report_only:
     results = json.loads(pathlib.Path(args.report_only).read_text())
@@ -250,6 +249,24 @@ def main():
   import tfft  # noqa: F401  pylint: disable=unused-import  (first: it sets TF's kernel options, as in a tfft run)
   del tfft
   m = {}
+  try:
+    measure(args, results, m)
+  except BaseException:
+    # An hour of measurements is not lost to a failure near the end: what was measured is kept, unsummarised.
+    partial = out / "results.partial.json"
+    partial.write_text(json.dumps({**results, "measurements": m, "failed": True}, indent=2) + "\n")
+    print(f"[bench] failed; the measurements so far are in {partial}", file=sys.stderr)
+    raise
+  results["measurements"] = m
+  results["load_after"] = os.getloadavg()
+  results["minutes"] = (time.perf_counter() - started) / 60
+  write_report(results, out)
+
+
+def measure(args, results: dict, m: dict):
+  """Runs every contender, filling `m` (each contender's measurements) and `results` (the rest) as it goes."""
+  import quick  # pylint: disable=g-import-not-at-top
+  import stats  # pylint: disable=g-import-not-at-top
   seconds = args.min_seconds
   with tempfile.TemporaryDirectory(prefix="tfft-bench-") as tmp:
     tmp = pathlib.Path(tmp)
@@ -284,32 +301,32 @@ def main():
                                          f"--batch_size={BATCH}", f"--min_seconds={seconds}"]
                                         + (["--bf16"] if bf16 else [])))
       contenders.update(hf_fp32=lambda: hf(False), hf_bf16=lambda: hf(True))
-    m.update(stats.interleave(contenders, args.repeats))
+    stats.interleave(contenders, args.repeats, into=m)
     quick.add_epoch_starts(m)
 
     # 2. mixed_bfloat16, tfft and raw Keras.
     finetune16 = quick.TfftContender(tmp, texts, labels, precision="mixed_bfloat16", **sizes)
     raw16 = quick.KerasContender(paths["full"], ckpt, precision="mixed_bfloat16")
-    m.update(stats.interleave({"tfft_bf16": lambda: finetune16.fit(min_seconds=seconds),
-                               "keras_raw_bf16": lambda: raw16.fit(min_seconds=seconds)}, args.repeats))
+    stats.interleave({"tfft_bf16": lambda: finetune16.fit(min_seconds=seconds),
+                      "keras_raw_bf16": lambda: raw16.fit(min_seconds=seconds)}, args.repeats, into=m)
 
     # 3. oneDNN on and off (read when TensorFlow starts: whole processes of bench/keras_raw.py).
     keras_raw = lambda onednn: _last_json(_run([PY, BENCH / "keras_raw.py", paths["full"], ckpt, f"--seq={SEQ}",
                                                 f"--batch_size={BATCH}", f"--min_seconds={seconds}"],
                                                env={"TF_ENABLE_ONEDNN_OPTS": onednn}))
-    m.update(stats.interleave({"keras_raw_process_onednn_on": lambda: keras_raw("1"),
-                               "keras_raw_process_onednn_off": lambda: keras_raw("0")}, args.repeats))
+    stats.interleave({"keras_raw_process_onednn_on": lambda: keras_raw("1"),
+                      "keras_raw_process_onednn_off": lambda: keras_raw("0")}, args.repeats, into=m)
 
     # 4. Short texts: headlines with fixed, dynamic, bucketed and auto padding.
     heads_ = [json.loads(line) for line in paths["headlines"].read_text().splitlines()][:args.headlines + 32]
     short = quick.TfftContender(tmp, [h["text"] for h in heads_], [names.index(h["label"]) for h in heads_],
                                 train_n=args.headlines, val_n=32, num_classes=len(names))
-    m.update(stats.interleave({
+    stats.interleave({
         "short_fixed": lambda: short.fit(padding="fixed", min_seconds=seconds),
         "short_dynamic": lambda: short.fit(padding="dynamic", warmup_steps=12, min_seconds=seconds),
         "short_bucket": lambda: short.fit(padding="bucket", warmup_steps=12, min_seconds=seconds),
         "short_auto": lambda: short.fit(padding="auto", warmup_steps=12, min_seconds=seconds),
-    }, args.repeats))
+    }, args.repeats, into=m)
 
     # 5. Peak RSS of a whole tfft.train full fine-tune (one epoch), fp32.
     _, rss = tfft_train(tmp, "rss", paths["full"], "--head_epochs=0", "--epochs=1", "--freeze=none",
@@ -337,10 +354,6 @@ def main():
       results["image_pipeline"] = _last_json(_run([PY, BENCH / "image_pipeline.py"]))
       # 8. EfficientNet-Lite0 at the image transfer demo's size: train step, input pipeline, feature cache; 3 times.
       results["lite0"] = _last_json(_run([PY, BENCH / "lite0_speed.py", f"--repeats={args.repeats}"]))
-  results["measurements"] = m
-  results["load_after"] = os.getloadavg()
-  results["minutes"] = (time.perf_counter() - started) / 60
-  write_report(results, out)
 
 
 def write_report(results, out: pathlib.Path):

@@ -51,9 +51,15 @@ def agree(first: Dict, second: Dict) -> bool:
   return first["min"] <= second["max"] and second["min"] <= first["max"]
 
 
-def interleave(contenders: Dict[str, Callable[[], Dict]], repeats: int, log=print) -> Dict[str, List[Dict]]:
-  """Runs each contender `repeats` times in turn (A B C A B C ...); returns each one's results in order."""
-  results = {name: [] for name in contenders}
+def interleave(contenders: Dict[str, Callable[[], Dict]], repeats: int, log=print,
+               into: Dict[str, List] = None) -> Dict[str, List[Dict]]:
+  """Runs each contender `repeats` times in turn (A B C A B C ...); returns each one's results in order.
+
+  Given `into`, each result is appended to into[name] as soon as it is measured, so that a later failure keeps it.
+  """
+  results = into if into is not None else {}
+  for name in contenders:
+    results.setdefault(name, [])
   for r in range(repeats):
     for name, run in contenders.items():
       start = time.perf_counter()
@@ -72,7 +78,9 @@ class SteadyCounter:
   The first train call of every later epoch is kept apart too (`start_steps`, `start_seconds`): Keras makes a new
   iterator per epoch for a dataset of known length (arrays, a dataset without repeat), and deleting the last one
   waits for tf.data's autotuning thread, which on this TensorFlow can take seconds with the CPU idle. That cost
-  belongs to the epoch boundary, not to the step; `epoch_start_extra_seconds()` gives it per epoch start.
+  belongs to the epoch boundary, not to the step; `epoch_start_extra_seconds()` gives it per epoch start. An epoch
+  of one train call (one execution under steps_per_execution) has nothing to set it against: `epoch_end` counts
+  that call as steady, so such a fit still measures, and stops.
   """
 
   def __init__(self, warmup_steps: int, min_seconds: float):
@@ -81,17 +89,30 @@ class SteadyCounter:
     self.start_steps, self.start_seconds = [], []
     self._last = None
     self._epoch_start = False
+    self._calls_this_epoch = 0
+    self._last_was_start = False  # the last train call was kept apart as an epoch start
 
   def epoch_begin(self, now: float, iterations: int):
     self._epoch_start = self._last is not None  # an epoch after the fit's first
     self._last = (now, iterations)
+    self._calls_this_epoch = 0
+
+  def epoch_end(self) -> bool:
+    """Counts an epoch's only train call as steady if it was kept apart; returns whether it is time to stop."""
+    if self._calls_this_epoch == 1 and self._last_was_start:
+      self.steps += self.start_steps.pop()
+      self.seconds += self.start_seconds.pop()
+    return self.seconds >= self.min_seconds
 
   def step_end(self, now: float, iterations: int, first_iteration: int) -> bool:
     """Records a reading; returns True once `min_seconds` of steady steps are counted (time to stop)."""
     last_time, last_iterations = self._last
     self._last = (now, iterations)
     epoch_start, self._epoch_start = self._epoch_start, False
+    self._calls_this_epoch += 1
+    self._last_was_start = False
     if last_iterations - first_iteration >= self.warmup_steps:
+      self._last_was_start = epoch_start
       if epoch_start:
         self.start_steps.append(iterations - last_iterations)
         self.start_seconds.append(now - last_time)
@@ -139,6 +160,10 @@ def step_clock(keras, *, batch_size: int, warmup_steps: int, min_seconds: float)
 
     def on_train_batch_end(self, batch, logs=None):
       if self.counter.step_end(time.perf_counter(), self._iterations(), self._first):
+        self.model.stop_training = True
+
+    def on_epoch_end(self, epoch, logs=None):
+      if self.counter.epoch_end():
         self.model.stop_training = True
 
     def result(self) -> Dict:

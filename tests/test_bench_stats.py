@@ -43,6 +43,20 @@ def test_interleave_alternates_the_contenders():
   assert order == ["A", "B"] * 3 and out == {"A": [1, 1, 1], "B": [2, 2, 2]}
 
 
+def test_interleave_into_keeps_what_was_measured_before_a_failure():
+  runs = iter([1, 2, 3])
+  def b():
+    value = next(runs)
+    if value == 3:
+      raise RuntimeError("B's second run failed")
+    return value
+  kept = {"earlier": [7]}
+  with pytest.raises(RuntimeError):
+    stats.interleave({"A": lambda: 0, "B": b}, 3, log=lambda _: None, into=kept)
+  # B's third run fails after A's third is in.
+  assert kept == {"earlier": [7], "A": [0, 0, 0], "B": [1, 2]}
+
+
 def test_steady_counter_leaves_out_warmup_the_time_between_epochs_and_each_epoch_start():
   c = stats.SteadyCounter(warmup_steps=4, min_seconds=5)
   c.epoch_begin(0.0, 0)
@@ -58,6 +72,20 @@ def test_steady_counter_leaves_out_warmup_the_time_between_epochs_and_each_epoch
   assert c.examples_per_sec_with_epoch_starts(32) == pytest.approx(12 * 32 / 18)
 
 
+def test_steady_counter_counts_an_epoch_of_one_call_and_stops():
+  # One execution per epoch (4 steps, steps_per_execution=4): every later call is an epoch's first and only one.
+  c = stats.SteadyCounter(warmup_steps=4, min_seconds=5)
+  stop = False
+  for epoch in range(20):
+    c.epoch_begin(10.0 * epoch, 4 * epoch)
+    assert not c.step_end(10.0 * epoch + 3.0, 4 * epoch + 4, 0)
+    stop = c.epoch_end()
+    if stop:
+      break
+  assert stop and epoch == 2  # epochs 1 and 2 counted: 6 s of steady steps
+  assert (c.steps, c.seconds, c.start_steps) == (8, 6.0, [])
+
+
 def test_step_clock_counts_optimizer_steps_under_steps_per_execution():
   import keras
   import numpy as np
@@ -71,6 +99,12 @@ def test_step_clock_counts_optimizer_steps_under_steps_per_execution():
   result = clock.result()
   assert (result["steps"], result["epoch_starts"]) == (8, 1)
   assert int(model.optimizer.iterations.numpy()) == 16
+  # An epoch of one execution: its steps are counted, and the fit stops once min_seconds are.
+  model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
+  model.compile("sgd", "mse", steps_per_execution=4)
+  clock = stats.step_clock(keras, batch_size=8, warmup_steps=4, min_seconds=1e-9)
+  model.fit(np.ones((32, 4)), np.ones((32, 2)), batch_size=8, epochs=50, verbose=0, callbacks=[clock])
+  assert int(model.optimizer.iterations.numpy()) == 8 and clock.result()["steps"] == 4
 
 
 def test_a_goal_is_met_only_by_the_whole_range():

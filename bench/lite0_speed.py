@@ -88,8 +88,8 @@ def main():
         runs[key].append(state["phases"]["finetune"]["history"]["examples_per_sec"][-1])
       # Head phase of 3 epochs on the frozen backbone: with the cache its pass over train and val is included.
       for cached in (True, False):
-        state = train(tmp, f"head_{cached}_{rep}", size, "--head_epochs=3", "--epochs=0", "--freeze=all",
-                      "--cache_features" if cached else "--nocache_features")
+        state = train(tmp, f"head_{cached}_{rep}", size, "--head_epochs=3", "--head_min_steps=0", "--epochs=0",
+                      "--freeze=all", "--cache_features" if cached else "--nocache_features")
         head = state["phases"]["head"]
         rate = head["epochs_run"] * state["split_sizes"]["train"] / head["seconds"]
         runs["head_cached_images_per_sec" if cached else "head_uncached_images_per_sec"].append(rate)

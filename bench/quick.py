@@ -165,16 +165,6 @@ class KerasContender:
     return clock.result()
 
 
-def frozen_head_cached(tmp: pathlib.Path, data: pathlib.Path, name: str):
-  """A whole tfft.train run of the head phase on the frozen backbone with the feature cache: examples/s of the
-  phase, its cache pass included."""
-  state, _ = run.tfft_train(tmp, name, data, "--head_epochs=3", "--epochs=0", "--freeze=all",
-                            "--head_learning_rate=1e-3", "--cache_features")
-  head = state["phases"]["head"]
-  return {"examples_per_sec": head["epochs_run"] * state["split_sizes"]["train"] / head["seconds"],
-          "phase_seconds": round(head["seconds"], 2)}
-
-
 def add_epoch_starts(m: dict, names=("keras_raw", "tfft_finetune")):
   """m[NAME_epoch_start_s]: every later epoch start's extra seconds over NAME's measurements, where there are any."""
   for name in names:
@@ -283,7 +273,8 @@ def main():
         lora8 = articles_contender(tmp, paths["full"], n_full, lora_rank=8)
         contenders["tfft_lora8"] = lambda: lora8.fit(min_seconds=args.min_seconds)
     if "cache" in groups:
-      contenders["frozen_head_cached"] = lambda: frozen_head_cached(tmp, paths["full"], f"frozen_{next(frozen)}")
+      contenders["frozen_head_cached"] = lambda: run.frozen_head(tmp, paths["full"], f"frozen_{next(frozen)}",
+                                                                 cached=True)
     if "short" in groups and "finetune" in groups:
       contenders["short_auto"] = short_auto(args, paths, names, tmp)
     stats.interleave(contenders, args.repeats, into=m)

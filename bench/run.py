@@ -40,17 +40,25 @@ def _run(cmd, env=None):
   return proc.stdout
 
 
+# Starts argv[2:] and writes its peak RSS (KB, from os.wait4) to argv[1]. A child's ru_maxrss on Linux counts the
+# memory of the process it was forked from, up to its exec: measured straight from a benchmark process that holds
+# models, a small command reads as large as that process. This launcher is small, so its child's figure is the
+# command's own.
+_LAUNCHER = ("import os, subprocess, sys; p = subprocess.Popen(sys.argv[2:]); _, status, usage = os.wait4(p.pid, 0); "
+             "open(sys.argv[1], 'w').write(str(usage.ru_maxrss)); sys.exit(os.waitstatus_to_exitcode(status) % 256)")
+
+
 def _peak_rss_mb(cmd, env=None):
-  """Runs cmd and returns (stdout, its peak RSS in MB) via os.wait4."""
+  """Runs cmd and returns (stdout, its peak RSS in MB), via os.wait4 in a small launcher process."""
   full_env = {**os.environ, **(env or {})}
-  with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
-    proc = subprocess.Popen([str(c) for c in cmd], stdout=out, stderr=err, text=True, env=full_env, cwd=REPO)
-    _, status, usage = os.wait4(proc.pid, 0)
-    proc.returncode = os.waitstatus_to_exitcode(status)
+  with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err, \
+      tempfile.NamedTemporaryFile("r", suffix=".rss") as rss:
+    proc = subprocess.run([sys.executable, "-c", _LAUNCHER, rss.name, *[str(c) for c in cmd]], stdout=out,
+                          stderr=err, text=True, env=full_env, cwd=REPO)
     out.seek(0), err.seek(0)
     if proc.returncode != 0:
       raise RuntimeError(f"{' '.join(map(str, cmd))} failed ({proc.returncode}):\n{err.read()[-4000:]}")
-    return out.read(), usage.ru_maxrss / 1024
+    return out.read(), int(pathlib.Path(rss.name).read_text()) / 1024
 
 
 def _last_json(out: str):

@@ -138,3 +138,16 @@ def test_the_fused_gelu_of_the_mfu_experiment_matches_keras_and_its_gradient():
   spec.loader.exec_module(variants)
   check = variants.check_gelu(variants.fused_gelu())
   assert check["max_abs_diff"] < 1e-5 and check["max_abs_grad_diff"] < 1e-4
+
+
+def test_peak_rss_is_the_commands_own_not_the_measuring_process():
+  import sys
+  spec = importlib.util.spec_from_file_location("bench_run", REPO / "bench" / "run.py")
+  run = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(run)
+  held = b"\x01" * (800 * 2**20)  # this process holds 800 MB (written, so resident), as the benchmark holds models
+  out, rss_mb = run._peak_rss_mb([sys.executable, "-c", "print('ok')"])  # pylint: disable=protected-access
+  assert out.strip() == "ok" and rss_mb < 200, rss_mb
+  del held
+  with pytest.raises(RuntimeError, match="failed"):
+    run._peak_rss_mb([sys.executable, "-c", "raise SystemExit(3)"])  # pylint: disable=protected-access

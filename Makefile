@@ -64,9 +64,9 @@ bench: install $(BENCH_STAMP) $(FASHION_MNIST)
 	$(PY) bench/time_to_quality.py --hf_python=$(BENCH_VENV)/bin/python
 	$(PY) bench/smollm2_speed.py
 
-# The headline ratios (tfft vs raw Keras, feature cache, padding on short texts, serving) with the same repeats, in
-# about 20 minutes on 2 cores (some 8 of them tracing: every fit compiles its own step); writes
-# bench/results_quick.md and says whether each ratio agrees with the previous run's.
+# The headline ratios (tfft vs raw Keras, feature cache, padding on short texts, serving) with the same repeats:
+# 5 contenders x 3 turns of about a minute each on 2 cores (half of each turn is the fit's tracing and warm-up);
+# writes bench/results_quick.md and says whether each ratio agrees with the previous run's.
 # QUICK_FLAGS: more options of bench/quick.py, e.g. QUICK_FLAGS=--with_spe4 adds --steps_per_execution=4 and
 # QUICK_FLAGS=--with_lora adds --lora_rank=8.
 QUICK_FLAGS ?=

@@ -1,4 +1,4 @@
-"""`make bench-quick`: the benchmark's headline ratios in about 15 minutes on 2 cores, for use while developing.
+"""`make bench-quick`: the benchmark's headline ratios in 15 turns of about a minute on 2 cores, for development.
 
 P1 tfft's fine-tuning step against a raw Keras fit, the frozen head phase with the feature cache against the full
 fine-tune, auto padding on short texts against fixed (the fine-tune step), and the serving signature against the
@@ -224,7 +224,7 @@ def main():
   parser.add_argument("--repeats", type=int, default=3)
   parser.add_argument("--min_seconds", type=float, default=30.0, help="steady-state seconds per training measurement")
   parser.add_argument("--serving_seconds", type=float, default=10.0, help="seconds per serving measurement")
-  parser.add_argument("--examples", type=int, default=320, help="BBC articles (the fine-tune epoch: 288 of them)")
+  parser.add_argument("--examples", type=int, default=320, help="BBC articles (the fine-tune epoch: 256 of them)")
   parser.add_argument("--headlines", type=int, default=1984, help="headlines per epoch of the short-text runs")
   parser.add_argument("--dynamic_warmup_steps", type=int, default=12,
                       help="warm-up steps of the dynamic-padding runs (a graph per batch length until Keras relaxes "

@@ -391,6 +391,8 @@ def to_markdown(r) -> str:
     if "augment_one_warp_ex_per_s" in image:
       lines.append(f"| augmentation: one warp / Keras layer chain | "
                    f"{image['augment_one_warp_ex_per_s'] / image['augment_keras_chain_ex_per_s']:.2f} |")
+  if r.get("notes"):  # what was changed in the results after the run, and why
+    lines += [""] + [f"Note: {n}" for n in r["notes"]]
   lite0 = r.get("lite0")
   if lite0:
     lines += ["", f"EfficientNet-Lite0 (ImageNet weights) at {lite0['image_size']}x{lite0['image_size']}, "

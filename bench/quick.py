@@ -240,6 +240,9 @@ def main():
   parser.add_argument("--out", default=str(BENCH))
   args = parser.parse_args()
   groups = set(args.groups.split(","))
+  for group, needs in (("short", "finetune"), ("serving", "cache")):
+    if group in groups and needs not in groups:
+      parser.error(f"--groups={args.groups}: {group} needs {needs}; add it")
   out = pathlib.Path(args.out)
   previous_path = out / "results_quick.json"
   previous = json.loads(previous_path.read_text()) if previous_path.exists() else None

@@ -89,17 +89,15 @@ class SteadyCounter:
     self.start_steps, self.start_seconds = [], []
     self._last = None
     self._epoch_start = False
-    self._calls_this_epoch = 0
     self._last_was_start = False  # the last train call was kept apart as an epoch start
 
   def epoch_begin(self, now: float, iterations: int):
     self._epoch_start = self._last is not None  # an epoch after the fit's first
     self._last = (now, iterations)
-    self._calls_this_epoch = 0
 
   def epoch_end(self) -> bool:
     """Counts an epoch's only train call as steady if it was kept apart; returns whether it is time to stop."""
-    if self._calls_this_epoch == 1 and self._last_was_start:
+    if self._last_was_start:  # only an epoch's first call is kept apart, so it was the epoch's only one
       self.steps += self.start_steps.pop()
       self.seconds += self.start_seconds.pop()
     return self.seconds >= self.min_seconds
@@ -109,7 +107,6 @@ class SteadyCounter:
     last_time, last_iterations = self._last
     self._last = (now, iterations)
     epoch_start, self._epoch_start = self._epoch_start, False
-    self._calls_this_epoch += 1
     self._last_was_start = False
     if last_iterations - first_iteration >= self.warmup_steps:
       self._last_was_start = epoch_start

@@ -136,7 +136,8 @@ def train_flops_per_example(checkpoint: str, seq: int, classes: int = 5) -> floa
 
 def serving_bench(export: pathlib.Path, texts, checkpoint_run: pathlib.Path, repeats: int = 3, seconds: float = 10):
   """Batch-32 examples/s of the export's signature and of the same model in-process, measured in turn `repeats`
-  times for `seconds` each (lists, in order), and single-request latency percentiles."""
+  times for `seconds` each (lists, in order), and single-request latency percentiles. The order within a pair
+  alternates (signature first, then in-process first, ...), so that a drift within pairs does not lean the ratio."""
   code = r"""
 import json, sys, time, pathlib
 import tfft  # first: it sets TF's kernel options before TensorFlow loads, as in a tfft run
@@ -172,8 +173,11 @@ def rate(fn):
 served_fn = lambda b: sig(text=b)
 call(served_fn), call(keras_fn)  # traced and warmed before any clock runs
 served, in_process = [], []
-for _ in range(repeats):
-  served.append(rate(served_fn)); in_process.append(rate(keras_fn))
+for i in range(repeats):
+  if i % 2:
+    in_process.append(rate(keras_fn)); served.append(rate(served_fn))
+  else:
+    served.append(rate(served_fn)); in_process.append(rate(keras_fn))
 lat = []
 for i in range(60):
   one = tf.constant(texts[i % len(texts):i % len(texts) + 1])

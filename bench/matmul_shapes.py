@@ -59,8 +59,8 @@ def main():
     return tape.gradient(context, [q, k, v], output_gradients=dy)
 
   q, k, v, dy = (tf.random.normal((32, heads, seq, head)) for _ in range(4))
-  out["attention_core_forward_backward"] = best_gflops(attention, (q, k, v, dy), 3 * 2 * 2 * 32 * heads * seq * seq * head,
-                                                       args.blocks)
+  attention_flops = 3 * 2 * 2 * 32 * heads * seq * seq * head  # QK^T and PV, forward and their two backward each
+  out["attention_core_forward_backward"] = best_gflops(attention, (q, k, v, dy), attention_flops, args.blocks)
   out["share_of_peak"] = {key: value / out["peak"] for key, value in out.items() if key != "peak"}
   print(json.dumps(out))
 

@@ -200,7 +200,8 @@ def to_markdown(r: dict, title="tfft quick benchmark") -> str:
   lines = [f"# {title} ({r['date']})", "",
            f"`{r['command']}` on {r['host']['cpu']} ({r['host']['cores']} cores; "
            f"{', '.join(r['host']['cpu_flags'])}), seq {SEQ}, batch {BATCH}: {r['repeats']} interleaved repeats of "
-           f"each training contender{serving}, {r['min_seconds']:g} s of steady-state steps per training measurement. Load average "
+           f"each training contender{serving}, {r['min_seconds']:g} s of steady-state steps per training measurement. "
+           f"Load average "
            f"(1 min) {r['load_before'][0]:.2f} before, {r['load_after'][0]:.2f} after; {r['minutes']:.1f} min in all.",
            "", "A ratio is the median of the pairwise ratios (run i of A / run i of B) with their min–max; "
            "\"no clear difference\" when that range holds 1.0. A goal is met when the whole range meets it.", "",
@@ -254,8 +255,7 @@ def main():
   started = time.perf_counter()
   results = {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
              "command": " ".join(["python bench/quick.py", *sys.argv[1:]]), "host": host(), "seq": SEQ,
-             "batch": BATCH, "repeats": args.repeats, "serving_repeats": args.serving_repeats,
-             "min_seconds": args.min_seconds,
+             "batch": BATCH, "repeats": args.repeats, "min_seconds": args.min_seconds,
              "load_before": os.getloadavg()}
   import tfft  # noqa: F401  (first: it sets TF's kernel options before TensorFlow loads, as in a tfft run)
   del tfft

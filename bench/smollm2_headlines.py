@@ -50,10 +50,10 @@ def main():
   import keras
   import tensorflow as tf
 
-  from tfft.data import instructions
+  from tfft.tasks.generate import data as instructions
   from tfft.model import causal_lm, chat, text_backbones
-  from tfft.report import rouge
-  from tfft.serving import generation
+  from tfft.tasks.generate import metrics as rouge
+  from tfft.tasks.generate import export as generation
 
   keras.utils.set_random_seed(args.seed)
   train, test = load_bbc(args.seed, args.train, args.test)

@@ -11,7 +11,7 @@ difference" when its pairwise range holds 1.0 (bench/stats.py).
   the second half of each row as for a response; LoRA rank 8 on the query/value projections (tfft's default for
   --task=generate) vs every weight trained. Tokens/s = optimizer steps x batch x sequence / the wall time of those
   steps, after 2 warm-up steps and for at least --min_seconds (bench/stats.py's step clock).
-- generate: the same greedy generate function (tfft.serving.generation, key/value cache) called in process and
+- generate: the same greedy generate function (tfft.tasks.generate.export, key/value cache) called in process and
   through the exported SavedModel's serving_default (tf.saved_model.load), on --prompts BBC News articles at
   --sequence tokens with --max_new_tokens; tokens/s = generated tokens / wall time of the call. Both write the same
   texts (checked).
@@ -104,7 +104,7 @@ def part_train(args):
 
 
 def _prompts(count: int):
-  from tfft.tasks import text_generator  # pylint: disable=g-import-not-at-top
+  from tfft.tasks.generate import task as text_generator  # pylint: disable=g-import-not-at-top
   examples = text_generator.load_headlines()
   return list(examples.texts[:count])
 
@@ -112,7 +112,7 @@ def _prompts(count: int):
 def part_generate(args):
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   from tfft.model import causal_lm, chat as chat_lib, text_backbones  # pylint: disable=g-import-not-at-top
-  from tfft.serving import generation  # pylint: disable=g-import-not-at-top
+  from tfft.tasks.generate import export as generation  # pylint: disable=g-import-not-at-top
   spec = text_backbones.resolve(BACKBONE)
   tokenizer = text_backbones.load_preprocessor(spec, args.sequence).tokenizer
   chat = chat_lib.chat_format(tokenizer.chat_template, where=BACKBONE)

@@ -7,6 +7,7 @@ import re
 import pytest
 
 from tfft import config, config_checks
+from tfft.tasks import registry
 from tfft import flags as f
 from tfft.errors import UserError
 
@@ -91,14 +92,14 @@ BAD = [
 @pytest.mark.parametrize("section,changes,prefix", BAD, ids=[p for _, _, p in BAD])
 def test_validate_names_the_bad_flag(section, changes, prefix):
   with pytest.raises(UserError) as e:
-    config_checks.validate(_with(section, **changes))
+    registry.validate(_with(section, **changes))
   assert str(e.value).startswith(prefix), str(e.value)
   assert "\n" not in str(e.value)
 
 
 def test_default_config_validates_and_chains():
   c = config.Config()
-  assert config_checks.validate(c) is c
+  assert registry.validate(c) is c
 
 
 # Values on the accepting side of each bound: validate() must not be stricter than its messages say.
@@ -122,14 +123,14 @@ EDGE_GOOD = [
 
 @pytest.mark.parametrize("section,changes", EDGE_GOOD)
 def test_validate_accepts_values_on_the_bounds(section, changes):
-  config_checks.validate(_with(section, **changes))
+  registry.validate(_with(section, **changes))
 
 
 @pytest.mark.parametrize("field", ["l1", "l2", "weight_decay", "clipnorm"])
 def test_validate_rejects_nan(field):
   section = "model" if field in ("l1", "l2") else "train"
   with pytest.raises(UserError, match=f"^--{field}="):
-    config_checks.validate(_with(section, **{field: math.nan}))
+    registry.validate(_with(section, **{field: math.nan}))
 
 
 @pytest.mark.parametrize("value,expected", [
@@ -257,7 +258,7 @@ def test_serialize_leaves_out_overwrite(parse, tmp_path):
 def test_column_names_with_surrounding_spaces_are_rejected(flag):
   # absl strips flagfile lines, so such a value could not survive flags.cfg; headers are stripped instead.
   with pytest.raises(UserError, match=f"^--{flag}=' Text '"):
-    config_checks.validate(config.Config(data=dataclasses.replace(config.DataConfig(), **{flag: " Text "})))
+    registry.validate(config.Config(data=dataclasses.replace(config.DataConfig(), **{flag: " Text "})))
 
 
 @pytest.mark.parametrize("dataset,model,prefix,says", [
@@ -271,5 +272,5 @@ def test_column_names_with_surrounding_spaces_are_rejected(flag):
 def test_a_flag_of_the_other_modality_is_an_error_not_ignored(dataset, model, prefix, says):
   c = config.Config(data=config.DataConfig(dataset=dataset), model=config.ModelConfig(backbone="tiny_cnn", **model))
   with pytest.raises(UserError, match="^" + re.escape(prefix) + ".*" + re.escape(says)):
-    config_checks.validate(c)
-  config_checks.validate(dataclasses.replace(c, model=config.ModelConfig(backbone="tiny_cnn")))  # the defaults pass
+    registry.validate(c)
+  registry.validate(dataclasses.replace(c, model=config.ModelConfig(backbone="tiny_cnn")))  # the defaults pass

@@ -7,6 +7,7 @@ import types
 import numpy as np
 import pytest
 
+from tfft.tasks import registry
 from tfft.config import DataConfig
 from tfft.data import split as split_lib
 from tfft.data import text as text_data
@@ -110,7 +111,7 @@ def test_summary_states_the_training_subset_and_the_duplicates():
   result = types.SimpleNamespace(split_sizes={"train": 3000, "val": 1280, "test": 2562}, skipped_files=0, phases=[],
                                  metrics={"accuracy": 0.8, "macro_f1": 0.8, "weighted_f1": 0.8}, model_dir="r",
                                  export_path="e", split_info=info)
-  text = summary.format_summary(result).splitlines()
+  text = summary.format_summary(result, registry.target(registry.DEFAULT_KIND)).splitlines()
   at = text.index("data:     train=3000  val=1280  test=2562")
   assert text[at + 1] == ("          train: up to 1500 per class drawn from the train split's 8951 "
                           "(--train_examples_per_class)")

@@ -65,7 +65,7 @@ def test_lite0_export_in_a_clean_process_matches_the_in_process_model(lite0_run,
   import tensorflow as tf
 
   from tfft import flags as tfft_flags
-  from tfft import tasks
+  from tfft.tasks import registry as tasks
   from tfft.data import image_batches
   from tfft.data import images as image_data
 

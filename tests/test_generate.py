@@ -47,7 +47,7 @@ def tiny(tmp_path_factory):
 
 
 def test_pack_puts_the_loss_on_the_response_and_its_end_token_only(tiny):
-  from tfft.data import instructions
+  from tfft.tasks.generate import data as instructions
   from tfft.model import chat
 
   _, tokenizer, _ = tiny
@@ -86,9 +86,9 @@ print(json.dumps({"text": [t.decode() for t in out["text"].numpy()], "token_coun
 def test_lora_trains_merges_and_the_generating_export_matches_in_process_greedy(tiny, tmp_path):
   import keras
 
-  from tfft.data import instructions
+  from tfft.tasks.generate import data as instructions
   from tfft.model import causal_lm, chat
-  from tfft.serving import generation
+  from tfft.tasks.generate import export as generation
 
   backbone, tokenizer, _ = tiny
   fmt = chat.chat_format(tokenizer.chat_template, where="tiny")

@@ -102,7 +102,7 @@ def test_export_round_trip_matches_the_in_process_model(image_run):
   import tensorflow as tf
 
   from tfft import flags as tfft_flags
-  from tfft import tasks
+  from tfft.tasks import registry as tasks
   from tfft.data import image_batches
 
   tmp, _ = image_run

@@ -86,7 +86,7 @@ def test_each_vader_set_loads_and_splits_by_document(dataset):
   end below)."""
   from tfft.config import DataConfig  # pylint: disable=g-import-not-at-top
   from tfft.data import split as split_lib, text as text_data  # pylint: disable=g-import-not-at-top
-  from tfft.tasks import targets as targets_lib  # pylint: disable=g-import-not-at-top
+  from tfft.tasks.regress.target import RegressTarget  # pylint: disable=g-import-not-at-top
 
   examples = text_data.load_examples(DataConfig(dataset=dataset, task="regress"))
   ratings = np.array(examples.labels, dtype=float)
@@ -95,7 +95,7 @@ def test_each_vader_set_loads_and_splits_by_document(dataset):
   data = DataConfig(dataset=dataset, task="regress", max_examples=VADER_MAX_EXAMPLES[dataset])
   examples = text_data.load_examples(data)
   assert len(examples) == VADER_MAX_EXAMPLES[dataset]
-  strata = targets_lib.RegressTarget().encode(examples.labels, where=dataset).strata
+  strata = RegressTarget().encode(examples.labels, where=dataset).strata
   planned = split_lib.split_examples(examples, data, seed=0, strata=strata)
   where = {}
   for split, indices in planned.indices.items():
@@ -177,7 +177,7 @@ def test_wnut16_is_tagged_tweets_and_minilm_tags_them(tmp_path):
 def test_wnut16_types_multilabel(tmp_path):
   """Each tweet's entity types as its label set; a small run ranks them well above their base rates."""
   from tfft.config import DataConfig  # pylint: disable=g-import-not-at-top
-  from tfft.data import multilabel  # pylint: disable=g-import-not-at-top
+  from tfft.tasks.multilabel import data as multilabel  # pylint: disable=g-import-not-at-top
 
   examples = multilabel.load_text_examples(DataConfig(dataset="wnut16_types", task="multilabel"))
   assert len(examples) == 2394 and sum(1 for label in examples.labels if not label) == 1476

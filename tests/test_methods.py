@@ -90,7 +90,8 @@ def test_lora_export_is_merged_and_equals_the_unmerged_model(lora_runs, tiny_ber
   # The unmerged model here, from the run's checkpoint (the adapters apart from the base kernels).
   import keras
   import tensorflow as tf
-  from tfft import rundir, tasks
+  from tfft import rundir
+  from tfft.tasks import registry as tasks
   from tfft.fit import callbacks
   from tfft.model import lora
   cfg = rundir.load_run(str(run)).config
@@ -244,11 +245,11 @@ def test_class_weights_change_the_loss_as_computed_by_hand(loss):
   import dataclasses
   import keras
   from tfft import config as config_lib
-  from tfft.tasks import targets
+  from tfft.tasks import registry
   train = dataclasses.replace(config_lib.TrainConfig(), loss=loss, focal_gamma=2.0)
   keras.utils.set_random_seed(0)
   model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])
-  model.compile(optimizer=keras.optimizers.SGD(0.0), loss=targets.ClassTarget().loss(train))
+  model.compile(optimizer=keras.optimizers.SGD(0.0), loss=registry.target("classify").loss(train))
   x = np.random.default_rng(0).normal(size=(6, 4)).astype("float32")
   y = np.eye(3, dtype="float32")[[0, 1, 2, 2, 1, 0]]
   weights = {0: 1.0, 1: 2.0, 2: 0.5}

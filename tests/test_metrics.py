@@ -9,7 +9,9 @@ from PIL import Image
 from sklearn import metrics as skm
 
 from conftest import make_texts
+from tfft.report.scalars import CLASSIFICATION_SCALARS
 from tfft import config, config_checks
+from tfft.tasks import registry
 from tfft.report import baseline, metrics, plots
 from tfft.errors import UserError
 
@@ -57,7 +59,7 @@ def test_binary_metrics_add_roc_and_pr_auc():
 def test_every_gate_metric_is_reported_for_some_task():
   reported = set(metrics.scalar_metrics(metrics.classification_metrics(*_fixed(classes=6), list("abcdef"))))
   reported |= set(metrics.scalar_metrics(metrics.classification_metrics(*_fixed(classes=2), ["x", "y"])))
-  assert reported == set(config.GATE_METRICS)
+  assert reported == set(CLASSIFICATION_SCALARS)
 
 
 def test_compare_is_model_minus_baseline():
@@ -160,13 +162,18 @@ def test_image_baseline_on_small_arrays():
 
 def test_min_metric_parsing():
   assert config.parse_min_metric(["macro_f1:0.9", "accuracy:0.5"]) == (("macro_f1", 0.9), ("accuracy", 0.5))
-  for bad, needle in (("f1:0.9", "unknown metric 'f1'"), ("macro_f1", "NAME:VALUE"), ("macro_f1:high", "[0, 1]"),
-                      ("accuracy:1.5", "[0, 1]"), ("accuracy:nan", "[0, 1]")):
+  for bad, needle in (("macro_f1", "NAME:VALUE"), ("macro_f1:high", "[0, 1]"), ("accuracy:1.5", "[0, 1]"),
+                      ("accuracy:nan", "[0, 1]")):
     with pytest.raises(UserError, match="--min_metric"):
       config.parse_min_metric([bad])
     with pytest.raises(UserError) as e:
       config.parse_min_metric([bad])
     assert needle in str(e.value)
+  # Which names a run may gate on is its kind's: validation rejects a name no kind reports.
+  unknown = config.Config(report=config.ReportConfig(min_metric=config.parse_min_metric(["f1:0.9"])))
+  with pytest.raises(UserError, match="--min_metric") as e:
+    registry.validate(unknown)
+  assert "unknown metric 'f1'" in str(e.value)
   config_checks.check_min_metric((("roc_auc", 0.9),), 2)
   with pytest.raises(UserError, match="binary tasks only"):
     config_checks.check_min_metric((("roc_auc", 0.9),), 3)

@@ -4,9 +4,10 @@ iterative-stratification split, the baseline, and the export's outputs."""
 import numpy as np
 import pytest
 
-from tfft.data import multilabel
+from tfft.tasks.multilabel import data as multilabel
+from tfft.data import split as split_lib
 from tfft.errors import UserError
-from tfft.report import multilabel_metrics as mm
+from tfft.tasks.multilabel import metrics as mm
 
 Y = np.array([[1, 0, 1], [0, 1, 0], [1, 1, 0], [0, 0, 0]])
 P = np.array([[.9, .2, .6], [.4, .7, .1], [.6, .3, .2], [.1, .6, .4]])
@@ -49,12 +50,12 @@ def test_label_sets_and_their_errors():
 def test_split_is_stratified_disjoint_and_seeded():
   rng = np.random.default_rng(0)
   y = (rng.random((400, 4)) < [0.5, 0.2, 0.1, 0.05]).astype(int)
-  split = multilabel.stratified_split(y, val_fraction=0.1, test_fraction=0.2, seed=3)
+  split = split_lib.label_set_split(y, val_fraction=0.1, test_fraction=0.2, seed=3)
   assert sorted(np.concatenate(list(split.values())).tolist()) == list(range(400))
   assert len(split["test"]) == 80 and len(split["val"]) == 40
   for name in ("val", "test"):  # every label's share within 1.5 points of the whole set's
     assert np.abs(y[split[name]].mean(0) - y.mean(0)).max() < 0.015
-  again = multilabel.stratified_split(y, val_fraction=0.1, test_fraction=0.2, seed=3)
+  again = split_lib.label_set_split(y, val_fraction=0.1, test_fraction=0.2, seed=3)
   assert all((split[k] == again[k]).all() for k in split)
 
 
@@ -67,7 +68,7 @@ def test_baseline_learns_word_labels():
 
 def test_served_labels_are_those_over_threshold_most_probable_first():
   import tensorflow as tf
-  from tfft.serving.multilabel_export import multilabel_outputs
+  from tfft.tasks.multilabel.export import multilabel_outputs
   logits = tf.math.log(tf.constant([[.9, .3, .6], [.1, .1, .1]]) / (1 - tf.constant([[.9, .3, .6], [.1, .1, .1]])))
   out = multilabel_outputs(["a", "b", "c"], [0.5, 0.25, 0.7])(logits)
   assert np.allclose(out["probabilities"].numpy(), [[.9, .3, .6], [.1, .1, .1]], atol=1e-6)

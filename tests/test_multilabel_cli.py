@@ -57,8 +57,8 @@ def test_text_run_and_its_export(text_run, tiny_bert_preset):
   from tfft import rundir
   from tfft.data import windows
   from tfft.model import heads, text_backbones
-  from tfft.report import multilabel_metrics
-  from tfft.tasks.multilabel_target import sigmoid
+  from tfft.tasks.multilabel import metrics as multilabel_metrics
+  from tfft.tasks.multilabel.target import sigmoid
 
   tmp, proc = text_run
   run, export = tmp / "run", tmp / "exports" / "ml" / "1"

@@ -12,6 +12,9 @@ import shutil
 import numpy as np
 import pytest
 
+from tfft.fit import scoring
+from tfft.tasks import registry
+
 from conftest import run_tfft, tiny_flags
 
 NAMES = ["animals", "colors", "numbers"]
@@ -98,7 +101,7 @@ def test_warmup_file_holds_validation_examples_the_signature_takes(tiny_run, tin
 
   tmp, _ = tiny_run
   export = tmp / "exports" / "tiny" / "1"
-  model = loaded.ExportedModel(export)
+  model = scoring.load(str(export))
   records = [prediction_log_pb2.PredictionLog.FromString(r.numpy())
              for r in tf.data.TFRecordDataset(str(export / "assets.extra" / "tf_serving_warmup_requests"))]
   val_texts, _ = _split_texts(tmp, tiny_textdir, "val")
@@ -121,7 +124,8 @@ def test_parity_check_catches_a_skewed_export(tiny_run, tiny_bert_preset, tiny_t
   from tfft.data import windows
   from tfft.model import heads
   from tfft.report import metrics, run_report
-  from tfft.serving import publish, savedmodel
+  from tfft.fit import publish
+  from tfft.serving import savedmodel
   from tfft.model import text_backbones
   from tfft.errors import RunFailed
 
@@ -139,7 +143,7 @@ def test_parity_check_catches_a_skewed_export(tiny_run, tiny_bert_preset, tiny_t
                            {"train": np.arange(0), "val": np.arange(n), "test": np.arange(n)}, NAMES)
   check = functools.partial(publish.export_checked, config=config, data=data, model_dir=tmp_path,
                             probabilities=probabilities, metrics=metrics.classification_metrics(y_test, probabilities, NAMES),
-                            phases=[], backbone=spec, contract=[])
+                            phases=[], backbone=spec, contract=[], target=registry.target("classify"))
   export_base = tmp_path / "exports"
   export = lambda pre: functools.partial(savedmodel.export_text_classifier, model, pre, NAMES, export_base=export_base,
                                          eval_windows=2)
@@ -189,8 +193,8 @@ def test_export_cli_reexports_the_run_and_writes_models_config(tiny_run, tmp_pat
   assert [(c.name, c.base_path, c.model_platform) for c in config.model_config_list.config] == [
       ("again", "/models/again", "tensorflow")]
   texts = [t.encode() for t in ("cat dog horse", "red blue green yellow", "one two six")]
-  np.testing.assert_allclose(loaded.ExportedModel(version).probabilities(texts),
-                             loaded.ExportedModel(tmp / "exports" / "tiny" / "1").probabilities(texts), atol=1e-6)
+  np.testing.assert_allclose(scoring.load(str(version)).probabilities(texts),
+                             scoring.load(str(tmp / "exports" / "tiny" / "1")).probabilities(texts), atol=1e-6)
 
 
 # Bad input: one line naming the thing and the fix, exit 2, nothing written.

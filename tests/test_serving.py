@@ -14,6 +14,9 @@ import textwrap
 import numpy as np
 import pytest
 
+from tfft.fit import scoring
+from tfft.tasks import registry
+
 from conftest import run_tfft
 
 COLORS = ["red", "green", "blue"]
@@ -78,7 +81,7 @@ def test_predict_cli_on_texts_reads_stdin_and_prints_a_table(tiny_run):
   proc = subprocess.run([sys.executable, "-m", "tfft.predict", f"--model={tmp / 'run'}", "--top_k=3"],
                         input="\n".join(texts) + "\n", capture_output=True, text=True, timeout=300)
   assert proc.returncode == 0, proc.stderr[-3000:]
-  expected = loaded.ExportedModel(export).probabilities([t.encode() for t in texts])
+  expected = scoring.load(str(export)).probabilities([t.encode() for t in texts])
   lines = proc.stdout.strip().splitlines()
   assert lines[0].split() == ["input", "class", "probability"] and len(lines) == 1 + 3 * len(texts)
   for i, text in enumerate(texts):
@@ -90,7 +93,7 @@ def test_predict_cli_on_texts_reads_stdin_and_prints_a_table(tiny_run):
 
 
 def test_predict_inputs_from_arguments_file_and_stdin(tmp_path):
-  from tfft.serving import scoring
+  from tfft.fit import scoring
   from tfft.errors import UserError
 
   path = tmp_path / "in.txt"
@@ -159,7 +162,7 @@ def test_rest_bodies_for_a_text_and_an_image(tiny_run, image_export):
   body = '{"instances": ["Shares in the carmaker fell after profits slumped.", "The striker scored twice."]}'
   texts = json.loads(body)["instances"]
   predictions = _serve(text_export, body)
-  expected = loaded.ExportedModel(text_export).probabilities([t.encode() for t in texts])
+  expected = scoring.load(str(text_export)).probabilities([t.encode() for t in texts])
   np.testing.assert_allclose([p["probabilities"] for p in predictions], expected, atol=1e-6)
   assert [p["class_name"] for p in predictions] == [["animals", "colors", "numbers"][i] for i in expected.argmax(1)]
 
@@ -168,7 +171,7 @@ def test_rest_bodies_for_a_text_and_an_image(tiny_run, image_export):
   body = '{"instances": [{"b64": "%s"}]}' % encoded  # the README's image request, as its curl line builds it
   [prediction] = _serve(export, body)
   assert prediction["class_name"] == "green" and prediction["class_id"] == 1
-  expected = loaded.ExportedModel(export).probabilities([(images / "green.jpg").read_bytes()])[0]
+  expected = scoring.load(str(export)).probabilities([(images / "green.jpg").read_bytes()])[0]
   np.testing.assert_allclose(prediction["probabilities"], expected, atol=1e-6)
 
 

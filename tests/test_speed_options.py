@@ -107,13 +107,13 @@ def test_trim_handles_cached_hidden_states():
 
 def test_mixed_precision_model_copies_to_float32(tiny, tiny_bert_preset):
   from tfft import config as config_lib
-  from tfft import tasks
+  from tfft.tasks import registry as tasks
 
   spec, _, model32, _, features, _ = tiny
   config = config_lib.Config(model=config_lib.ModelConfig(backbone=str(tiny_bert_preset), sequence_length=SEQ,
                                                           pooling="mean"),
                              train=config_lib.TrainConfig(mixed_precision="mixed_bfloat16"))
-  task, strategy = tasks.TextClassifier(config), tf.distribute.get_strategy()
+  task, strategy = tasks.build_task(config), tf.distribute.get_strategy()
   try:
     mixed = task.build_model(3, strategy).model
     assert mixed.get_layer(heads.BACKBONE).backbone.compute_dtype == "bfloat16"
@@ -209,18 +209,18 @@ def test_auto_padding_picks_dynamic_only_where_the_cut_pays(lengths, precision, 
 
 def test_text_task_resolves_auto_padding_from_its_training_texts(tiny_bert_preset):
   from tfft import config as config_lib
-  from tfft import tasks
+  from tfft.tasks import registry as tasks
   from tfft.data import text as text_data
 
   def resolved(texts):
     config = config_lib.Config(model=config_lib.ModelConfig(backbone=str(tiny_bert_preset), sequence_length=SEQ,
                                                             pooling="mean"),
                                train=config_lib.TrainConfig(batch_size=4, pad_to_multiple_of=8))
-    task = tasks.TextClassifier(config)
+    task = tasks.build_task(config)
     examples = text_data.Examples(texts, ["a"] * len(texts), [str(i) for i in range(len(texts))], "test")
     split = {"train": np.arange(len(texts)), "val": np.arange(0), "test": np.arange(0)}
-    from tfft.tasks import targets  # pylint: disable=g-import-not-at-top
-    prepared = task.prepare(examples, targets.Targets(("a",), np.zeros(len(texts), dtype=int), ()), split)
+    from tfft.tasks.api import Targets  # pylint: disable=g-import-not-at-top
+    prepared = task.prepare(examples, Targets(("a",), np.zeros(len(texts), dtype=int), ()), split)
     assert task.config == config  # the task resolves the padding into what it prepares, not into its config
     return prepared.padding
 

@@ -5,6 +5,7 @@ import types
 import numpy as np
 import pytest
 
+from tfft.tasks import registry
 from tfft.report import run_report, summary
 
 N = 200
@@ -31,7 +32,7 @@ def _metrics(y, model, baseline):
 def _summary(metrics):
   result = types.SimpleNamespace(split_sizes={"train": 10, "val": 5, "test": N}, skipped_files=0, phases=[],
                                  metrics=metrics, model_dir="runs/x", export_path="saved_models/x/1")
-  return summary.format_summary(result)
+  return summary.format_summary(result, registry.target(registry.DEFAULT_KIND))
 
 
 Y = np.random.default_rng(0).integers(0, 2, N)

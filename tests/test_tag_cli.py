@@ -91,8 +91,9 @@ def test_run_reports_entities_beside_the_crf(tag_run):
 
 def test_export_round_trip_matches_the_in_process_model(tag_run, tiny_bert_preset):
   from tfft.data import tag_pieces
-  from tfft.model import tagger, text_backbones
-  from tfft.tasks.tag_target import softmax
+  from tfft.tasks.tag import model as tagger
+  from tfft.model import text_backbones
+  from tfft.tasks.tag.target import softmax
 
   tmp, _ = tag_run
   proc = subprocess.run([sys.executable, "-c", _SERVE, str(tmp / "exports" / "tagger" / "1"), json.dumps(TEXTS)],

@@ -6,7 +6,7 @@ import pytest
 
 from tfft.data import tagging
 from tfft.errors import UserError
-from tfft.report import tag_metrics
+from tfft.tasks.tag import metrics as tag_metrics
 
 # Word pieces chosen so that "paulwalk" is two pieces and "newyorker" three.
 VOCAB = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "new", "york", "is", "big", ",", "!", "@", ".", "paul",

@@ -9,6 +9,9 @@ import textwrap
 import numpy as np
 import pytest
 
+from tfft.fit import scoring
+from tfft.tasks import registry
+
 from conftest import CLASS_WORDS, FILLER, image_flags, make_image, run_tfft, tiny_flags, write_image
 
 WORDS = sorted(CLASS_WORDS)
@@ -102,7 +105,8 @@ def _in_process_task(run_dir):
   """The run's task and its trained model, rebuilt in this process from flags.cfg and the final weights."""
   import tensorflow as tf
 
-  from tfft import rundir, tasks
+  from tfft import rundir
+  from tfft.tasks import registry as tasks
 
   run = rundir.load_run(str(run_dir))
   task = tasks.build_task(run.config)
@@ -149,7 +153,7 @@ def test_regression_run_reports_exports_scores_in_data_units(regress_run):
 
 
 def test_pairs_run_exports_two_string_inputs(pairs_run):
-  from tfft.data import pairs
+  from tfft.tasks.pairs import data as pairs
 
   tmp, proc = pairs_run
   run, export = tmp / "run", tmp / "exports" / "pairs" / "1"
@@ -202,7 +206,7 @@ def test_image_regression_run_matches_its_export(tmp_path):
   assert "pixels" in metrics["baseline"]["method"] and np.isfinite(metrics["rmse"])
   export = tmp_path / "exports" / "img" / "1"
   from tfft.serving import loaded
-  model = loaded.ExportedModel(export)
+  model = scoring.load(str(export))
   assert model.target == "regress"
   rows = model.predict([str(tmp_path / "00.png"), str(tmp_path / "05.png")])
   assert all(np.isfinite(row["score"]) for row in rows)
@@ -225,9 +229,9 @@ def test_regression_metrics_match_hand_computed_values():
 
 
 def test_regression_targets_standardise_on_train_and_stratify_on_quantiles():
-  from tfft.tasks import targets
+  from tfft.tasks.regress.target import RegressTarget
 
-  t = targets.RegressTarget()
+  t = RegressTarget()
   encoded = t.encode([str(v) for v in range(10)], where="--dataset=x")
   assert sorted(set(encoded.strata)) == ["q0", "q1", "q2"]  # 10 values: at most 10 // 3 bins
   fitted = t.fit(encoded, np.array([0, 1, 2, 3]))
@@ -238,7 +242,7 @@ def test_regression_targets_standardise_on_train_and_stratify_on_quantiles():
 
 
 def test_bbc_pairs_keep_each_article_in_one_split():
-  from tfft.data import pairs
+  from tfft.tasks.pairs import data as pairs
 
   texts = [f"Headline {i}\n\nBody of article {i}." for i in range(6)]
   made, labels, ids, groups = pairs.bbc_pairs(texts, ["a", "a", "a", "b", "b", "b"], [f"{i}.txt" for i in range(6)])

@@ -30,9 +30,10 @@ def test_f1_and_precision_thresholds_on_a_constructed_validation_split():
 _SERVE = """
 import json, sys
 import numpy as np
-from tfft.serving import loaded, scoring
+from tfft.fit import scoring
+from tfft.serving import loaded
 export = sys.argv[1]
-model = loaded.ExportedModel(__import__("pathlib").Path(export))
+model = scoring.load(export)
 meta = loaded.read_meta(model.path)
 texts = [line for line in open(sys.argv[2]).read().splitlines() if line]
 out = model.outputs(loaded.as_bytes("text", texts))

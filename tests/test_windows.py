@@ -84,13 +84,13 @@ def test_window_arrays_batch_like_one_call(tiny):
 
 def test_train_windows_make_each_window_an_example_of_its_texts_split(tiny_bert_preset):
   from tfft import config as config_lib
-  from tfft import tasks
+  from tfft.tasks import registry as tasks
   from tfft.data import text as text_data
 
   config = config_lib.Config(model=config_lib.ModelConfig(backbone=str(tiny_bert_preset), sequence_length=8,
                                                           train_windows=2, pooling="mean"),
                              train=config_lib.TrainConfig(batch_size=2))
-  task = tasks.TextClassifier(config)
+  task = tasks.build_task(config)
   texts = TEXTS + ["red blue", "one two three four five six seven eight nine"]
   examples = text_data.Examples(texts, ["a", "b", "c", "a", "b"], [str(i) for i in range(5)], "test")
   labels = np.array([0, 1, 2, 0, 1])

@@ -39,7 +39,7 @@ _API = {
     "UserError": ("tfft.errors", "UserError"),
     "RunFailed": ("tfft.errors", "RunFailed"),
     "RunResult": ("tfft.fit.job", "RunResult"),
-    "load": ("tfft.serving.loaded", "load"),
+    "load": ("tfft.fit.scoring", "load"),
     "ExportedModel": ("tfft.serving.loaded", "ExportedModel"),
     "load_text_backbone": ("tfft.model.text_backbones", "load_text_backbone"),
     "build_text_classifier": ("tfft.model.heads", "build_text_classifier"),
@@ -67,9 +67,9 @@ def train(config, *, strategy=None):
     UserError: for a bad value, path, file or label (the message names it and the fix).
     RunFailed: when the loss diverges, the quality gate is unmet or the export disagrees with the model.
   """
-  from tfft import config_checks  # pylint: disable=g-import-not-at-top
   from tfft.fit import job  # pylint: disable=g-import-not-at-top
-  return job.run(config_checks.validate(config), strategy=strategy)
+  from tfft.tasks import registry  # pylint: disable=g-import-not-at-top
+  return job.run(registry.validate(config), strategy=strategy)
 
 
 run_train_job = train  # what tfft.train calls once the tfft.train command module has been imported over it

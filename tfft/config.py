@@ -15,26 +15,8 @@ MONITORS = ("auto", "val_accuracy", "val_loss")
 PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
 PADDINGS = ("auto", "fixed", "dynamic", "bucket")
 BASELINES = ("auto", "none")
-# Every scalar the report holds, so --min_metric can gate on any of them. All lie in [0, 1]. top_k needs more than k
-# classes; roc_auc and pr_auc are reported for binary tasks only.
-TOP_K = (2, 3, 5)
-GATE_METRICS = (("accuracy",) + tuple(f"top_{k}_accuracy" for k in TOP_K)
-                + tuple(f"{a}_{m}" for a in ("micro", "macro", "weighted") for m in ("precision", "recall", "f1"))
-                + ("roc_auc", "pr_auc"))
-# Scalars a regression report holds that --min_metric can gate on (higher is better; R2 may be negative).
-REGRESSION_GATE_METRICS = ("r2", "pearson", "spearman")
-# Scalars the multi-label and tagging reports hold that --min_metric can gate on (higher is better, in [0, 1]).
-MULTILABEL_GATE_METRICS = ("micro_f1", "macro_f1", "samples_f1", "subset_accuracy", "mean_average_precision")
-TAG_GATE_METRICS = ("entity_f1", "entity_precision", "entity_recall", "macro_entity_f1", "token_accuracy")
-TAG_SCHEMES = ("bio", "iob1")
-# Scalars a generation report holds that --min_metric can gate on: ROUGE F1 on the test split, in [0, 1].
-GENERATE_GATE_METRICS = ("rouge1", "rouge2", "rougeL")
-# --task=generate trains LoRA adapters of this rank unless the run sets --lora_rank (tfft.flags fills it in).
-GENERATE_LORA_RANK = 8
-# Training losses: auto (crossentropy for classification, mse for regression), each task its own.
+# Training losses: auto (crossentropy for classification, mse for regression); each kind lists the ones it takes.
 LOSSES = ("auto", "crossentropy", "focal", "mse", "huber")
-CLASSIFICATION_LOSSES = ("auto", "crossentropy", "focal")
-REGRESSION_LOSSES = ("auto", "mse", "huber")
 BN_POLICIES = ("frozen", "train")
 ON_BAD_FILE = ("skip", "fail")
 DEDUPES = ("split", "drop", "off")
@@ -53,18 +35,8 @@ _IMAGE_KINDS = ("imagedir", "tfds", "digits", "fashion_mnist")
 # Which runs an option applies to: a value other than its default on a run of the other modality is an error.
 ALL, TEXT, IMAGE = "all", "text", "image"
 
-# --task: what the model predicts -> the dataset modalities it applies to. The classes that implement each are
-# registered in tfft.tasks.TASKS; this table is here so that validation needs no TensorFlow.
-TASKS = {"classify": (TEXT, IMAGE), "pairs": (TEXT,), "regress": (TEXT, IMAGE), "multilabel": (TEXT, IMAGE),
-         "tag": (TEXT,), "generate": (TEXT,)}
-# The built-in datasets made for one task (their labels are numbers, or their examples pairs of texts).
-DATASET_TASKS = {"bbc_pairs": "pairs", "vader_tweets": "regress", "vader_amazon": "regress", "vader_nyt": "regress",
-                 "vader_movies": "regress", "wnut16": "tag", "conll": "tag",
-                 "wnut16_types": "multilabel", "bbc_headlines": "generate"}
-
-
 def option(default, help: str, *, choices: Sequence[str] = (), applies: str = ALL, resume: bool = False,  # pylint: disable=redefined-builtin
-           item=None, parse: Optional[Callable[[str], object]] = None, tasks: Sequence[str] = ()):
+           item=None, parse: Optional[Callable[[str], object]] = None, kind_only: bool = False):
   """Declares one option: a dataclass field whose metadata makes its flag, flagfile line and checks.
 
   Declaring the field is all a new option needs: tfft.flags defines the absl flag from it (type from the default,
@@ -79,11 +51,12 @@ def option(default, help: str, *, choices: Sequence[str] = (), applies: str = AL
     item: the type of a list option's items (default str).
     parse: for a structured value (--freeze, --min_metric): turns the flag's text into the value; str() gives
       the text back.
-    tasks: the --task values that read it (empty: every task); another value on another task is an error.
+    kind_only: only the kinds of task whose spec lists it read it (tfft.tasks.registry); a value other than its
+      default on another kind is an error.
   """
   return dataclasses.field(default=default, metadata={
       "help": help, "choices": tuple(choices), "applies": applies, "resume": resume, "item": item or str,
-      "parse": parse, "tasks": tuple(tasks)})
+      "parse": parse, "kind_only": kind_only})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -129,9 +102,10 @@ def parse_freeze(value: str) -> Freeze:
 
 def parse_min_metric(values) -> Gates:
   """Parses `--min_metric` items of the form NAME:VALUE, e.g. macro_f1:0.9 (a list, or one comma-separated string).
+  Which names a run may gate on is its kind's (validation checks them).
 
   Raises:
-    UserError: naming --min_metric for an unknown metric, a malformed item or a value outside [0, 1].
+    UserError: naming --min_metric for a malformed item or a value outside [0, 1].
   """
   if isinstance(values, str):
     values = [v for v in values.split(",") if v.strip()]
@@ -140,10 +114,6 @@ def parse_min_metric(values) -> Gates:
     name, sep, value = item.strip().partition(":")
     if not sep:
       raise UserError(f"--min_metric={item!r}: write NAME:VALUE, e.g. macro_f1:0.9")
-    known = tuple(dict.fromkeys(GATE_METRICS + REGRESSION_GATE_METRICS + MULTILABEL_GATE_METRICS + TAG_GATE_METRICS
-                                + GENERATE_GATE_METRICS))
-    if name not in known:
-      raise UserError(f"--min_metric={item!r}: unknown metric {name!r}; use one of {', '.join(known)}")
     try:
       threshold = float(value)
     except ValueError:
@@ -168,37 +138,37 @@ class DataConfig:
   task: str = option(
       "classify", "What the model predicts: classify (one class per example), pairs (one class per pair of texts), "
       "regress (a number per example), multilabel (a set of labels per example), tag (a BIO tag per word), "
-      "generate (a decoder writes a response to each prompt). See docs/tasks.md.", choices=tuple(TASKS), resume=True)
+      "generate (a decoder writes a response to each prompt). See docs/tasks.md.", resume=True)
   text_column: str = option("text", "csv/tsv/jsonl: the column holding the text (--task=pairs: A,B, the two "
                             "columns holding the texts of each pair).", resume=True)
   pair_columns: Tuple[str, ...] = option(
       (), "--task=pairs, csv/tsv/jsonl: the two columns holding the texts of each pair, A,B (or give them as "
-      "--text_column=A,B).", resume=True, tasks=("pairs",))
+      "--text_column=A,B).", resume=True, kind_only=True)
   label_column: str = option("label", "csv/tsv/jsonl: the column holding the label (--task=multilabel: the labels, "
                              "separated by --label_separator).", resume=True)
   label_separator: str = option("|", "--task=multilabel: what separates an example's labels in --label_column.",
-                                resume=True, tasks=("multilabel",))
+                                resume=True, kind_only=True)
   label_columns: Tuple[str, ...] = option(
       (), "--task=multilabel, csv/tsv/jsonl of texts: one 0/1 column per label, e.g. sport,politics (instead of "
-      "--label_column).", resume=True, tasks=("multilabel",))
+      "--label_column).", resume=True, kind_only=True)
   tag_scheme: str = option("bio", "--task=tag: the tags' scheme: bio (IOB2: every entity starts with B-) or iob1 "
-                           "(I- may start one; read and rewritten as BIO).", choices=TAG_SCHEMES, resume=True,
-                           tasks=("tag",))
+                           "(I- may start one; read and rewritten as BIO).", choices=("bio", "iob1"), resume=True,
+                           kind_only=True)
   prompt_column: str = option("prompt", "--task=generate, csv/tsv/jsonl: the column holding the prompt.",
-                               resume=True, tasks=("generate",))
+                               resume=True, kind_only=True)
   response_column: str = option("response", "--task=generate, csv/tsv/jsonl: the column holding the response the "
-                                "model learns to write.", resume=True, tasks=("generate",))
+                                "model learns to write.", resume=True, kind_only=True)
   val_fraction: float = option(0.1, "Fraction of each class held out for validation.", resume=True)
   test_fraction: float = option(0.2, "Fraction of each class held out for the test.", resume=True)
   examples_per_class: int = option(0, "Keep at most this many examples per class before splitting (0 keeps all).",
-                                   resume=True, tasks=("classify", "pairs"))
+                                   resume=True, kind_only=True)
   max_examples: int = option(0, "Keep only the first N examples, in the source's order, before splitting (0 keeps "
                              "all): a quick run on a subset.", resume=True)
   train_examples_per_class: int = option(
       0, "Few-shot: after splitting, train on the first N training examples of each class; val and test keep "
-      "their full size (0 trains on the whole train split).", resume=True, tasks=("classify", "pairs"))
+      "their full size (0 trains on the whole train split).", resume=True, kind_only=True)
   classes: Tuple[str, ...] = option((), "Keep only these classes, e.g. 0,1,2,3,4 (empty keeps every class).",
-                                    resume=True, tasks=("classify", "pairs"))
+                                    resume=True, kind_only=True)
   dedupe: str = option(
       "split", "Texts that are equal, exactly or after collapsing whitespace and case: split keeps each group of "
       "them in one split (that of its first example), drop keeps only the first of each group, off splits them as "
@@ -238,7 +208,7 @@ class ModelConfig:
       resume=True)
   max_new_tokens: int = option(32, "--task=generate: the most tokens the model writes per prompt (greedy, in the "
                                "report and the export); the export cuts each templated prompt to --sequence_length "
-                               "minus this.", applies=TEXT, tasks=("generate",))
+                               "minus this.", applies=TEXT, kind_only=True)
   dropout: float = option(0.1, "Dropout before each head layer.")
   l1: float = option(0.0, "L1 regularisation on the head kernels.")
   l2: float = option(0.0, "L2 regularisation on the head kernels.")
@@ -305,18 +275,18 @@ class TrainConfig:
   lr_decay_rate: float = option(0.5, "exponential: LR factor per epoch.")
   lr_alpha: float = option(0.0, "cosine, cosine_restarts, linear: final LR as a fraction of peak.")
   lr_restart_epochs: int = option(1, "cosine_restarts: epochs in the first cycle.")
-  label_smoothing: float = option(0.0, "Label smoothing for the cross-entropy.", tasks=("classify", "pairs"))
+  label_smoothing: float = option(0.0, "Label smoothing for the cross-entropy.", kind_only=True)
   loss: str = option(
       "auto", "Training loss. classify, pairs: crossentropy, or focal (Keras' CategoricalFocalCrossentropy, which "
       "down-weights examples the model already gets right; see --focal_gamma). regress: mse, or huber (delta 1, on "
       "the standardised target). auto: crossentropy, or mse for regress.", choices=LOSSES,
-      tasks=("classify", "pairs", "regress"))
+      kind_only=True)
   focal_gamma: float = option(2.0, "--loss=focal: the focusing exponent (0 is plain cross-entropy).",
-                              tasks=("classify", "pairs"))
+                              kind_only=True)
   class_weight: str = option(
       "none", "Weight of each class in the loss: none, balanced (n / (classes * n_class) over the training "
       "examples, as scikit-learn) or a path to a JSON file {\"class name\": weight, ...} (classes left out "
-      "weigh 1).", resume=True, tasks=("classify", "pairs"))
+      "weigh 1).", resume=True, kind_only=True)
   lora_rank: int = option(
       0, "Phase 2 trains low-rank adapters (Keras' LoRA) of this rank instead of the backbone's weights; the "
       "head trains fully. The export merges them into the base weights. 0: off.", applies=TEXT, resume=True)
@@ -390,14 +360,14 @@ class ReportConfig:
   calibrate: str = option(
       "temperature", "temperature: fit one temperature on the validation logits (lowest NLL) and divide the "
       "export's logits by it, so served probabilities are calibrated (argmax unchanged); none: raw softmax.",
-      choices=CALIBRATIONS, tasks=("classify", "pairs"))
+      choices=CALIBRATIONS, kind_only=True)
   threshold: str = option(
       "argmax", "Two classes: when the positive class is predicted. argmax: the likelier class; a probability T in "
       "(0, 1): p(positive) >= T; f1: the threshold of highest F1 of the positive class on the validation split; "
       "precision@R: the lowest threshold reaching precision R on validation. Chosen on the (calibrated) validation "
-      "probabilities; the export's class_id and class_name use it.", tasks=("classify", "pairs"))
+      "probabilities; the export's class_id and class_name use it.", kind_only=True)
   positive_class: str = option(
-      "", "--threshold: the positive class (empty: the second class in labels.txt).", tasks=("classify", "pairs"))
+      "", "--threshold: the positive class (empty: the second class in labels.txt).", kind_only=True)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -474,7 +444,8 @@ def to_flagfile(config: "Config") -> str:
 
 
 def from_flag_lines(lines: Sequence[str], *, where: str) -> "Config":
-  """Reads `--name=value` lines (a run's flags.cfg) into a validated Config, without absl.
+  """Reads `--name=value` lines (a run's flags.cfg) into a Config, without absl (tfft.tasks.registry.validate
+  checks it).
 
   Options not named keep their defaults. `--name` and `--noname` are read as absl reads boolean flags.
 
@@ -496,10 +467,9 @@ def from_flag_lines(lines: Sequence[str], *, where: str) -> "Config":
       raise UserError(f"{where}: --{name} is not a tfft.train option; was it written by another version of tfft?")
     section, field = fields[name]
     values[section][name] = option_value(field, text)
-  from tfft.config_checks import validate  # pylint: disable=g-import-not-at-top
   defaults = Config()
-  return validate(Config(**{section: dataclasses.replace(getattr(defaults, section), **values[section])
-                            for section in SECTIONS}))
+  return Config(**{section: dataclasses.replace(getattr(defaults, section), **values[section])
+                   for section in SECTIONS})
 
 
 def resume_options() -> Tuple[str, ...]:
@@ -519,13 +489,6 @@ def split_dataset_spec(dataset: str) -> Tuple[str, Optional[str]]:
       f"--dataset={dataset!r} is not a dataset: use one of {', '.join(_BUILTIN_DATASETS)}, "
       "textdir:PATH (one subfolder per class), imagedir:PATH (one subfolder of images per class), tfds:NAME, "
       "csv:PATH (.csv, .tsv or .jsonl) or conll:PATH (a word and its tag per line, --task=tag)")
-
-
-def pair_columns(data: DataConfig) -> Tuple[str, ...]:
-  """--task=pairs: the two columns holding a pair's texts, from --pair_columns or --text_column=A,B."""
-  if data.pair_columns:
-    return tuple(data.pair_columns)
-  return tuple(c.strip() for c in data.text_column.split(",")) if "," in data.text_column else ()
 
 
 def modality(data: DataConfig) -> str:

@@ -1,4 +1,5 @@
-"""Validation of a Config: every value and combination, checked before anything heavy runs.
+"""Validation of a Config: every value and combination that holds whatever the kind of task, checked before anything
+heavy runs (a kind's own rules are its spec's; tfft.tasks.registry.validate runs both).
 
 Each failure is a UserError naming the flag, the value it got and what it accepts. No absl, no TensorFlow.
 """
@@ -7,10 +8,9 @@ import dataclasses
 import math
 import pathlib
 import re
-from typing import Tuple
+from typing import Sequence, Tuple
 
-from tfft.config import (ALL, BACKBONE_WEIGHTS_HELP, CLASSIFICATION_LOSSES, DATASET_TASKS, IMAGE, REGRESSION_LOSSES,
-                         TASKS, TEXT, Config, modality, options, pair_columns, split_dataset_spec)
+from tfft.config import ALL, BACKBONE_WEIGHTS_HELP, IMAGE, TEXT, Config, modality, options, split_dataset_spec
 from tfft.errors import UserError
 from tfft.model import decoder_backbones, keras_file
 
@@ -27,88 +27,6 @@ def check_min_metric(gates: Tuple[Tuple[str, float], ...], num_classes: int):
                       f"has {num_classes} classes; gate on macro_f1 or another metric")
 
 
-def _check_task(config: Config, kind: str):
-  """--task against the dataset, the options only some tasks read, and the monitor its target reports."""
-  from tfft.tasks import targets  # pylint: disable=g-import-not-at-top  (numpy only)
-  d, m, t = config.data, config.model, config.train
-  if kind not in TASKS[d.task]:
-    _fail("task", d.task, f"applies to {' and '.join(TASKS[d.task])} datasets only, and --dataset={d.dataset} holds "
-          f"{'images' if kind == IMAGE else 'texts'}")
-  made_for = DATASET_TASKS.get(split_dataset_spec(d.dataset)[0], "classify" if d.dataset in (
-      "bbc_news", "rotten_tomatoes", "digits", "fashion_mnist") else None)
-  if made_for and made_for != d.task:
-    _fail("task", d.task, f"--dataset={d.dataset} is a --task={made_for} dataset; pass --task={made_for} or "
-          "another dataset")
-  for section, field in options():
-    tasks = field.metadata["tasks"]
-    value = getattr(getattr(config, section), field.name)
-    if tasks and d.task not in tasks and value != field.default:
-      _fail(field.name, value, f"applies to --task={' or --task='.join(tasks)} only; drop it for --task={d.task}")
-  task_losses = REGRESSION_LOSSES if d.task == "regress" else CLASSIFICATION_LOSSES
-  if t.loss not in task_losses:
-    _fail("loss", t.loss, f"--task={d.task} trains with {' or '.join(task_losses[1:])} (auto: {task_losses[1]})")
-  monitors = targets.for_task(d.task).monitors
-  if t.monitor != "auto" and t.monitor not in monitors:
-    _fail("monitor", t.monitor, f"--task={d.task} reports {', '.join(monitors)} on validation; use one of them or "
-          "auto")
-  if d.task == "pairs":
-    if decoder_backbones.is_decoder(m.backbone):
-      _fail("backbone", m.backbone, "--task=pairs packs two segments as an encoder does; decoder backbones classify "
-            "one text (--task=classify or regress): use an encoder for pairs")
-    columns = pair_columns(d)
-    if split_dataset_spec(d.dataset)[0] == "csv" and len(columns) != 2:
-      _fail("pair_columns" if d.pair_columns else "text_column", ",".join(d.pair_columns) or d.text_column,
-            "--task=pairs reads two text columns: give them as --pair_columns=A,B or --text_column=A,B")
-    if d.pair_columns and "," in d.text_column:
-      _fail("text_column", d.text_column, "give the pair's columns once, as --pair_columns=A,B or --text_column=A,B")
-    if any(not c or c != c.strip() for c in columns):
-      _fail("pair_columns", ",".join(columns), "must name two columns, without surrounding spaces")
-    for flag, value in (("eval_windows", m.eval_windows), ("train_windows", m.train_windows)):
-      if value != 1:
-        _fail(flag, value, "--task=pairs reads the first --sequence_length tokens of each pair, shared fairly "
-              "between its two texts; drop it")
-  elif "," in d.text_column:
-    _fail("text_column", d.text_column, "names one column; two columns (A,B) are for --task=pairs")
-  if d.task == "generate":
-    _check_generate(config)
-
-
-def _check_generate(config: Config):
-  """--task=generate: a decoder, a prompt/response source, and none of the options of a classifier's head."""
-  d, m, t = config.data, config.model, config.train
-  if not decoder_backbones.is_decoder(m.backbone):
-    _fail("backbone", m.backbone, "--task=generate trains a causal decoder to write responses; an encoder cannot "
-          "generate: use --backbone=smollm2-135m or gguf:PATH")
-  if split_dataset_spec(d.dataset)[0] not in ("bbc_headlines", "csv"):
-    _fail("dataset", d.dataset, "--task=generate reads prompt/response pairs: bbc_headlines (built in) or csv:PATH "
-          "(.csv, .tsv, .jsonl) with --prompt_column and --response_column")
-  for flag, column in (("prompt_column", d.prompt_column), ("response_column", d.response_column)):
-    if not column or column != column.strip():
-      _fail(flag, column, "must name a column, without surrounding spaces (headers are matched stripped)")
-  if d.prompt_column == d.response_column:
-    _fail("response_column", d.response_column, "must differ from --prompt_column")
-  drop = "drop it"
-  unread = (("pooling", m.pooling, "auto", "a causal LM predicts every next token and pools nothing", drop),
-            ("head_units", m.head_units, (), "a causal LM has no new head (its output layer is the decoder's own)",
-             drop),
-            ("eval_windows", m.eval_windows, 1, "a prompt is read once, cut to fit --sequence_length", drop),
-            ("train_windows", m.train_windows, 1, "a prompt is read once, cut to fit --sequence_length", drop),
-            ("head_epochs", t.head_epochs, 0, "a causal LM has no new head to train first",
-             "set --head_epochs=0 (the command line's default for --task=generate) and train with --epochs"),
-            ("cache_features", t.cache_features, False, "there are no frozen pooled features to cache",
-             "set --cache_features=false (the command line's default for --task=generate)"),
-            ("loss", t.loss, "auto", "the loss is the next-token cross-entropy on the response tokens", drop),
-            ("class_weight", t.class_weight, "none", "a response has no class", drop),
-            ("unfreeze", t.unfreeze, "none", "use LoRA (the default) or --lora_rank=0 with --freeze", drop))
-  for flag, value, default, why, fix in unread:
-    if value != default:
-      _fail(flag, ",".join(map(str, value)) if isinstance(value, tuple) else value,
-            f"does not apply to --task=generate: {why}; {fix}")
-  if not 1 <= m.max_new_tokens <= m.sequence_length // 2:
-    _fail("max_new_tokens", m.max_new_tokens, f"must be in [1, {m.sequence_length // 2}] (half of "
-          "--sequence_length: the rest holds the templated prompt)")
-
-
 def _fail(flag: str, value, fix: str):
   raise UserError(f"--{flag}={value!r}: {fix}")
 
@@ -118,8 +36,12 @@ def _check_choice(flag, value, choices):
     _fail(flag, value, f"must be one of {', '.join(choices)}")
 
 
-def validate(config: Config) -> Config:
-  """Checks every value and combination before anything heavy runs.
+def validate(config: Config, *, gate_names: Sequence[str]) -> Config:
+  """Checks every value and combination that holds whatever the kind, before anything heavy runs.
+
+  Args:
+    config: the run's config.
+    gate_names: every metric --min_metric may name (the kinds' gates).
 
   Returns:
     The same config, so calls can chain.
@@ -212,8 +134,6 @@ def validate(config: Config) -> Config:
       _fail(field.name, value, f"applies to {applies} datasets only ({sources}); drop it for "
             f"{'images' if kind == IMAGE else 'text'}")
 
-  _check_task(config, kind)
-
   if t.batch_size <= 0:
     _fail("batch_size", t.batch_size, "must be a positive integer (it is the global batch)")
   for flag, value in (("head_epochs", t.head_epochs), ("epochs", t.epochs)):
@@ -303,10 +223,9 @@ def validate(config: Config) -> Config:
           "must be FIRST,LAST with 1 <= FIRST <= LAST, e.g. 3,5 (leave the first batches out: they trace the graph)")
 
   rep = config.report
-  from tfft.report import threshold as threshold_lib  # pylint: disable=g-import-not-at-top  (numpy only)
-  threshold_lib.parse_rule(rep.threshold)
-  if rep.positive_class and rep.threshold == threshold_lib.ARGMAX:
-    _fail("positive_class", rep.positive_class, "acts only with --threshold (a probability, f1 or precision@R)")
+  for name, threshold in rep.min_metric:
+    if name not in gate_names:
+      _fail("min_metric", f"{name}:{threshold:g}", f"unknown metric {name!r}; use one of {', '.join(gate_names)}")
 
   if not r.model_dir:
     _fail("model_dir", r.model_dir, "must name the run directory")

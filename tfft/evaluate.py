@@ -8,6 +8,7 @@ from tfft import config as config_lib
 from tfft import flags as tfft_flags
 from tfft.config import DataConfig
 from tfft.errors import UserError
+from tfft.tasks import registry
 
 PROG = "tfft.evaluate"
 FLAGS = tfft_flags.FLAGS
@@ -25,12 +26,13 @@ def main(argv):
       given = {field.name: config_lib.option_value(field, FLAGS[field.name].value)
                for section, field in config_lib.options() if section == "data" and field.name in DATA_FLAGS}
       data = DataConfig(dataset=FLAGS.dataset, **given)
-    from tfft.serving import loaded, scoring  # pylint: disable=g-import-not-at-top
-    from tfft.tasks import targets  # pylint: disable=g-import-not-at-top
+    from tfft.fit import scoring  # pylint: disable=g-import-not-at-top  (TensorFlow: after the flags are checked)
+    from tfft.serving import loaded  # pylint: disable=g-import-not-at-top
     result, report_dir = scoring.evaluate_export(FLAGS.model, model_dir=tfft_flags.given("model_dir"), data=data,
                                                  split=FLAGS.split, report_dir=FLAGS.report_dir,
                                                  batch_size=FLAGS.batch_size)
-    target = targets.for_task(loaded.read_meta(pathlib.Path(result["model"])).get("target", "classify"))
+    export = pathlib.Path(result["model"])
+    target = registry.target(scoring.kind_of(loaded.read_meta(export), export))
     return "\n".join([f"{result['model']} on {result['split']} of {result['dataset']} ({result['num_examples']} "
                       "examples)", *target.table(result), f"report:   {report_dir}"])
 

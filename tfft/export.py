@@ -17,15 +17,15 @@ def main(argv):
       raise UserError("pass --model_dir=RUN_DIR to re-export a run, and/or --models_config=BASE_DIR")
     lines = []
     if FLAGS["model_dir"].present:
-      from tfft.serving import publish  # pylint: disable=g-import-not-at-top
+      from tfft.fit import publish  # pylint: disable=g-import-not-at-top
       given = tfft_flags.given
       from tfft import rundir  # pylint: disable=g-import-not-at-top
-      from tfft.tasks import targets  # pylint: disable=g-import-not-at-top
+      from tfft.tasks import registry  # pylint: disable=g-import-not-at-top
       path, metrics = publish.reexport(FLAGS.model_dir, export_dir=given("export_dir"), name=given("name"),
                                        warmup=given("warmup"))
       task = rundir.load_run(FLAGS.model_dir).config.data.task
       # The task's own test line (accuracy, RMSE, entity F1, ROUGE…) and its parity line.
-      lines += [line for line in targets.for_task(task).summary_lines(metrics)
+      lines += [line for line in registry.target(task).summary_lines(metrics)
                 if line.startswith(("test:", "parity"))]
       lines.append(f"export:   {path}  (serving_default checked against the model)")
     if FLAGS.models_config:

@@ -11,20 +11,22 @@ from typing import Callable, Sequence
 from absl import flags
 
 from tfft import config as config_lib
-from tfft import config_checks
 from tfft import startup
 from tfft.errors import Preempted, RunFailed, UserError
+from tfft.tasks import registry
 
 FLAGS = flags.FLAGS
 
 
 def _define_option(field):
-  """Defines the absl flag of one tfft.config option: its type follows the default, choices make an enum."""
+  """Defines the absl flag of one tfft.config option: its type follows the default, choices make an enum (--task's
+  are the registry's kinds)."""
   meta, default, name = field.metadata, field.default, field.name
+  choices = tuple(registry.KINDS) if name == "task" else meta["choices"]
   if meta["parse"] is not None:
     flags.DEFINE_string(name, str(default), meta["help"])
-  elif meta["choices"]:
-    flags.DEFINE_enum(name, default, meta["choices"], meta["help"])
+  elif choices:
+    flags.DEFINE_enum(name, default, choices, meta["help"])
   elif isinstance(default, bool):
     flags.DEFINE_bool(name, default, meta["help"])
   elif isinstance(default, int):
@@ -98,14 +100,10 @@ def config_from_flags(flag_values=FLAGS) -> config_lib.Config:
   sections = {section: {} for section in config_lib.SECTIONS}
   for section, field in config_lib.options():
     sections[section][field.name] = config_lib.option_value(field, flag_values[field.name].value)
-  if sections["data"]["task"] == "generate":  # a causal LM has no new head: its one phase is --epochs
-    defaults = (("head_epochs", 0), ("cache_features", False), ("lora_rank", config_lib.GENERATE_LORA_RANK))
-    for name, value in defaults:
-      if not flag_values[name].present:
-        sections["train"][name] = value
   config = config_lib.Config(**{section: type(getattr(config_lib.Config(), section))(**values)
                                 for section, values in sections.items()})
-  return config_checks.validate(config)
+  config = registry.with_defaults(config, lambda name: flag_values[name].present)  # the kind's own defaults
+  return registry.validate(config)
 
 
 def given(name: str, flag_values=FLAGS):

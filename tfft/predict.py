@@ -16,13 +16,14 @@ def main(argv):
       raise UserError("--model is required: an export dir (EXPORT_DIR/NAME/VERSION) or a run dir")
     if FLAGS.top_k < 1:
       raise UserError(f"--top_k={FLAGS.top_k}: must be >= 1")
-    from tfft.serving import scoring  # pylint: disable=g-import-not-at-top
+    from tfft.fit import scoring  # pylint: disable=g-import-not-at-top
     values = scoring.read_inputs(argv[1:], input_file=FLAGS.input_file)
     rows = scoring.predict_export(FLAGS.model, values, top_k=FLAGS.top_k)
     if FLAGS.format == "json":
       return scoring.format_json(rows)
     from tfft.serving import loaded  # pylint: disable=g-import-not-at-top
-    return scoring.format_table(rows, target=loaded.read_meta(loaded.locate(FLAGS.model)[0]).get("target", "classify"))
+    export = loaded.locate(FLAGS.model)[0]
+    return scoring.format_table(rows, target=scoring.kind_of(loaded.read_meta(export), export))
 
   tfft_flags.run_command(PROG, argv, body, takes_arguments=True)
 

@@ -25,9 +25,11 @@ sys.modules[__name__].__class__ = _Command
 def main(argv):
   def body():
     config = tfft_flags.config_from_flags()
-    from tfft.fit import job  # pylint: disable=g-import-not-at-top
+    from tfft.fit import job  # pylint: disable=g-import-not-at-top  (TensorFlow: after the flags are checked)
     from tfft.report import summary  # pylint: disable=g-import-not-at-top
-    return summary.format_summary(job.run(config))
+    from tfft.tasks import registry  # pylint: disable=g-import-not-at-top
+    result = job.run(config)
+    return summary.format_summary(result, registry.target(result.task))
 
   tfft_flags.run_command(PROG, argv, body)
 

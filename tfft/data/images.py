@@ -231,8 +231,9 @@ def load_tfds(name: str, data: DataConfig) -> ImageExamples:
                        pixels=np.stack(images).astype(np.uint8))
 
 
-def load_examples(data: DataConfig) -> ImageExamples:
-  """Loads the images `--dataset` names, keeps --classes and --examples_per_class, checks there are 2+ classes.
+def load_examples(data: DataConfig, *, numeric_labels: bool = False) -> ImageExamples:
+  """Loads the images `--dataset` names, keeps --classes and --examples_per_class, checks there are 2+ classes
+  (with numeric_labels, images whose labels are numbers: no class check).
 
   Raises:
     UserError: for a bad source, a missing class, or fewer than two classes.
@@ -259,8 +260,8 @@ def load_examples(data: DataConfig) -> ImageExamples:
       if seen[label] <= data.examples_per_class:
         keep.append(i)
     examples = examples.take(keep)
-  if data.task == "regress":
-    return examples  # the labels are numbers; tfft.tasks.targets.RegressTarget reads them
+  if numeric_labels:
+    return examples  # the labels are numbers; the regression target reads them
   classes = sorted_class_names(examples.labels)
   if len(classes) < 2:
     raise UserError(f"--dataset={data.dataset}: found only class {classes[0]!r}; a classifier needs at least two "

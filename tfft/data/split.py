@@ -215,3 +215,38 @@ def label_indices(labels: Sequence[str], class_names: Sequence[str], *, where: s
     raise UserError(f"{where}: label(s) {', '.join(map(repr, unknown[:5]))}{' …' if len(unknown) > 5 else ''} are "
                     f"not in the model's labels.txt ({', '.join(class_names)}); use a dataset with the model's classes")
   return np.array([position[label] for label in labels], dtype=np.int64)
+
+
+def label_set_split(y: np.ndarray, *, val_fraction: float, test_fraction: float, seed: int,
+                     groups=None) -> Dict[str, np.ndarray]:
+  """Train/val/test by iterative stratification (Sechidis et al. 2011; the iterative-stratification package):
+  test is drawn first, then val from the rest, each keeping every label's share as close as the data allows.
+
+  With `groups` (a group id per example, e.g. tfft.data.dedupe.group_ids of the texts), the first example of each
+  group is split and every other member follows it into its split, so duplicates never straddle two splits.
+
+  Returns:
+    {"train", "val", "test"} -> sorted indices.
+
+  Raises:
+    UserError: when val or test would be empty.
+  """
+  from iterstrat.ml_stratifiers import MultilabelStratifiedShuffleSplit  # pylint: disable=g-import-not-at-top
+  if groups is not None:
+    groups = np.asarray(groups)
+    _, first = np.unique(groups, return_index=True)
+    first = np.sort(first)
+    parts = label_set_split(np.asarray(y)[first], val_fraction=val_fraction, test_fraction=test_fraction, seed=seed)
+    return {name: np.flatnonzero(np.isin(groups, groups[first[parts[name]]])) for name in SPLITS}
+  n = len(y)
+  for name, fraction in (("val", val_fraction), ("test", test_fraction)):
+    if int(round(n * fraction)) < 1:
+      raise UserError(f"--{name}_fraction={fraction:g} leaves no {name} example of {n}; raise it or add examples")
+  y = np.asarray(y).astype(int)
+  rest, test = next(MultilabelStratifiedShuffleSplit(n_splits=1, test_size=test_fraction, random_state=seed)
+                    .split(np.zeros(n), y))
+  share = val_fraction / (1.0 - test_fraction)
+  train, val = next(MultilabelStratifiedShuffleSplit(n_splits=1, test_size=share, random_state=seed + 1)
+                    .split(np.zeros(len(rest)), y[rest]))
+  parts = {"train": rest[train], "val": rest[val], "test": test}
+  return {name: np.sort(parts[name]) for name in SPLITS}

@@ -1,5 +1,5 @@
 """Text sources: the built-in BBC News and Rotten Tomatoes corpora, VADER's human-rated sentences (regression), a
-folder per class, and csv/tsv/jsonl files; pairs of texts are read by tfft.data.pairs."""
+folder per class, and csv/tsv/jsonl files; pairs of texts are read by tfft.tasks.pairs.data."""
 
 import bz2
 import csv
@@ -298,16 +298,13 @@ def _drop_duplicates(examples: Examples) -> Examples:
   return examples.take(keep, dropped_duplicates=dropped)
 
 
-def load_examples(data: DataConfig) -> Examples:
-  """Loads the examples `--dataset` names and checks they can train a classifier (with --task=pairs, the pairs
-  tfft.data.pairs reads; with --task=regress, texts with numeric labels).
+def load_examples(data: DataConfig, *, numeric_labels: bool = False) -> Examples:
+  """Loads the examples `--dataset` names and checks they can train a classifier (with numeric_labels, texts whose
+  labels are numbers, which the regression target reads).
 
   Raises:
     UserError: for a bad source, an empty text, or fewer than two classes.
   """
-  if data.task == "pairs":
-    from tfft.data import pairs  # pylint: disable=g-import-not-at-top
-    return pairs.load_examples(data)
   kind, path = split_dataset_spec(data.dataset)
   if kind in VADER_FILES:
     examples = load_vader(locate_vader(kind), data.dataset)
@@ -329,8 +326,8 @@ def load_examples(data: DataConfig) -> Examples:
     examples = examples.take(range(min(data.max_examples, len(examples))))
   if data.examples_per_class:
     examples = _cap_per_class(examples, data.examples_per_class)
-  if data.task == "regress":
-    return examples  # the labels are numbers; tfft.tasks.targets.RegressTarget reads them
+  if numeric_labels:
+    return examples  # the labels are numbers; the regression target reads them
   classes = sorted_class_names(examples.labels)
   if len(classes) < 2:
     found = f"only class {classes[0]!r}" if classes else "no examples"

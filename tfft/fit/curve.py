@@ -14,6 +14,7 @@ from tfft import rundir
 from tfft.config import Config
 from tfft.errors import UserError
 from tfft.report import significance
+from tfft.tasks import registry as tasks
 
 CURVE_CSV = "learning_curve.csv"
 CURVE_PNG = "learning_curve.png"
@@ -85,9 +86,10 @@ def run_curve(config: Config, curve_dir: str, *, sizes: Sequence[int], seeds: Se
   """
   from tfft.fit import job  # pylint: disable=g-import-not-at-top
 
-  if config.data.task not in ("classify", "pairs"):
+  drawn = tasks.kinds_reading("train_examples_per_class")  # the kinds whose training set is drawn per class
+  if config.data.task not in drawn:
     raise UserError(f"--task={config.data.task}: tfft.curve draws accuracy against training examples per class, "
-                    "for --task=classify or pairs; train points of other tasks with tfft.train --max_examples")
+                    f"for --task={' or '.join(drawn)}; train points of other tasks with tfft.train --max_examples")
 
   out = pathlib.Path(curve_dir).expanduser()
   rows = []

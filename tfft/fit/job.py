@@ -1,5 +1,5 @@
 """The train job, for every task: check the outputs, load and split the data, build the model, run the phases, then
-score, gate and publish the export (tfft.serving.publish)."""
+score, gate and publish the export (tfft.fit.publish)."""
 
 import contextlib
 import dataclasses
@@ -14,7 +14,8 @@ import numpy as np
 from absl import logging
 
 from tfft import config as config_lib
-from tfft import rundir, tasks
+from tfft import rundir
+from tfft.tasks import registry as tasks
 from tfft.config import Config
 from tfft.data import split as split_lib
 from tfft.rundir import PhaseResult, RunDir
@@ -31,7 +32,7 @@ class RunResult:
   export_path: str
   skipped_files: int = 0
   split_info: Dict = dataclasses.field(default_factory=dict)  # tfft.data.split.Split.info
-  task: str = "classify"  # --task: which target's summary lines the train summary prints
+  task: str = tasks.DEFAULT_KIND  # --task: which target's summary lines the train summary prints
   methods: List[str] = dataclasses.field(default_factory=list)  # the fine-tuning methods in use, one line each
 
 
@@ -98,15 +99,14 @@ def _train(config: Config, strategy, run_dir: RunDir, export_base: pathlib.Path,
   targets = task.encode(examples)
   task.target.check_gates(config.report.min_metric, targets)
   _check_threshold(config, targets.names)
-  own_split = getattr(task.target, "split", None)  # multi-label and tagging stratify their own way
-  splitter = (lambda groups: own_split(targets, config.data, seed=config.train.seed, groups=groups)) if own_split \
-      else None
+  splitter = ((lambda groups: task.target.split(targets, config.data, seed=config.train.seed, groups=groups))
+              if task.target.own_split else None)  # multi-label and tagging stratify their own way
   planned_split = split_lib.split_examples(examples, config.data, seed=config.train.seed, strata=targets.strata,
                                            splitter=splitter)
   split = planned_split.indices
   targets = task.target.fit(targets, split["train"])
   logging.info("%d examples (%s: %s) from %s; split %s", len(examples), config.data.task,
-               f"{targets.width} classes" if task.target.name == "classify" else ", ".join(targets.names),
+               task.target.log_line(targets),
                examples.source, {name: len(indices) for name, indices in split.items()})
 
   import keras  # pylint: disable=g-import-not-at-top
@@ -124,8 +124,8 @@ def _train(config: Config, strategy, run_dir: RunDir, export_base: pathlib.Path,
   for phase in phases:  # a bad --freeze fails now, not after phase 1
     freezing.apply_freeze(built.model, built.backbone, phase.freeze, blocks=built.blocks)
 
-  weights = (recipe.class_weights(t.class_weight, targets.values[split["train"]], targets.names)
-             if config.data.task in ("classify", "pairs") else None)
+  # --class_weight is a kind-only option: "none" on the kinds that do not read it.
+  weights = recipe.class_weights(t.class_weight, targets.values[split["train"]], targets.names)
 
   # Every check a user can fail has run: only now does the run write anything.
   rundir.create_model_dir(run_dir, config.run)
@@ -158,7 +158,7 @@ def _fit_and_publish(config: Config, strategy, run_dir: RunDir, export_base: pat
                      targets, planned_split, built, phases, methods, class_weight,
                      score_test: bool = True) -> RunResult:
   """The part of the job that writes into the run dir, under its lock."""
-  from tfft.serving import publish  # pylint: disable=g-import-not-at-top
+  from tfft.fit import publish  # pylint: disable=g-import-not-at-top
 
   split = planned_split.indices
   rundir.write_atomically(run_dir.flagfile, config_lib.to_flagfile(config))
@@ -190,7 +190,7 @@ def _fit_and_publish(config: Config, strategy, run_dir: RunDir, export_base: pat
     copy.model.set_weights(model.get_weights())  # mixed-precision variables are float32 already
     model = export_model = copy.model
   temperature = None
-  if config.report.calibrate == "temperature" and getattr(task.target, "calibrates", False):
+  if config.report.calibrate == "temperature" and task.target.calibrates:
     from tfft.report import calibration  # pylint: disable=g-import-not-at-top
     val = prepared.split["val"]
     temperature = calibration.fit_temperature(task.predict_logits(model, prepared, val),

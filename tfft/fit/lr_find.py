@@ -75,7 +75,7 @@ def run_lr_find(config: Config, out_dir: str, *, steps: int = 100, lr_min: float
     raise UserError("--epochs=0: the range test runs on phase 2 (fine-tuning); set --epochs above 0")
   out = pathlib.Path(out_dir).expanduser()
   _check_out_dir(out)
-  from tfft import tasks  # pylint: disable=g-import-not-at-top
+  from tfft.tasks import registry as tasks  # pylint: disable=g-import-not-at-top
   from tfft.data import split as split_lib  # pylint: disable=g-import-not-at-top
   from tfft.fit import callbacks, distribute, phases as phases_lib, recipe  # pylint: disable=g-import-not-at-top
   from tfft.model import freezing  # pylint: disable=g-import-not-at-top
@@ -87,8 +87,8 @@ def run_lr_find(config: Config, out_dir: str, *, steps: int = 100, lr_min: float
   task = tasks.build_task(config)
   examples = task.load_examples()
   targets = task.encode(examples)
-  own_split = getattr(task.target, "split", None)  # multi-label and tagging stratify their own way
-  splitter = (lambda groups: own_split(targets, config.data, seed=t.seed, groups=groups)) if own_split else None
+  splitter = ((lambda groups: task.target.split(targets, config.data, seed=t.seed, groups=groups))
+              if task.target.own_split else None)  # multi-label and tagging stratify their own way
   split = split_lib.split_examples(examples, config.data, seed=t.seed, strata=targets.strata,
                                    splitter=splitter).indices
   targets = task.target.fit(targets, split["train"])
@@ -101,8 +101,8 @@ def run_lr_find(config: Config, out_dir: str, *, steps: int = 100, lr_min: float
   plan = recipe.plan_phases(t, num_blocks=len(built.blocks) if built.blocks else None)
   for phase in plan:
     freezing.apply_freeze(built.model, built.backbone, phase.freeze, blocks=built.blocks)
-  weights = (recipe.class_weights(t.class_weight, targets.values[split["train"]], targets.names)
-             if config.data.task in ("classify", "pairs") else None)
+  # --class_weight is a kind-only option: "none" on the kinds that do not read it.
+  weights = recipe.class_weights(t.class_weight, targets.values[split["train"]], targets.names)
   for stale in ("backup", "checkpoints", "logs"):
     shutil.rmtree(out / stale, ignore_errors=True)
   out.mkdir(parents=True, exist_ok=True)

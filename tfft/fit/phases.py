@@ -13,6 +13,7 @@ from tfft.fit import distribute, schedules
 from tfft.fit.recipe import Phase
 from tfft.model import freezing
 from tfft.rundir import PhaseResult, RunDir
+from tfft.tasks import registry
 
 
 def build_optimizer(train: TrainConfig, learning_rate, lr_multipliers=None) -> keras.optimizers.Optimizer:
@@ -151,7 +152,7 @@ def run_phase(model: keras.Model, backbone, phase: Phase, *, train_ds, val_ds, s
     fit_model: what to fit when not `model` itself: the head alone, with the datasets holding cached
       pooled features (see tfft.model.heads.split_at_pooling).
     stop: the run's StopRequest (its signal handlers are the caller's to install); default a fresh one.
-    target: the run's target (tfft.tasks.targets): its loss, compiled metrics and monitor; default
+    target: the run's target (tfft.tasks.api.Target): its loss, compiled metrics and monitor; default
       classification.
     extra_callbacks: more Keras callbacks for the fit (a benchmark's step clock), run before the epoch backup.
     class_weight: class index -> weight of its examples in the loss (--class_weight), or None.
@@ -179,8 +180,7 @@ def run_phase(model: keras.Model, backbone, phase: Phase, *, train_ds, val_ds, s
     lr = schedules.StartAt(lr, phase.offset_epochs * steps_per_epoch)
   fit_model = fit_model or model
   if target is None:
-    from tfft.tasks.targets import ClassTarget  # pylint: disable=g-import-not-at-top
-    target = ClassTarget()
+    target = registry.target(registry.DEFAULT_KIND)
   monitor = target.monitor(train.monitor)
   per_execution = steps_per_execution(train.steps_per_execution, steps_per_epoch if callable(train_ds) else 0)
   if per_execution != train.steps_per_execution:
@@ -192,7 +192,7 @@ def run_phase(model: keras.Model, backbone, phase: Phase, *, train_ds, val_ds, s
   with strategy.scope():
     fit_model.compile(
         optimizer=build_optimizer(train, lr, multipliers), loss=target.loss(train), metrics=target.keras_metrics(),
-        weighted_metrics=getattr(target, "weighted_metrics", list)(),
+        weighted_metrics=target.weighted_metrics(),
         jit_compile=train.jit_compile, steps_per_execution=per_execution)
   run_dir.best(phase.name).parent.mkdir(parents=True, exist_ok=True)
   stop = stop or callbacks_lib.StopRequest()

@@ -145,14 +145,14 @@ def load_space(path: str, base: Config) -> List[Dimension]:
 
 def apply(base: Config, values: Dict, **run) -> Config:
   """The base config with the searched values (and run-section overrides), validated as tfft.train validates."""
-  from tfft import config_checks  # pylint: disable=g-import-not-at-top
+  from tfft.tasks import registry  # pylint: disable=g-import-not-at-top
   fields = {field.name: section for section, field in config_lib.options()}
   changes: Dict[str, Dict] = {}
   for name, value in values.items():
     changes.setdefault(fields[name], {})[name] = value
   if run:
     changes.setdefault("run", {}).update(run)
-  return config_checks.validate(dataclasses.replace(base, **{
+  return registry.validate(dataclasses.replace(base, **{
       section: dataclasses.replace(getattr(base, section), **kw) for section, kw in changes.items()}))
 
 
@@ -177,8 +177,8 @@ def _values(dims: List[Dimension], hp_values: Dict) -> Dict:
 
 
 def _monitor(base: Config) -> Tuple[str, str]:
-  from tfft.tasks import targets  # pylint: disable=g-import-not-at-top
-  monitor = targets.for_task(base.data.task).monitor(base.train.monitor)
+  from tfft.tasks import registry  # pylint: disable=g-import-not-at-top
+  monitor = registry.target(base.data.task).monitor(base.train.monitor)
   return monitor, "min" if monitor.endswith("loss") else "max"
 
 

@@ -177,7 +177,7 @@ def build_on_backbone(spec: TextBackboneSpec, strategy, make_model, *, sequence_
   `sequence_length` against its position embeddings and calls make_model(backbone).
 
   Returns:
-    (model, backbone, its transformer blocks or None): the fields of tfft.tasks.base.Built.
+    (model, backbone, its transformer blocks or None): the fields of tfft.tasks.api.Built.
 
   Raises:
     UserError: as load_backbone and check_sequence_length.

@@ -9,7 +9,7 @@ from typing import Dict, Optional, Sequence
 import numpy as np
 from sklearn import metrics as skm
 
-from tfft.config import GATE_METRICS, TOP_K
+from tfft.report.scalars import CLASSIFICATION_SCALARS, TOP_K
 
 METRICS_JSON = "metrics.json"
 REPORT_TXT = "classification_report.txt"
@@ -64,7 +64,7 @@ def classification_metrics(y_true: Sequence[int], probabilities: np.ndarray,
 
 def scalar_metrics(result: Dict) -> Dict[str, float]:
   """The metrics a quality gate or a baseline comparison can name, in report order; undefined ones left out."""
-  return {name: result[name] for name in GATE_METRICS if result.get(name) is not None}
+  return {name: result[name] for name in CLASSIFICATION_SCALARS if result.get(name) is not None}
 
 
 def compare(model: Dict, baseline: Dict) -> Dict[str, float]:

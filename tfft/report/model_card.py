@@ -21,15 +21,12 @@ def describe_freeze(policy) -> str:
 
 
 def model_card(config: Config, data, *, metrics: Dict, parity: Dict, phases: Sequence[PhaseResult],
-               backbone, contract: Sequence[str], signature: Dict, target=None) -> str:
-  """The card as Markdown; `data` is the run's RunData, `backbone` the resolved --backbone spec, `target` the run's
-  target (tfft.tasks.targets; default classification)."""
+               backbone, contract: Sequence[str], signature: Dict, target) -> str:
+  """The card as Markdown; `data` is the run's RunData (with its Targets), `backbone` the resolved --backbone spec,
+  `target` the run's target (tfft.tasks.api.Target)."""
   from tfft.fit import recipe  # pylint: disable=g-import-not-at-top
-  from tfft.tasks import targets  # pylint: disable=g-import-not-at-top
 
-  target = target or targets.ClassTarget()
-  encoded = data.targets or targets.Targets(tuple(data.class_names), data.labels, ())
-  opening, labels_line = target.describe(encoded, data.task)
+  opening, labels_line = target.describe(data.targets, data.task)
   sizes = {name: len(indices) for name, indices in data.split.items()}
   source = getattr(backbone, "source", config.model.backbone)
   local = getattr(backbone, "local", True)

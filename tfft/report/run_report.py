@@ -38,7 +38,7 @@ class RunData:
   labels: np.ndarray
   split: Dict[str, np.ndarray]
   class_names: Sequence[str]
-  targets: Optional[object] = None  # tfft.tasks.targets.Targets, for what a target reports beyond the labels
+  targets: Optional[object] = None  # tfft.tasks.api.Targets, for what a target reports beyond the labels
 
   def take(self, name: str) -> List[str]:
     return [self.inputs[i] for i in self.split[name]]
@@ -91,10 +91,10 @@ def compare_with_baseline(y_true: np.ndarray, y_pred: np.ndarray, baseline_pred:
 
 
 def report_test(run_dir: RunDir, config: Config, data: RunData, probabilities: np.ndarray, *,
-                phases: Sequence[PhaseResult], rescore: Optional[Dict] = None, target=None) -> Dict:
+                phases: Sequence[PhaseResult], rescore: Optional[Dict] = None, target) -> Dict:
   """Scores the test split, fits and scores the baseline, and writes the run's report and training curves.
 
-  What is scored and written is the target's (tfft.tasks.targets; default classification): for classification
+  What is scored and written is the target's (tfft.tasks.api.Target): for classification
   metrics.json, classification_report.txt, confusion_matrix.png and misclassified.csv, then training_curves.png,
   into the run dir. With `rescore` (the run's metrics.json, for a re-export), the baseline it holds is reused
   rather than fitted again, and nothing is written.
@@ -105,9 +105,6 @@ def report_test(run_dir: RunDir, config: Config, data: RunData, probabilities: n
   Returns:
     The metrics (metrics.json's content); see the target's `report`.
   """
-  if target is None:
-    from tfft.tasks.targets import ClassTarget  # pylint: disable=g-import-not-at-top
-    target = ClassTarget()
   test = data.split["test"]
   metrics = target.report(data, probabilities, config=config, rescore=rescore)
   if rescore is not None:

@@ -5,9 +5,10 @@ from typing import Dict, List
 from tfft.report.significance import METRICS, format_verdict
 
 
-def format_summary(result) -> str:
+def format_summary(result, target) -> str:
   """tfft.train's summary of a finished run (a tfft.fit.job.RunResult): split sizes, parameters per phase, test
-  scores beside the baseline, export parity, and where the run dir and the export are."""
+  scores beside the baseline (as the run's `target` words them), export parity, and where the run dir and the
+  export are."""
   lines = ["", "tfft summary", "============",
            "data:     " + "  ".join(f"{k}={v}" for k, v in result.split_sizes.items())]
   lines += data_lines(getattr(result, "split_info", {}))
@@ -18,8 +19,7 @@ def format_summary(result) -> str:
     lines.append(f"phase {phase.name:<9} trainable={phase.trainable_params:,}  frozen={phase.frozen_params:,}  "
                  f"epochs={phase.epochs_run}  best {phase.monitor}={best}  {phase.seconds:.0f}s")
   lines += list(getattr(result, "methods", []) or result.metrics.get("methods", []))
-  from tfft.tasks import targets  # pylint: disable=g-import-not-at-top
-  lines += [*targets.for_task(getattr(result, "task", "classify")).summary_lines(result.metrics),
+  lines += [*target.summary_lines(result.metrics),
             f"run dir:  {result.model_dir}",
             f"export:   {result.export_path}"]
   return "\n".join(lines)
@@ -113,3 +113,9 @@ def parity_lines(metrics: Dict) -> List[str]:
   delta = "dp" if what == "probabilities" else f"d{what}"
   return [f"parity:   serving_default matches on {p['examples']} test examples "
           f"(max |{delta}| {p['max_abs_diff']:.1e} <= {p['tolerance']:g})"]
+
+
+def shorten(value, width: int) -> str:
+  """An input (a text, or a pair of texts) on one line of at most `width` characters, for the commands' tables."""
+  text = " ".join((" | ".join(value) if isinstance(value, (tuple, list)) else str(value)).split())
+  return text if len(text) <= width else text[:width - 1] + "…"

@@ -106,7 +106,7 @@ class ExportedModel:
     path: the export version dir.
     class_names: labels.txt.
     task: "text" or "image", from tfft.json (else guessed from the input's name).
-    target: what it predicts, tfft.json's "target" (tfft.tasks.targets; "classify" for exports without it).
+    target: what it predicts (a tfft.tasks.api.Target, the one tfft.json's "target" names).
     input_names: the signature's inputs, each a [None] tf.string, in the order a pair's texts are given.
     input_name: the first of them (the only one, except for pairs).
     output_names: the signature's outputs.
@@ -115,7 +115,7 @@ class ExportedModel:
     UserError: if the SavedModel cannot be loaded or its signature is not tfft's contract.
   """
 
-  def __init__(self, path: pathlib.Path):
+  def __init__(self, path: pathlib.Path, target):
     import tensorflow as tf  # pylint: disable=g-import-not-at-top
     import tensorflow_text  # pylint: disable=g-import-not-at-top,unused-import  (registers the tokenizer ops)
 
@@ -138,12 +138,11 @@ class ExportedModel:
                       "takes one batch of strings (texts or encoded images), or two (pairs of texts)")
     self.input_name = self.input_names[0]
     self.output_names = sorted(self._fn.structured_outputs)
-    from tfft.tasks import targets  # pylint: disable=g-import-not-at-top
-    self.target = meta.get("target", "classify")
-    self.decides = "threshold" in meta  # a two-class --threshold: class_id is the export's decision, not argmax
-    if self.target not in targets.TARGETS:
-      raise UserError(f"{path}: tfft.json names target {self.target!r}, which this version of tfft does not know")
-    wanted = targets.for_task(self.target).parity_output
+    self.target = target
+    # Exports of the default target (plain classification, no "target" in tfft.json) without a two-class
+    # --threshold: its predictions are the ranked probabilities.
+    self.ranks_probabilities = "target" not in meta and "threshold" not in meta
+    wanted = target.parity_output
     if wanted not in self.output_names:
       raise UserError(f"{path}: serving_default returns {self.output_names}, not {wanted}")
     self.task = meta.get("task") or ("image" if "image" in self.input_name else "text")
@@ -202,23 +201,11 @@ class ExportedModel:
     Raises:
       UserError: for an image path that cannot be read.
     """
-    from tfft.tasks import targets  # pylint: disable=g-import-not-at-top
     if not inputs:
       return []
-    if self.target == "classify" and not self.decides:
+    if self.ranks_probabilities:
       outputs = {"probabilities": self.probabilities(as_bytes(self.task, inputs), batch_size=batch_size)}
     else:
       outputs = self.outputs(as_bytes(self.task, inputs), batch_size=batch_size)
-    rows = targets.for_task(self.target).predictions(outputs, self.class_names, top_k=top_k)
+    rows = self.target.predictions(outputs, self.class_names, top_k=top_k)
     return [{"input": value, **row} for value, row in zip(inputs, rows)]
-
-
-def load(value: str) -> ExportedModel:
-  """Loads the export that `value` names (an export dir, a model base dir or a run dir; see locate), with TensorFlow
-  and TF Text only, as TF Serving runs it.
-
-  Raises:
-    UserError: if `value` names no tfft export, or it cannot be loaded.
-  """
-  export, _ = locate(value)
-  return ExportedModel(export)

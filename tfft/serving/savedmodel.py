@@ -92,14 +92,14 @@ def export_text_pair_classifier(model: keras.Model, preprocessor, class_names: S
                                 finalize: Optional[Callable[[pathlib.Path], None]] = None,
                                 metadata: Optional[Dict] = None, outputs: Optional[Callable] = None) -> pathlib.Path:
   """Exports `serving_default` taking two [None] tf.string batches, `text_a` and `text_b` (pair i is text_a[i],
-  text_b[i]), packed in the graph as the backbone's tokenizer packs pairs (tfft.data.pairs.pack).
+  text_b[i]), packed in the graph as the backbone's tokenizer packs pairs (tfft.tasks.pairs.data.pack).
 
   Outputs, versioning, `finalize` and `metadata` as export_text_classifier.
 
   Returns:
     The version directory.
   """
-  from tfft.data import pairs  # pylint: disable=g-import-not-at-top
+  from tfft.tasks.pairs import data as pairs  # pylint: disable=g-import-not-at-top
 
   preprocessor(tf.constant(["build"]))  # ExportArchive tracks only built layers.
   outputs = outputs or _outputs(class_names)

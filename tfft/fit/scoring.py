@@ -2,6 +2,7 @@
 reads inputs and prints its predictions (top classes, or scores). Both go through serving_default, as TF Serving
 would run it; what they score and print is the export's target's (tfft.tasks.targets)."""
 
+import dataclasses
 import glob
 import json
 import pathlib
@@ -14,46 +15,32 @@ from absl import logging
 
 from tfft import rundir
 from tfft.config import DataConfig
+from tfft.data import split as split_lib
 from tfft.errors import UserError
 from tfft.serving import loaded
+from tfft.tasks import registry
 
 SPLIT_CHOICES = rundir.SPLITS + ("all",)
 
 
-def _load_examples(data: DataConfig, task: str):
-  """The dataset's examples as (inputs, labels, ids); inputs are texts (pairs of texts), image file paths, or
-  encoded images."""
-  if task == "image":
-    from tfft.data import images as image_data  # pylint: disable=g-import-not-at-top
-    examples = image_data.load_examples(data)
-    if data.task == "multilabel":
-      from tfft.data import multilabel  # pylint: disable=g-import-not-at-top
-      examples = multilabel.join_image_labels(examples, separator=data.label_separator, flag=f"--dataset={data.dataset}")
-    return image_data.served_inputs(examples), examples.labels, examples.ids
-  if data.task == "generate":  # prompts and their reference responses
-    from tfft.tasks.text_generator import load_generate_examples  # pylint: disable=g-import-not-at-top
-    examples = load_generate_examples(data)
-    return examples.texts, examples.labels, examples.ids
-  if data.task == "tag":
-    from tfft.tasks.token_tagger import load_tag_examples  # pylint: disable=g-import-not-at-top
-    examples = load_tag_examples(data)
-    return examples.texts, examples.labels, examples.ids
-  from tfft.data import text as text_data  # pylint: disable=g-import-not-at-top
+def kind_of(meta: Dict, export: pathlib.Path) -> str:
+  """The export's --task: tfft.json's "target" (exports without it are classifiers).
 
-  if data.task == "multilabel":
-    from tfft.data import multilabel  # pylint: disable=g-import-not-at-top
-    examples = multilabel.load_text_examples(data)
-  else:
-    examples = text_data.load_examples(data)
-  return examples.texts, examples.labels, examples.ids
+  Raises:
+    UserError: for a target this version of tfft does not know.
+  """
+  name = meta.get("target", registry.DEFAULT_KIND)
+  if name not in registry.KINDS:
+    raise UserError(f"{export}: tfft.json names target {name!r}, which this version of tfft does not know")
+  return name
 
 
-def _data_for(data: DataConfig, meta: Dict) -> DataConfig:
+def _data_for(data: DataConfig, meta: Dict, export: pathlib.Path) -> DataConfig:
   """The export's --task (and a pair model's columns) on a dataset given to tfft.evaluate."""
-  import dataclasses  # pylint: disable=g-import-not-at-top
-  task = meta.get("target", "classify")
+  task = kind_of(meta, export)
+  reads_pairs = "pair_columns" in registry.spec(task).options
   return dataclasses.replace(data, task=task, pair_columns=tuple(meta.get("pair_columns") or ())
-                             if task == "pairs" and "," not in data.text_column else data.pair_columns)
+                             if reads_pairs and "," not in data.text_column else data.pair_columns)
 
 
 def _report_dir(value: Optional[str], export: pathlib.Path, run_dir: Optional[pathlib.Path],
@@ -109,17 +96,15 @@ def evaluate_export(model: str, *, model_dir: Optional[str] = None, data: Option
       raise UserError(f"--dataset is needed: {export} names no run whose dataset to reuse; pass --dataset=…")
     data = run.config.data
   else:
-    data = _data_for(data, meta)
+    data = _data_for(data, meta, export)
   if split != "all" and (run is None or run.manifest is None):
     where = f"{run_dir / rundir.MANIFEST}" if run_dir is not None else "the run dir's split manifest"
     raise UserError(f"--split={split} needs the run's split manifest ({where}), which was not found; pass "
                     "--model_dir=RUN_DIR of the run that trained this model, or --split=all to score every example")
-  task = meta.get("task", "text")
-  from tfft.tasks import targets  # pylint: disable=g-import-not-at-top
-  kind = targets.for_task(meta.get("target", "classify"))
-  inputs, labels, ids = _load_examples(data, task)
-  if data.classes and kind.name == "classify":  # the run's --classes, as its training kept them
-    from tfft.data import split as split_lib  # pylint: disable=g-import-not-at-top
+  spec = registry.spec(kind_of(meta, export))
+  kind = spec.load().TARGET
+  inputs, labels, ids = spec.load().load_served_examples(data, meta.get("task", "text"))
+  if data.classes and "classes" in spec.options:  # the run's --classes, as its training kept them
     keep = split_lib.select_classes(labels, data.classes, flag_value=data.dataset)
     inputs, labels, ids = [inputs[i] for i in keep], [labels[i] for i in keep], [ids[i] for i in keep]
   where = f"--dataset={data.dataset}"
@@ -127,26 +112,16 @@ def evaluate_export(model: str, *, model_dir: Optional[str] = None, data: Option
   # Score the export's own decisions: a two-class --threshold, or the per-label thresholds of a multi-label model.
   decided = {k: meta[k] for k in ("threshold", "positive", "threshold_rule", "thresholds") if k in meta}
   if decided:
-    import dataclasses  # pylint: disable=g-import-not-at-top
     encoded = dataclasses.replace(encoded, info={**encoded.info, **decided})
   indices = range(len(ids)) if split == "all" else rundir.select_split(run.manifest, ids, split, where=where)
   out_dir = _report_dir(report_dir, export, run.path if run else None, split)
 
-  served_model = loaded.ExportedModel(export)
+  served_model = loaded.ExportedModel(export, kind)
   chosen = [inputs[i] for i in indices]
   logging.info("scoring %s on %d %s examples of %s", export, len(chosen), split, data.dataset)
-  feed = loaded.as_bytes(served_model.task, chosen)
-  if hasattr(kind, "served_from_export"):  # tagging: word by word, through serving_words
-    served = kind.served_from_export(served_model, chosen, batch_size=batch_size)
-  elif kind.parity_output == "probabilities":
-    served = served_model.probabilities(feed, batch_size=batch_size)
-  else:
-    served = served_model.outputs(feed, batch_size=batch_size)[kind.parity_output]
+  served = kind.served_from_export(served_model, chosen, batch_size=batch_size)
   y_true = encoded.values[list(indices)]
-  if hasattr(kind, "score_generations"):  # generation: ROUGE beside the lead baseline, which reads the prompts
-    metrics = kind.score_generations(chosen, y_true, served)
-  else:
-    metrics = kind.score(y_true, served, encoded)
+  metrics = kind.score_export(chosen, y_true, served, encoded)
   metrics.update({"model": str(export), "dataset": data.dataset, "split": split})
   out_dir.parent.mkdir(parents=True, exist_ok=True)
   tmp = out_dir.parent / f".tmp-{uuid.uuid4().hex}"
@@ -238,19 +213,31 @@ def predict_export(model: str, values: Sequence[str], *, top_k: int = 3, batch_s
   meta = loaded.read_meta(export)
   is_image = meta.get("task") == "image"
   values = expand_images(values) if is_image else list(values)
-  if meta.get("target") == "pairs":
+  spec = registry.spec(kind_of(meta, export))
+  if "pair_columns" in spec.options:
     values = split_pairs(values)
-  served_model = loaded.ExportedModel(export)
+  served_model = loaded.ExportedModel(export, spec.load().TARGET)
   if served_model.task == "image" and not is_image:
     values = expand_images(values)
   return served_model.predict(values, top_k=top_k, batch_size=batch_size)
 
 
-def format_table(rows: Sequence[Dict], *, width: int = 48, target: str = "classify") -> str:
-  """One block per input: the input (shortened), then its predictions as the export's target shows them (top
-  classes with probabilities, or the score)."""
-  from tfft.tasks import targets  # pylint: disable=g-import-not-at-top
-  return targets.for_task(target).format_rows(rows, width=width)
+def format_table(rows: Sequence[Dict], *, width: int = 48, target: str = registry.DEFAULT_KIND) -> str:
+  """One block per input: the input (shortened), then its predictions as the export's target (--task, tfft.json's
+  "target") shows them (top classes with probabilities, or the score)."""
+  return registry.target(target).format_rows(rows, width=width)
+
+
+def load(value: str) -> loaded.ExportedModel:
+  """Loads the export that `value` names (an export dir, a model base dir or a run dir; see
+  tfft.serving.loaded.locate), with TensorFlow and TF Text only, as TF Serving runs it (the Python API's tfft.load).
+
+  Raises:
+    UserError: if `value` names no tfft export, it cannot be loaded, or its tfft.json names a target this version
+      of tfft does not know.
+  """
+  export, _ = loaded.locate(value)
+  return loaded.ExportedModel(export, registry.target(kind_of(loaded.read_meta(export), export)))
 
 
 def format_json(rows: Sequence[Dict]) -> str:

@@ -10,8 +10,8 @@ from absl import logging
 from tfft.config import Config
 from tfft.data import tagging
 from tfft.model import text_backbones
-from tfft.tasks.base import Built, Prepared
-from tfft.tasks.tag_target import TagTarget, outside_index
+from tfft.tasks.api import Built, Prepared
+from tfft.tasks.tag.target import TagTarget, outside_index
 
 
 @dataclasses.dataclass(frozen=True)
@@ -50,7 +50,7 @@ def load_tag_examples(data) -> TagExamples:
 
 
 class TokenTagger:
-  """The Task for --task=tag (tfft.tasks.base)."""
+  """The Task for --task=tag (tfft.tasks.api)."""
   kind = "text"
 
   def __init__(self, config: Config):
@@ -60,7 +60,7 @@ class TokenTagger:
       UserError: for a backbone that cannot be found or loaded.
     """
     self.config = config
-    self.target = TagTarget()
+    self.target = TARGET
     self.spec = text_backbones.resolve(config.model.backbone)
     self.preprocessor = text_backbones.load_preprocessor(self.spec, config.model.sequence_length)
 
@@ -79,7 +79,7 @@ class TokenTagger:
     Raises:
       UserError: if the backbone cannot be loaded or is shorter than --sequence_length.
     """
-    from tfft.model import tagger  # pylint: disable=g-import-not-at-top
+    from tfft.tasks.tag import model as tagger  # pylint: disable=g-import-not-at-top
     m = self.config.model
     built = Built(*text_backbones.build_on_backbone(
         self.spec, strategy, lambda b: tagger.build_token_tagger(b, num_tags=num_classes, dropout=m.dropout),
@@ -150,8 +150,21 @@ class TokenTagger:
     """Nothing beyond the checkpoints: the backbone is a keras-hub preset already."""
 
   def export(self, model, prepared: Prepared, *, export_base, finalize=None, metadata=None):
-    from tfft.serving import tag_export  # pylint: disable=g-import-not-at-top
+    from tfft.tasks.tag import export as tag_export  # pylint: disable=g-import-not-at-top
     return tag_export.export_token_tagger(model, self.preprocessor, prepared.class_names, export_base=export_base,
                                           outside_index=outside_index(prepared.class_names),
                                           pad_to_multiple_of=self._trim(prepared), finalize=finalize,
                                           metadata=metadata)
+
+
+TARGET = TagTarget()
+
+
+def build(config: Config) -> TokenTagger:
+  return TokenTagger(config)
+
+
+def load_served_examples(data, modality: str):  # pylint: disable=unused-argument
+  """tfft.evaluate's (inputs, labels, ids): the sentences' words, their tags joined by spaces, their ids."""
+  examples = load_tag_examples(data)
+  return examples.texts, examples.labels, examples.ids

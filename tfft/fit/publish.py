@@ -14,9 +14,8 @@ from tfft.report import model_card as model_card_lib
 from tfft.report import run_report
 from tfft.rundir import PhaseResult, RunDir, write_atomically
 from tfft.serving import loaded, tf_serving
+from tfft.serving.parity import PARITY_ATOL
 
-# Served and in-process probabilities differ by float round-off only (~1e-7); preprocessing skew moves them by far more.
-PARITY_ATOL = 1e-4
 
 
 def score_and_publish(task, model, prepared, *, config: Config, run_dir: RunDir, export_base: pathlib.Path,
@@ -29,7 +28,7 @@ def score_and_publish(task, model, prepared, *, config: Config, run_dir: RunDir,
   The one ending of both tfft.train and tfft.export (a re-export).
 
   Args:
-    task: the run's task (tfft.tasks.base).
+    task: the run's task (tfft.tasks.api).
     model: the trained float32 model.
     prepared: what the task resolved from the run's data.
     config: the run's config.
@@ -68,7 +67,7 @@ def score_and_publish(task, model, prepared, *, config: Config, run_dir: RunDir,
     export_model = calibration.with_temperature(export_model or model, temperature)
   served = target.served(logits, prepared.targets)
   chosen = None
-  if config.report.threshold != "argmax" and config.data.task in ("classify", "pairs"):
+  if config.report.threshold != "argmax":  # a kind-only option: only the classification kinds have it
     prepared, chosen = _choose_threshold(task, model, prepared, config=config, temperature=temperature,
                                          test_probabilities=served)
   data = task.run_data(prepared)
@@ -138,57 +137,10 @@ def check_gate(metrics: Dict, gates, *, model_dir: pathlib.Path):
                     f"the checkpoints and report stay in {model_dir}")
 
 
-def check_parity(served_probabilities: np.ndarray, probabilities: np.ndarray, y_true: np.ndarray,
-                 class_names: Sequence[str], *, atol: float = PARITY_ATOL) -> Dict:
-  """Compares the export's probabilities with the in-process model's on the same test examples.
-
-  Returns:
-    The comparison, for metrics.json and the model card.
-
-  Raises:
-    RunFailed: naming preprocessing skew, when they differ beyond float tolerance.
-  """
-  diff = float(np.abs(served_probabilities - probabilities).max()) if len(probabilities) else 0.0
-  keras_metrics = metrics_lib.classification_metrics(y_true, probabilities, class_names)
-  export_metrics = metrics_lib.classification_metrics(y_true, served_probabilities, class_names)
-  changed = int((served_probabilities.argmax(-1) != probabilities.argmax(-1)).sum())
-  if diff > atol:
-    raise RunFailed(
-        f"the exported SavedModel disagrees with the trained model on the {len(y_true)} test examples through "
-        f"serving_default: max |probability difference| {diff:.3g} > {atol:g}, {changed} predictions differ, "
-        f"accuracy {export_metrics['accuracy']:.4f} exported vs {keras_metrics['accuracy']:.4f} in training; "
-        "likely cause: preprocessing skew between training and the export's graph (tokenizer, lowercasing, "
-        "sequence length, image size or normalisation); no export written")
-  return {"examples": int(len(y_true)), "max_abs_diff": diff, "tolerance": atol,
-          "accuracy_export": export_metrics["accuracy"], "accuracy_keras": keras_metrics["accuracy"],
-          "macro_f1_export": export_metrics["macro_f1"], "macro_f1_keras": keras_metrics["macro_f1"]}
-
-
-def check_value_parity(served: np.ndarray, in_process: np.ndarray, *, output: str, scale: float = 1.0,
-                       atol: float = PARITY_ATOL) -> Dict:
-  """Compares one numeric output of the export (e.g. regression's `score`) with the in-process model's.
-
-  The tolerance is `atol` times `scale` (the target's standard deviation), so it does not depend on the data's units.
-
-  Raises:
-    RunFailed: naming preprocessing skew, when they differ beyond float tolerance.
-  """
-  served, in_process = np.asarray(served, np.float64), np.asarray(in_process, np.float64)
-  diff = float(np.abs(served - in_process).max()) if len(in_process) else 0.0
-  tolerance = atol * scale
-  if diff > tolerance:
-    raise RunFailed(
-        f"the exported SavedModel disagrees with the trained model on the {len(in_process)} test examples through "
-        f"serving_default: max |{output} difference| {diff:.3g} > {tolerance:g}; likely cause: preprocessing skew "
-        "between training and the export's graph (tokenizer, lowercasing, sequence length, image size or "
-        "normalisation); no export written")
-  return {"examples": int(len(in_process)), "output": output, "max_abs_diff": diff, "tolerance": tolerance}
-
-
 def export_checked(export_fn: Callable, config: Config, data: run_report.RunData, *, model_dir: pathlib.Path,
                    probabilities: np.ndarray, metrics: Dict, phases: Sequence[PhaseResult], backbone,
                    contract: Sequence[str], before_publish: Optional[Callable[[], None]] = None,
-                   target=None) -> pathlib.Path:
+                   target) -> pathlib.Path:
   """Exports through `export_fn`, checking the complete export before it is published as a version.
 
   Before the rename that publishes it, the temporary export is loaded with TensorFlow alone and fed the raw test
@@ -208,7 +160,7 @@ def export_checked(export_fn: Callable, config: Config, data: run_report.RunData
     backbone: the resolved backbone spec (its `source` and `local` go into the model card).
     contract: the preprocessing contract, one sentence a line.
     before_publish: called on the complete, checked export just before the rename; raising aborts it.
-    target: the run's target (tfft.tasks.targets); default classification.
+    target: the run's target (tfft.tasks.api.Target).
 
   Returns:
     The published version dir.
@@ -216,25 +168,12 @@ def export_checked(export_fn: Callable, config: Config, data: run_report.RunData
   Raises:
     RunFailed: if the export disagrees with the in-process model.
   """
-  test_values = loaded.as_bytes(data.task, data.take("test"))
   parity = {}
 
-  if target is None:
-    from tfft.tasks.targets import ClassTarget  # pylint: disable=g-import-not-at-top
-    target = ClassTarget()
-
   def finalize(tmp: pathlib.Path):
-    model = loaded.ExportedModel(tmp)
-    if hasattr(target, "check_parity"):  # tagging: word by word, through each of its signatures
-      parity.update(target.check_parity(model, data, probabilities, batch_size=config.train.batch_size,
-                                        atol=PARITY_ATOL))
-    elif target.parity_output == "probabilities" and getattr(target, "parity_kind", "classes") == "classes":
-      served = model.outputs(test_values, batch_size=config.train.batch_size)[target.parity_output]
-      parity.update(check_parity(served, probabilities, data.labels[data.split["test"]], data.class_names))
-    else:
-      served = model.outputs(test_values, batch_size=config.train.batch_size)[target.parity_output]
-      scale = data.targets.info.get("std", 1.0) if data.targets is not None else 1.0
-      parity.update(check_value_parity(served, probabilities, output=target.parity_output, scale=scale))
+    model = loaded.ExportedModel(tmp, target)
+    parity.update(target.check_parity(model, data, probabilities, batch_size=config.train.batch_size,
+                                      atol=PARITY_ATOL))
     if config.report.warmup:
       tf_serving.write_warmup(tmp, loaded.as_bytes(data.task, data.take("val")), input_name=model.input_name,
                               model_name=config.run.name, input_names=model.input_names)
@@ -246,7 +185,7 @@ def export_checked(export_fn: Callable, config: Config, data: run_report.RunData
 
   metadata = {"model_dir": str(model_dir.resolve()), "name": config.run.name, "dataset": config.data.dataset,
               "text_column": config.data.text_column, "label_column": config.data.label_column}
-  if config.data.task != "classify":  # classification exports keep the keys they always had
+  if target.writes_target_key:  # classification exports keep the keys they always had
     metadata.update(target=config.data.task, pair_columns=list(config.data.pair_columns))
     if data.targets is not None:  # what the target learnt from the data (multi-label: its thresholds)
       metadata.update(data.targets.info)
@@ -285,14 +224,15 @@ def reexport(model_dir: str, *, export_dir: Optional[str] = None, name: Optional
   """
   import dataclasses  # pylint: disable=g-import-not-at-top
   import json  # pylint: disable=g-import-not-at-top
-  from tfft import config_checks, rundir, tasks  # pylint: disable=g-import-not-at-top
+  from tfft import rundir  # pylint: disable=g-import-not-at-top
+  from tfft.tasks import registry  # pylint: disable=g-import-not-at-top
   from tfft.errors import UserError  # pylint: disable=g-import-not-at-top
   from tfft.fit import recipe  # pylint: disable=g-import-not-at-top
 
   run = rundir.load_run(model_dir)
   rundir.check_unlocked(run.dir)
   cfg = run.config
-  cfg = config_checks.validate(dataclasses.replace(
+  cfg = registry.validate(dataclasses.replace(
       cfg, run=dataclasses.replace(cfg.run, model_dir=str(run.path), export_dir=export_dir or cfg.run.export_dir,
                                    name=name or cfg.run.name),
       report=dataclasses.replace(cfg.report, warmup=cfg.report.warmup if warmup is None else warmup)))
@@ -305,7 +245,7 @@ def reexport(model_dir: str, *, export_dir: Optional[str] = None, name: Optional
     raise UserError(f"--model_dir={model_dir}: {rundir.MANIFEST} is missing; it is needed to feed the test split to "
                     "the parity check and validation examples to the warmup file")
   export_base = rundir.check_export_base(cfg.run)
-  task = tasks.build_task(cfg)
+  task = registry.build_task(cfg)
   examples = task.load_examples()
   where = f"--dataset={cfg.data.dataset}"
   split = {s: rundir.select_split(run.manifest, examples.ids, s, where=where) for s in rundir.SPLITS}

@@ -1,10 +1,4 @@
-"""What a model predicts, and everything that follows from it: how labels are encoded and stratified, the loss, the
-metrics, the baseline, the gates, the served outputs and what the report, the model card and the commands show.
-
-A Target is stateless and needs no TensorFlow at import, so tfft.evaluate and tfft.predict pick one from an
-export's tfft.json ("target") as the train job picks one from --task. What a run learns from its data (classes,
-regression's mean and standard deviation) travels as a frozen `Targets`, never as state on the Target.
-"""
+"""One class per example: the target of classify and pairs (softmax, cross-entropy, classification metrics)."""
 
 import dataclasses
 import math
@@ -12,44 +6,35 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from tfft.report.summary import shorten
 from tfft.errors import UserError
+from tfft.serving import loaded
+from tfft.serving import parity as parity_lib
+from tfft.tasks.api import Targets
+from tfft.tasks.target_base import TargetBase
 
 
-@dataclasses.dataclass(frozen=True)
-class Targets:
-  """A run's labels as its target encodes them.
-
-  Attributes:
-    names: what labels.txt holds, in output order: the class names, or regression's one output name.
-    values: per example, what the metrics compare with the prediction: a class index (int64), or a number in the
-      data's units (float64).
-    strata: per example, the key the split stratifies on: the class, or regression's quantile bin.
-    info: JSON-ready facts the export and the report need (regression: the training split's mean and std); {}
-      until `fit`.
-  """
-  names: Tuple[str, ...]
-  values: np.ndarray
-  strata: Tuple[str, ...]
-  info: Dict = dataclasses.field(default_factory=dict)
-
-  @property
-  def width(self) -> int:
-    """Units of the model's output layer."""
-    return len(self.names)
-
-
-class ClassTarget:
+class ClassTarget(TargetBase):
   """One class per example: softmax over classes, cross-entropy, classification metrics, TF-IDF + LinearSVC."""
-  name = "classify"
   parity_output = "probabilities"  # the served output the parity check compares
   curve_metric = "accuracy"  # the compiled metric the training curves draw beside the loss
   monitors = ("val_accuracy", "val_loss")
   stratified = "per class"  # how the split is stratified, for the model card
-  # True: after training, tune(targets, val_logits, val_values) -> Targets runs on the validation split before the
-  # test is scored and the export is written (e.g. per-label thresholds); its Targets.info reaches `outputs`.
-  tunes_on_validation = False
-  # True: --calibrate=temperature fits a temperature on the validation logits and the export divides by it.
   calibrates = True
+
+  def __init__(self, name: str, *, writes_target_key: bool = True):
+    """`name`: the --task this target serves; writes_target_key=False keeps tfft.json's "target" out of its exports
+    (the readers' default)."""
+    self.name = name
+    self.writes_target_key = writes_target_key
+
+  def log_line(self, targets: Targets) -> str:
+    return f"{targets.width} classes"
+
+  def check_parity(self, exported, data, in_process: np.ndarray, *, batch_size: int, atol: float) -> Dict:
+    """The served probabilities against the in-process ones, with both models' accuracy and macro-F1."""
+    served = exported.outputs(loaded.as_bytes(data.task, data.take("test")), batch_size=batch_size)[self.parity_output]
+    return parity_lib.check_parity(served, in_process, data.labels[data.split["test"]], data.class_names, atol=atol)
 
   def encode(self, labels: Sequence[str], *, where: str, names: Optional[Sequence[str]] = None,
              ids: Optional[Sequence[str]] = None) -> Targets:  # pylint: disable=unused-argument
@@ -208,7 +193,7 @@ class ClassTarget:
     name_width = max([10] + [len(p["class_name"]) for row in rows for p in row["predictions"]])
     lines = [f"{'input':<{width}}  {'class':<{name_width}}  probability"]
     for row in rows:
-      text = _shorten(row["input"], width)
+      text = shorten(row["input"], width)
       for rank, p in enumerate(row["predictions"]):
         lines.append(f"{text if rank == 0 else '':<{width}}  {p['class_name']:<{name_width}}  {p['probability']:.4f}")
     return "\n".join(lines)
@@ -220,170 +205,3 @@ def _decisions(probabilities: np.ndarray, info: Dict) -> Optional[np.ndarray]:
     return None
   from tfft.report import threshold as threshold_lib  # pylint: disable=g-import-not-at-top
   return threshold_lib.decide(probabilities, float(info["threshold"]), int(info["positive"]))
-
-
-def _shorten(value, width: int) -> str:
-  text = " ".join((" | ".join(value) if isinstance(value, (tuple, list)) else str(value)).split())
-  return text if len(text) <= width else text[:width - 1] + "…"
-
-
-# Regression's split: the target's quantile bins, so that train, val and test each span its range.
-REGRESSION_BINS = 5
-SCORE = "score"
-
-
-def parse_numbers(labels: Sequence[str], *, where: str, ids: Optional[Sequence[str]] = None) -> np.ndarray:
-  """Each label as a finite float.
-
-  Raises:
-    UserError: naming the first row whose label is not a number.
-  """
-  values = np.empty(len(labels), dtype=np.float64)
-  for i, label in enumerate(labels):
-    try:
-      values[i] = float(str(label).strip())
-    except ValueError:
-      values[i] = math.nan
-    if not math.isfinite(values[i]):
-      row = ids[i] if ids is not None else f"example {i + 1}"
-      raise UserError(f"{where}: {row} has label {label!r}, which is not a number; --task=regress needs a numeric "
-                      "label column (fix or drop the row)")
-  return values
-
-
-def quantile_strata(values: np.ndarray, bins: int = REGRESSION_BINS) -> Tuple[str, ...]:
-  """Each value's quantile bin ("q0".."q{bins-1}"), fewer bins when the values have fewer distinct levels."""
-  bins = max(1, min(bins, len(np.unique(values)), len(values) // 3))
-  edges = np.quantile(values, np.linspace(0, 1, bins + 1)[1:-1])
-  return tuple(f"q{b}" for b in np.searchsorted(edges, values, side="right"))
-
-
-class RegressTarget:
-  """A number per example: a linear head on the standardised target, MSE or Huber, restored to the data's units in
-  the export; RMSE, MAE, R2, Pearson and Spearman; TF-IDF + Ridge (text) or pixels + Ridge (images)."""
-  name = "regress"
-  parity_output = SCORE
-  curve_metric = "rmse"  # on the standardised target
-  monitors = ("val_loss",)
-  stratified = f"on {REGRESSION_BINS} quantile bins of the target"
-  tunes_on_validation = False
-
-  def encode(self, labels: Sequence[str], *, where: str, names: Optional[Sequence[str]] = None,
-             ids: Optional[Sequence[str]] = None) -> Targets:  # pylint: disable=unused-argument
-    """Raises: UserError naming the first row whose label is not a number."""
-    values = parse_numbers(labels, where=where, ids=ids)
-    return Targets((SCORE,), values, quantile_strata(values))
-
-  def fit(self, targets: Targets, train: np.ndarray) -> Targets:
-    """Standardises with the training split's mean and standard deviation (1 for a constant target)."""
-    y = targets.values[np.asarray(train)]
-    std = float(y.std()) or 1.0
-    return dataclasses.replace(targets, info={"mean": float(y.mean()), "std": std})
-
-  def rows(self, targets: Targets, values: np.ndarray) -> np.ndarray:
-    return ((np.asarray(values, dtype=np.float64) - targets.info["mean"]) / targets.info["std"]
-            ).astype("float32")[:, None]
-
-  def check_gates(self, gates, targets: Targets):  # pylint: disable=unused-argument
-    from tfft.config import REGRESSION_GATE_METRICS  # pylint: disable=g-import-not-at-top
-    for name, threshold in gates:
-      if name not in REGRESSION_GATE_METRICS:
-        raise UserError(f"--min_metric={name}:{threshold:g}: --task=regress reports "
-                        f"{', '.join(REGRESSION_GATE_METRICS)} as gates (higher is better); gate on one of them")
-
-  def monitor(self, value: str) -> str:
-    return "val_loss" if value == "auto" else value
-
-  def loss(self, train):
-    import keras  # pylint: disable=g-import-not-at-top
-    if train.loss == "huber":
-      return keras.losses.Huber(delta=1.0)
-    return keras.losses.MeanSquaredError()
-
-  def keras_metrics(self):
-    import keras  # pylint: disable=g-import-not-at-top
-    return [keras.metrics.RootMeanSquaredError(name="rmse")]
-
-  def served(self, logits: np.ndarray, targets: Targets) -> np.ndarray:
-    """The prediction in the data's units, [N]."""
-    return (np.asarray(logits, np.float64)[:, 0] * targets.info["std"] + targets.info["mean"]).astype(np.float32)
-
-  def outputs(self, targets: Targets):
-    """Logits -> `score` (float32 [N]) in the data's units: the standardisation is undone in the graph."""
-    import tensorflow as tf  # pylint: disable=g-import-not-at-top
-    mean, std = targets.info["mean"], targets.info["std"]
-
-    def outputs(logits):
-      return {SCORE: tf.cast(logits, tf.float32)[:, 0] * tf.constant(std, tf.float32) + tf.constant(mean, tf.float32)}
-
-    return outputs
-
-  def output_lines(self) -> List[str]:
-    return ["- Output: `score` (float32 [N]) in the label's units; the model trains on the standardised label "
-            "and the export restores its mean and standard deviation."]
-
-  def describe(self, targets: Targets, modality: str) -> List[str]:
-    info = targets.info
-    return [f"A {modality} regression model fine-tuned with tfft.",
-            f"- Target: a number per example; the training split's mean {info['mean']:.4g} and standard deviation "
-            f"{info['std']:.4g} standardise it for training, and the export restores them"]
-
-  def score(self, values, served, targets: Optional[Targets] = None) -> Dict:  # pylint: disable=unused-argument
-    from tfft.report import metrics as metrics_lib  # pylint: disable=g-import-not-at-top
-    return metrics_lib.regression_metrics(values, served)
-
-  def report(self, data, served: np.ndarray, *, config, rescore=None) -> Dict:
-    from tfft.report import run_report  # pylint: disable=g-import-not-at-top
-    return run_report.regression_report(data, served, config=config, rescore=rescore)
-
-  def write_report(self, report_dir, metrics: Dict, *, values, served, inputs, ids):
-    from tfft.report import metrics as metrics_lib  # pylint: disable=g-import-not-at-top
-    metrics_lib.write_regression_report(report_dir, metrics, y_true=values, y_pred=served, inputs=inputs, ids=ids)
-
-  def table(self, metrics: Dict) -> List[str]:
-    from tfft.report import metrics as metrics_lib  # pylint: disable=g-import-not-at-top
-    return [metrics_lib.format_regression_table(metrics)]
-
-  def summary_lines(self, metrics: Dict) -> List[str]:
-    from tfft.report import metrics as metrics_lib, summary  # pylint: disable=g-import-not-at-top
-    lines = ["test:     " + metrics_lib.format_regression_line(metrics)]
-    if "baseline" in metrics:
-      lines.append(f"baseline: {metrics_lib.format_regression_line(metrics['baseline'])}  "
-                   f"({metrics['baseline']['method']})")
-      d = metrics["baseline_difference"]
-      lines.append("model - baseline: " + "  ".join(f"{k}={d[k]:+.4f}" for k in d))
-    return lines + summary.parity_lines(metrics)
-
-  def card_lines(self, metrics: Dict) -> List[str]:
-    if "baseline" not in metrics:
-      return []
-    return ["", f"Baseline: {metrics['baseline']['method']}, fitted on the same train split (lower rmse and mae are "
-            "better; higher r2, pearson and spearman)."]
-
-  def scalars(self, metrics: Dict) -> Dict[str, float]:
-    from tfft.report import metrics as metrics_lib  # pylint: disable=g-import-not-at-top
-    return {name: metrics[name] for name in metrics_lib.REGRESSION_METRICS if metrics.get(name) is not None}
-
-  def predictions(self, outputs: Dict[str, np.ndarray], names: Sequence[str], *, top_k: int) -> List[Dict]:
-    del names, top_k  # a score per input: no classes to rank
-    return [{SCORE: float(value)} for value in outputs[SCORE]]
-
-  def format_rows(self, rows: Sequence[Dict], *, width: int = 48) -> str:
-    lines = [f"{'input':<{width}}  {SCORE:>10}"]
-    lines += [f"{_shorten(row['input'], width):<{width}}  {row[SCORE]:10.4f}" for row in rows]
-    return "\n".join(lines)
-
-
-# --task -> its target; pairs are classified like single texts.
-from tfft.tasks.multilabel_target import MultiLabelTarget  # pylint: disable=g-import-not-at-top,wrong-import-position
-from tfft.tasks.tag_target import TagTarget  # pylint: disable=g-import-not-at-top,wrong-import-position
-from tfft.tasks.generate_target import GenerateTarget  # pylint: disable=g-import-not-at-top,wrong-import-position
-
-TARGETS = {"classify": ClassTarget(), "pairs": ClassTarget(), "regress": RegressTarget(),
-           "multilabel": MultiLabelTarget(), "tag": TagTarget(),
-           "generate": GenerateTarget()}
-
-
-def for_task(task: str):
-  """The target of a --task value (tfft.json's "target" of an export; "classify" for exports without it)."""
-  return TARGETS[task]

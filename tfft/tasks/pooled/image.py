@@ -13,15 +13,14 @@ from tfft.data import images as image_data
 from tfft.errors import UserError
 from tfft.model import image_backbones
 from tfft.rundir import write_atomically
-from tfft.tasks import targets as targets_lib
-from tfft.tasks.base import Built, Prepared
+from tfft.tasks.api import Built, Prepared, Target, Targets
 
 
 class ImageClassifier:
-  """The Task for image datasets (tfft.tasks.base): one prediction per image, of the --task's target."""
+  """The Task for image datasets (tfft.tasks.api): one prediction per image, of the --task's target."""
   kind = "image"
 
-  def __init__(self, config: Config):
+  def __init__(self, config: Config, target: Target, *, numeric_labels: bool = False):
     """Resolves --backbone, its input size and --backbone_weights.
 
     Raises:
@@ -29,7 +28,8 @@ class ImageClassifier:
         Keras model that cannot be loaded safely or whose preprocessing is not stated.
     """
     self.config = config
-    self.target = targets_lib.for_task(config.data.task)
+    self.target = target
+    self.numeric_labels = numeric_labels
     self.spec = image_backbones.resolve(config.model.backbone)
     self.image_size = image_backbones.image_size(self.spec, config.model.image_size)
     self.channels = image_backbones.channels(self.spec)
@@ -41,9 +41,9 @@ class ImageClassifier:
 
   def load_examples(self) -> image_data.ImageExamples:
     """Raises: UserError for a bad source, a bad file under --on_bad_file=fail, or --classes."""
-    return image_data.load_examples(self.config.data)
+    return image_data.load_examples(self.config.data, numeric_labels=self.numeric_labels)
 
-  def encode(self, examples, *, names: Optional[Sequence[str]] = None) -> targets_lib.Targets:
+  def encode(self, examples, *, names: Optional[Sequence[str]] = None) -> Targets:
     """Raises: UserError for a label the target cannot read, or one `names` (labels.txt) does not hold."""
     return self.target.encode(examples.labels, where=f"--dataset={self.config.data.dataset}", names=names,
                               ids=examples.ids)
@@ -82,7 +82,7 @@ class ImageClassifier:
                  m.bn)
     return Built(model, backbone, image_backbones.blocks(self.spec, backbone))
 
-  def prepare(self, examples, targets: targets_lib.Targets, split: Mapping[str, np.ndarray]) -> Prepared:
+  def prepare(self, examples, targets: Targets, split: Mapping[str, np.ndarray]) -> Prepared:
     """The images themselves are the units of training; they are decoded and resized in tf.data."""
     from tfft.data import image_batches  # pylint: disable=g-import-not-at-top
     batch_size = self.config.train.batch_size

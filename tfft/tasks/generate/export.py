@@ -7,7 +7,7 @@ from typing import Callable, Dict, Optional, Sequence
 import keras
 import tensorflow as tf
 
-from tfft.data.instructions import prompt_ids
+from tfft.tasks.generate.data import prompt_ids
 from tfft.model.chat import ChatFormat
 
 

@@ -7,7 +7,8 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from tfft.config import DataConfig, pair_columns, split_dataset_spec
+from tfft.config import DataConfig, split_dataset_spec
+from tfft.tasks.pairs.spec import pair_columns
 from tfft.errors import UserError
 
 MATCH, MISMATCH = "match", "mismatch"

@@ -13,10 +13,12 @@ from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
+from tfft.report.summary import shorten
 from tfft.errors import RunFailed, UserError
+from tfft.tasks.target_base import TargetBase
 
 TEXT = "text"
-GATES = ("rouge1", "rouge2", "rougeL")
+from tfft.tasks.generate.spec import GATES
 METRICS = GATES + ("perplexity",)
 GENERATIONS_CSV = "generations.csv"
 LEAD_METHOD = "lead: the first sentence of the document (the article body for bbc_headlines, else the prompt)"
@@ -43,8 +45,8 @@ def perplexity(served) -> Optional[float]:
 def rouge_scores(prompts: Sequence[str], references: Sequence[str], generated: Sequence[str], *,
                  with_lead: bool = True) -> Dict:
   """ROUGE-1/2/L F1 of the generations and, with_lead, of the lead baseline on the same examples."""
-  from tfft.report import rouge  # pylint: disable=g-import-not-at-top
-  from tfft.tasks.text_generator import document  # pylint: disable=g-import-not-at-top
+  from tfft.tasks.generate import metrics as rouge  # pylint: disable=g-import-not-at-top
+  from tfft.tasks.generate.task import document  # pylint: disable=g-import-not-at-top
   metrics = {"num_examples": len(references), **rouge.rouge(generated, references)}
   if with_lead:
     lead = rouge.rouge([rouge.lead(document(p)) for p in prompts], references)
@@ -53,7 +55,7 @@ def rouge_scores(prompts: Sequence[str], references: Sequence[str], generated: S
   return metrics
 
 
-class GenerateTarget:
+class GenerateTarget(TargetBase):
   """A response per prompt (see the module docstring)."""
   name = "generate"
   parity_output = TEXT
@@ -74,7 +76,7 @@ class GenerateTarget:
     return targets
 
   def rows(self, targets, values):  # pylint: disable=unused-argument
-    raise NotImplementedError("generation's training rows are its packed sequences (tfft.data.instructions.pack)")
+    raise NotImplementedError("generation's training rows are its packed sequences (tfft.tasks.generate.data.pack)")
 
   def check_gates(self, gates, targets):  # pylint: disable=unused-argument
     for name, threshold in gates:
@@ -123,7 +125,7 @@ class GenerateTarget:
       metrics.update({k: v for k, v in rescore.items() if k.startswith("baseline") or k == "base_model"})
       return metrics
     if with_baselines:
-      from tfft.tasks.text_generator import base_model_outputs  # pylint: disable=g-import-not-at-top
+      from tfft.tasks.generate.task import base_model_outputs  # pylint: disable=g-import-not-at-top
       base = base_model_outputs(config, prompts, references)
       base_metrics = rouge_scores(prompts, references, texts_of(base), with_lead=False)
       metrics["base_model"] = {"method": BASE_METHOD, **{k: base_metrics[k] for k in GATES},
@@ -133,8 +135,9 @@ class GenerateTarget:
 
   def write_report(self, report_dir, metrics: Dict, *, values, served, inputs, ids):
     """metrics.json and generations.csv (every example: prompt, reference, generation, lead, base model)."""
-    from tfft.report import metrics as metrics_lib, rouge  # pylint: disable=g-import-not-at-top
-    from tfft.tasks.text_generator import document  # pylint: disable=g-import-not-at-top
+    from tfft.report import metrics as metrics_lib  # pylint: disable=g-import-not-at-top
+    from tfft.tasks.generate import metrics as rouge  # pylint: disable=g-import-not-at-top
+    from tfft.tasks.generate.task import document  # pylint: disable=g-import-not-at-top
     base = metrics.pop("base_examples", None)
     metrics_lib.write_json(report_dir / metrics_lib.METRICS_JSON, metrics)
     tmp = report_dir / (GENERATIONS_CSV + ".tmp")
@@ -145,6 +148,9 @@ class GenerateTarget:
         writer.writerow([example_id, prompt, reference, text, rouge.lead(document(str(prompt)))]
                         + ([base[k]] if base else []))
     tmp.replace(report_dir / GENERATIONS_CSV)
+
+  def score_export(self, inputs: Sequence[str], values: Sequence[str], served, targets=None) -> Dict:  # pylint: disable=unused-argument
+    return self.score_generations(inputs, values, served)
 
   def score_generations(self, prompts: Sequence[str], references: Sequence[str], served) -> Dict:
     """tfft.evaluate's metrics of an export's generations: ROUGE beside the lead baseline."""
@@ -215,7 +221,6 @@ class GenerateTarget:
             for text, count in zip(texts_of(outputs[TEXT]), outputs["token_count"])]
 
   def format_rows(self, rows: Sequence[Dict], *, width: int = 48) -> str:
-    from tfft.tasks.targets import _shorten  # pylint: disable=g-import-not-at-top
     lines = [f"{'prompt':<{width}}  {'tokens':>6}  generated"]
-    lines += [f"{_shorten(row['input'], width):<{width}}  {row['token_count']:>6}  {row[TEXT]}" for row in rows]
+    lines += [f"{shorten(row['input'], width):<{width}}  {row['token_count']:>6}  {row[TEXT]}" for row in rows]
     return "\n".join(lines)

@@ -6,15 +6,17 @@ from typing import List, Mapping
 import numpy as np
 from absl import logging
 
-from tfft.data import pairs as pair_data
+from tfft.tasks.pairs import data as pair_data
 from tfft.data import split as split_lib
-from tfft.tasks import targets as targets_lib
-from tfft.tasks.base import Prepared
-from tfft.tasks.text_classifier import TextClassifier
+
+from tfft.config import Config
+from tfft.tasks.api import Prepared, Targets
+from tfft.tasks.pooled.class_target import ClassTarget
+from tfft.tasks.pooled.text import TextClassifier
 
 
 class TextPairClassifier(TextClassifier):
-  """The Task for --task=pairs (tfft.tasks.base): the text task's backbone and model, fed packed pairs."""
+  """The Task for --task=pairs (tfft.tasks.api): the text task's backbone and model, fed packed pairs."""
 
   def load_examples(self) -> pair_data.PairExamples:
     """Raises: UserError for a bad source, a missing pair column, an empty text or --classes."""
@@ -24,7 +26,7 @@ class TextPairClassifier(TextClassifier):
                                                         flag_value=self.config.data.dataset))
     return examples
 
-  def prepare(self, examples, targets: targets_lib.Targets, split: Mapping[str, np.ndarray]) -> Prepared:
+  def prepare(self, examples, targets: Targets, split: Mapping[str, np.ndarray]) -> Prepared:
     """Packs every pair once and resolves --padding=auto from the training pairs' lengths."""
     from tfft.data import text_batches  # pylint: disable=g-import-not-at-top
     from tfft.fit import recipe  # pylint: disable=g-import-not-at-top
@@ -68,3 +70,16 @@ class TextPairClassifier(TextClassifier):
         model, self.preprocessor, prepared.class_names, export_base=export_base,
         pad_to_multiple_of=self._trim(prepared), finalize=finalize, metadata=metadata,
         outputs=self.target.outputs(prepared.targets))
+
+
+TARGET = ClassTarget("pairs")
+
+
+def build(config: Config) -> TextPairClassifier:
+  return TextPairClassifier(config, TARGET)
+
+
+def load_served_examples(data, modality: str):  # pylint: disable=unused-argument
+  """tfft.evaluate's (inputs, labels, ids): each input the pair of texts, as the export takes them."""
+  examples = pair_data.load_examples(data)
+  return examples.texts, examples.labels, examples.ids

@@ -6,12 +6,15 @@ from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
+from tfft.report.summary import shorten
+from tfft.data import split as split_lib
 from tfft.errors import UserError
+from tfft.tasks.target_base import TargetBase
 
 # Labels of one example inside tfft (the manifest's label column, Examples.labels): joined by this, whatever
 # --label_separator the file used.
 JOIN = "|"
-GATES = ("micro_f1", "macro_f1", "samples_f1", "subset_accuracy", "mean_average_precision")
+from tfft.tasks.multilabel.spec import GATES
 PER_LABEL_CSV = "per_label.csv"
 REPORT_TXT = "multilabel_report.txt"
 
@@ -24,11 +27,10 @@ def sigmoid(logits: np.ndarray) -> np.ndarray:
   return (1.0 / (1.0 + np.exp(-np.asarray(logits, np.float64)))).astype(np.float32)
 
 
-class MultiLabelTarget:
+class MultiLabelTarget(TargetBase):
   """A label set per example; micro/macro/samples F1, subset accuracy, Hamming loss, mAP; one-vs-rest baseline."""
   name = "multilabel"
   parity_output = "probabilities"
-  parity_kind = "values"  # the parity check compares the probabilities as numbers, not as one class per example
   curve_metric = "binary_accuracy"
   monitors = ("val_loss", "val_binary_accuracy")
   stratified = "by iterative stratification over the labels"
@@ -41,7 +43,7 @@ class MultiLabelTarget:
     Raises:
       UserError: naming a label that `names` does not hold.
     """
-    from tfft.data import multilabel  # pylint: disable=g-import-not-at-top
+    from tfft.tasks.multilabel import data as multilabel  # pylint: disable=g-import-not-at-top
     from tfft.tasks.targets import Targets  # pylint: disable=g-import-not-at-top
     sets = [tuple(label for label in str(value).split(JOIN) if label) for value in labels]
     names = tuple(names) if names is not None else multilabel.label_names_of(sets)
@@ -53,10 +55,12 @@ class MultiLabelTarget:
       raise UserError(f"{where}: no example has a label; --task=multilabel needs at least one label")
     return Targets(names, multilabel.indicators_of(sets, names), tuple(canonical(s) for s in sets))
 
+  own_split = True  # iterative stratification over the label sets
+
   def split(self, targets, data, *, seed: int, groups=None):
-    """The train/val/test indices: iterative stratification (tfft.data.multilabel.stratified_split)."""
-    from tfft.data import multilabel  # pylint: disable=g-import-not-at-top
-    return multilabel.stratified_split(targets.values, val_fraction=data.val_fraction,
+    """The train/val/test indices: iterative stratification (tfft.data.split.label_set_split)."""
+    from tfft.tasks.multilabel import data as multilabel  # pylint: disable=g-import-not-at-top
+    return split_lib.label_set_split(targets.values, val_fraction=data.val_fraction,
                                        test_fraction=data.test_fraction, seed=seed, groups=groups)
 
   def fit(self, targets, train: np.ndarray):  # pylint: disable=unused-argument
@@ -64,7 +68,7 @@ class MultiLabelTarget:
 
   def tune(self, targets, val_logits: np.ndarray, val_values: np.ndarray):
     """Chooses each label's threshold on the validation split; the test report and the export use them."""
-    from tfft.report import multilabel_metrics  # pylint: disable=g-import-not-at-top
+    from tfft.tasks.multilabel import metrics as multilabel_metrics  # pylint: disable=g-import-not-at-top
     thresholds = multilabel_metrics.choose_thresholds(np.asarray(val_values), sigmoid(val_logits))
     return dataclasses.replace(targets, info={**targets.info, "thresholds": [float(t) for t in thresholds]})
 
@@ -92,7 +96,7 @@ class MultiLabelTarget:
     return sigmoid(logits)
 
   def outputs(self, targets):
-    from tfft.serving.multilabel_export import multilabel_outputs  # pylint: disable=g-import-not-at-top
+    from tfft.tasks.multilabel.export import multilabel_outputs  # pylint: disable=g-import-not-at-top
     thresholds = targets.info.get("thresholds")
     if thresholds is None:
       raise ValueError("the thresholds are chosen on validation (calibrate) before the export")
@@ -111,7 +115,7 @@ class MultiLabelTarget:
             + ", ".join(f"`{n}`" + (f" ({t:.3f})" if t is not None else "") for n, t in zip(targets.names, thresholds))]
 
   def _metrics(self, values, probabilities, targets) -> Dict:
-    from tfft.report import multilabel_metrics  # pylint: disable=g-import-not-at-top
+    from tfft.tasks.multilabel import metrics as multilabel_metrics  # pylint: disable=g-import-not-at-top
     thresholds = targets.info.get("thresholds") or [multilabel_metrics.DEFAULT_THRESHOLD] * targets.width
     return multilabel_metrics.multilabel_metrics(values, probabilities, thresholds, targets.names)
 
@@ -121,7 +125,7 @@ class MultiLabelTarget:
 
   def report(self, data, served: np.ndarray, *, config, rescore=None) -> Dict:
     """The test metrics beside the one-vs-rest baseline (its thresholds chosen on the same validation split)."""
-    from tfft.report import multilabel_metrics  # pylint: disable=g-import-not-at-top
+    from tfft.tasks.multilabel import metrics as multilabel_metrics  # pylint: disable=g-import-not-at-top
     test, targets = data.split["test"], data.targets
     metrics = self._metrics(data.labels[test], served, targets)
     metrics["split_sizes"] = {name: int(len(indices)) for name, indices in data.split.items()}
@@ -146,7 +150,8 @@ class MultiLabelTarget:
 
   def write_report(self, report_dir, metrics: Dict, *, values, served, inputs, ids):  # pylint: disable=unused-argument
     import csv  # pylint: disable=g-import-not-at-top
-    from tfft.report import metrics as metrics_lib, multilabel_metrics  # pylint: disable=g-import-not-at-top
+    from tfft.report import metrics as metrics_lib  # pylint: disable=g-import-not-at-top
+    from tfft.tasks.multilabel import metrics as multilabel_metrics  # pylint: disable=g-import-not-at-top
     metrics_lib.write_json(report_dir / metrics_lib.METRICS_JSON, metrics)
     (report_dir / REPORT_TXT).write_text(multilabel_metrics.format_multilabel_table(metrics) + "\n")
     tmp = report_dir / (PER_LABEL_CSV + ".tmp")
@@ -160,7 +165,7 @@ class MultiLabelTarget:
     tmp.replace(report_dir / PER_LABEL_CSV)
 
   def table(self, metrics: Dict) -> List[str]:
-    from tfft.report import multilabel_metrics  # pylint: disable=g-import-not-at-top
+    from tfft.tasks.multilabel import metrics as multilabel_metrics  # pylint: disable=g-import-not-at-top
     return [multilabel_metrics.format_multilabel_table(metrics)]
 
   def summary_lines(self, metrics: Dict) -> List[str]:
@@ -193,9 +198,8 @@ class MultiLabelTarget:
     return rows
 
   def format_rows(self, rows: Sequence[Dict], *, width: int = 48) -> str:
-    from tfft.tasks.targets import _shorten  # pylint: disable=g-import-not-at-top
     lines = [f"{'input':<{width}}  labels (probability)"]
     for row in rows:
       found = ", ".join(f"{name} ({row['probabilities'][name]:.3f})" for name in row["labels"]) or "(none)"
-      lines.append(f"{_shorten(row['input'], width):<{width}}  {found}")
+      lines.append(f"{shorten(row['input'], width):<{width}}  {found}")
     return "\n".join(lines)

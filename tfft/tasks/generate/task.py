@@ -1,6 +1,6 @@
 """Instruction fine-tuning of a decoder (--task=generate): prompt/response pairs, the backbone's chat template,
 the loss on the response tokens only, LoRA by default; scored by greedy generation and exported as a SavedModel
-that generates (tfft.serving.generation)."""
+that generates (tfft.tasks.generate.export)."""
 
 import pathlib
 from typing import List, Mapping, Optional, Sequence
@@ -9,13 +9,13 @@ import numpy as np
 from absl import logging
 
 from tfft.config import Config, split_dataset_spec
-from tfft.data import instructions
+from tfft.tasks.generate import data as instructions
 from tfft.data.text import Examples
 from tfft.errors import UserError
 from tfft.model import chat as chat_lib
 from tfft.model import text_backbones
-from tfft.tasks.base import Built, Prepared
-from tfft.tasks.generate_target import SERVED_DTYPE, GenerateTarget
+from tfft.tasks.api import Built, Prepared
+from tfft.tasks.generate.target import SERVED_DTYPE, GenerateTarget
 
 # The built-in bbc_headlines: prompt = this instruction + the article body, response = its headline.
 INSTRUCTION = "Write the headline of this news article.\n\n"
@@ -83,7 +83,7 @@ def model_outputs(model, tokenizer, chat, prompts: Sequence[str], responses: Seq
   """Greedy generations for the prompts and the likelihood of the reference responses, as the structured array
   GenerateTarget serves in process (text, tokens, nll, response_tokens)."""
   import keras  # pylint: disable=g-import-not-at-top
-  from tfft.serving import generation  # pylint: disable=g-import-not-at-top
+  from tfft.tasks.generate import export as generation  # pylint: disable=g-import-not-at-top
   out = np.empty(len(prompts), dtype=SERVED_DTYPE)
   if not len(prompts):
     return out
@@ -115,7 +115,7 @@ def base_model_outputs(config: Config, prompts: Sequence[str], responses: Sequen
 
 
 class TextGenerator:
-  """The Task for --task=generate (tfft.tasks.base)."""
+  """The Task for --task=generate (tfft.tasks.api)."""
   kind = "text"
 
   def __init__(self, config: Config):
@@ -125,7 +125,7 @@ class TextGenerator:
       UserError: for a backbone that cannot be loaded or whose chat template does not render.
     """
     self.config = config
-    self.target = GenerateTarget()
+    self.target = TARGET
     self.spec = text_backbones.resolve(config.model.backbone)
     self.tokenizer = text_backbones.load_preprocessor(self.spec, config.model.sequence_length).tokenizer
     self.chat = chat_lib.chat_format(getattr(self.tokenizer, "chat_template", "") or "",
@@ -220,7 +220,7 @@ class TextGenerator:
 
   def export(self, model, prepared: Prepared, *, export_base, finalize=None, metadata=None):
     from tfft.model import causal_lm  # pylint: disable=g-import-not-at-top
-    from tfft.serving import generation  # pylint: disable=g-import-not-at-top
+    from tfft.tasks.generate import export as generation  # pylint: disable=g-import-not-at-top
     m, d = self.config.model, self.config.data
     from tfft.model import lora  # pylint: disable=g-import-not-at-top
     # The job hands over a plain copy with the adapters merged (--lora_rank); a model that still has them is merged.
@@ -236,3 +236,16 @@ def check_examples(examples: Examples, where: str):
   """Raises UserError for too few pairs to split into train, val and test."""
   if len(examples) < 3:
     raise UserError(f"{where}: {len(examples)} prompt/response pair(s); train, val and test need at least one each")
+
+
+TARGET = GenerateTarget()
+
+
+def build(config: Config) -> TextGenerator:
+  return TextGenerator(config)
+
+
+def load_served_examples(data, modality: str):  # pylint: disable=unused-argument
+  """tfft.evaluate's (inputs, labels, ids): the prompts and their reference responses."""
+  examples = load_generate_examples(data)
+  return examples.texts, examples.labels, examples.ids

@@ -8,7 +8,6 @@ from typing import Dict, List, Sequence, Tuple
 import numpy as np
 
 from tfft.errors import UserError
-from tfft.rundir import SPLITS
 
 
 @dataclasses.dataclass(frozen=True)
@@ -112,44 +111,9 @@ def load_table_multilabel(path: pathlib.Path, flag: str, *, text_column: str, la
   return MultiLabelExamples(examples.texts, indicators_of(sets, names), names, examples.ids, examples.source)
 
 
-def stratified_split(y: np.ndarray, *, val_fraction: float, test_fraction: float, seed: int,
-                     groups=None) -> Dict[str, np.ndarray]:
-  """Train/val/test by iterative stratification (Sechidis et al. 2011; the iterative-stratification package):
-  test is drawn first, then val from the rest, each keeping every label's share as close as the data allows.
-
-  With `groups` (a group id per example, e.g. tfft.data.dedupe.group_ids of the texts), the first example of each
-  group is split and every other member follows it into its split, so duplicates never straddle two splits.
-
-  Returns:
-    {"train", "val", "test"} -> sorted indices.
-
-  Raises:
-    UserError: when val or test would be empty.
-  """
-  from iterstrat.ml_stratifiers import MultilabelStratifiedShuffleSplit  # pylint: disable=g-import-not-at-top
-  if groups is not None:
-    groups = np.asarray(groups)
-    _, first = np.unique(groups, return_index=True)
-    first = np.sort(first)
-    parts = stratified_split(np.asarray(y)[first], val_fraction=val_fraction, test_fraction=test_fraction, seed=seed)
-    return {name: np.flatnonzero(np.isin(groups, groups[first[parts[name]]])) for name in SPLITS}
-  n = len(y)
-  for name, fraction in (("val", val_fraction), ("test", test_fraction)):
-    if int(round(n * fraction)) < 1:
-      raise UserError(f"--{name}_fraction={fraction:g} leaves no {name} example of {n}; raise it or add examples")
-  y = np.asarray(y).astype(int)
-  rest, test = next(MultilabelStratifiedShuffleSplit(n_splits=1, test_size=test_fraction, random_state=seed)
-                    .split(np.zeros(n), y))
-  share = val_fraction / (1.0 - test_fraction)
-  train, val = next(MultilabelStratifiedShuffleSplit(n_splits=1, test_size=share, random_state=seed + 1)
-                    .split(np.zeros(len(rest)), y[rest]))
-  parts = {"train": rest[train], "val": rest[val], "test": test}
-  return {name: np.sort(parts[name]) for name in SPLITS}
-
-
 def load_text_examples(data):
   """The texts and label sets --dataset names, as tfft.data.text.Examples whose labels are the sets joined by
-  tfft.tasks.multilabel_target.JOIN (the split manifest's label column): wnut16_types, or csv:PATH with
+  tfft.tasks.multilabel.target.JOIN (the split manifest's label column): wnut16_types, or csv:PATH with
   --label_column (labels separated by --label_separator) or --label_columns (one 0/1 column per label).
 
   Raises:
@@ -157,7 +121,7 @@ def load_text_examples(data):
       holding the separator tfft joins labels with.
   """
   from tfft.data import text as text_data  # pylint: disable=g-import-not-at-top
-  from tfft.tasks.multilabel_target import JOIN  # pylint: disable=g-import-not-at-top
+  from tfft.tasks.multilabel.target import JOIN  # pylint: disable=g-import-not-at-top
   flag = f"--dataset={data.dataset}"
   if data.dataset == "wnut16_types":
     loaded = load_wnut16_types()
@@ -189,6 +153,6 @@ def join_image_labels(examples, *, separator: str, flag: str):
   Raises:
     UserError: naming the example for an empty label set.
   """
-  from tfft.tasks.multilabel_target import JOIN  # pylint: disable=g-import-not-at-top
+  from tfft.tasks.multilabel.target import JOIN  # pylint: disable=g-import-not-at-top
   sets = split_label_sets(examples.labels, examples.ids, separator=separator, flag=flag)
   return dataclasses.replace(examples, labels=[JOIN.join(s) for s in sets])

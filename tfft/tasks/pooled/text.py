@@ -10,35 +10,35 @@ from tfft.config import Config
 from tfft.data import split as split_lib
 from tfft.data import text as text_data
 from tfft.model import text_backbones
-from tfft.tasks import targets as targets_lib
-from tfft.tasks.base import Built, Prepared
+from tfft.tasks.api import Built, Prepared, Target, Targets
 
 
 class TextClassifier:
-  """The Task for text datasets (tfft.tasks.base): one prediction per text, of the --task's target."""
+  """The Task for text datasets (tfft.tasks.api): one prediction per text, of the --task's target."""
   kind = "text"
 
-  def __init__(self, config: Config):
+  def __init__(self, config: Config, target: Target, *, numeric_labels: bool = False):
     """Resolves --backbone and loads its tokenizer; a bad backbone fails here, before any data is read.
 
     Raises:
       UserError: for a backbone that cannot be found or loaded.
     """
     self.config = config
-    self.target = targets_lib.for_task(config.data.task)
+    self.target = target
+    self.numeric_labels = numeric_labels
     self.spec = text_backbones.resolve(config.model.backbone)
     self.pooling = self.spec.default_pooling if config.model.pooling == "auto" else config.model.pooling
     self.preprocessor = text_backbones.load_preprocessor(self.spec, config.model.sequence_length)
 
   def load_examples(self) -> text_data.Examples:
     """Raises: UserError for a bad source or --classes."""
-    examples = text_data.load_examples(self.config.data)
+    examples = text_data.load_examples(self.config.data, numeric_labels=self.numeric_labels)
     if self.config.data.classes:
       keep = split_lib.select_classes(examples.labels, self.config.data.classes, flag_value=self.config.data.dataset)
       examples = examples.take(keep)
     return examples
 
-  def encode(self, examples, *, names: Optional[Sequence[str]] = None) -> targets_lib.Targets:
+  def encode(self, examples, *, names: Optional[Sequence[str]] = None) -> Targets:
     """Raises: UserError for a label the target cannot read, or one `names` (labels.txt) does not hold."""
     return self.target.encode(examples.labels, where=f"--dataset={self.config.data.dataset}", names=names,
                               ids=examples.ids)
@@ -72,7 +72,7 @@ class TextClassifier:
     """Scoring and serving cut each batch of windows to a multiple of this many tokens (None: fixed padding)."""
     return None if prepared.padding == "fixed" else self.config.train.pad_to_multiple_of
 
-  def prepare(self, examples, targets: targets_lib.Targets, split: Mapping[str, np.ndarray]) -> Prepared:
+  def prepare(self, examples, targets: Targets, split: Mapping[str, np.ndarray]) -> Prepared:
     """Tokenizes every text once and resolves --padding=auto from the training texts' lengths.
 
     With --train_windows=N > 1, the units of training and validation are the texts' windows, each with its text's

@@ -6,9 +6,12 @@ from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
+from tfft.report.summary import shorten
+from tfft.data import split as split_lib
 from tfft.errors import UserError
+from tfft.tasks.target_base import TargetBase
 
-GATES = ("entity_f1", "entity_precision", "entity_recall", "macro_entity_f1", "token_accuracy")
+from tfft.tasks.tag.spec import GATES
 REPORT_TXT = "tag_report.txt"
 ERRORS_CSV = "tagging_errors.csv"
 ERRORS_LIMIT = 100
@@ -29,11 +32,10 @@ def outside_index(names: Sequence[str]) -> int:
   return list(names).index(OUTSIDE) if OUTSIDE in names else 0
 
 
-class TagTarget:
+class TagTarget(TargetBase):
   """A BIO tag per word (labels: the sentence's tags joined by spaces); see the module docstring."""
   name = "tag"
   parity_output = "probabilities"
-  parity_kind = "tokens"  # compared word by word (check_parity), not as one row per example
   curve_metric = "accuracy"  # of the tags at the words' first pieces
   monitors = ("val_accuracy", "val_loss")
   stratified = "by iterative stratification over the entity types each sentence holds"
@@ -63,13 +65,14 @@ class TagTarget:
     strata = tuple(" ".join(sorted({t[2:] for t in tags if t != OUTSIDE})) for tags in sentences)
     return Targets(names, values, strata)
 
+  own_split = True  # by sentence, over the entity types each mentions
+
   def split(self, targets, data, *, seed: int, groups=None):
     """By sentence, iterative stratification over the entity types each sentence mentions."""
-    from tfft.data import multilabel  # pylint: disable=g-import-not-at-top
     types = sorted({t for s in targets.strata for t in s.split()})
     y = np.array([[t in set(s.split()) for t in types] for s in targets.strata], np.float32).reshape(
         len(targets.strata), len(types))
-    return multilabel.stratified_split(y, val_fraction=data.val_fraction, test_fraction=data.test_fraction,
+    return split_lib.label_set_split(y, val_fraction=data.val_fraction, test_fraction=data.test_fraction,
                                        seed=seed, groups=groups)
 
   def fit(self, targets, train: np.ndarray):  # pylint: disable=unused-argument
@@ -105,7 +108,7 @@ class TagTarget:
     return softmax(logits)
 
   def outputs(self, targets):
-    from tfft.serving.tag_export import tag_outputs  # pylint: disable=g-import-not-at-top
+    from tfft.tasks.tag.export import tag_outputs  # pylint: disable=g-import-not-at-top
     return tag_outputs(targets.names)
 
   def output_lines(self) -> List[str]:
@@ -128,13 +131,13 @@ class TagTarget:
     return true, pred
 
   def score(self, values, served, targets) -> Dict:
-    from tfft.report import tag_metrics  # pylint: disable=g-import-not-at-top
+    from tfft.tasks.tag import metrics as tag_metrics  # pylint: disable=g-import-not-at-top
     true, pred = self._sentences(values, served, targets.names)
     return {"num_examples": len(true), **tag_metrics.tag_metrics(true, pred), "tag_names": list(targets.names)}
 
   def report(self, data, served: np.ndarray, *, config, rescore=None) -> Dict:
     """Entity-level metrics on the test sentences beside the CRF baseline fitted on the same train split."""
-    from tfft.report import tag_metrics  # pylint: disable=g-import-not-at-top
+    from tfft.tasks.tag import metrics as tag_metrics  # pylint: disable=g-import-not-at-top
     names, test = data.targets.names, data.split["test"]
     metrics = self.score(data.labels[test], served, data.targets)
     metrics["split_sizes"] = {name: int(len(indices)) for name, indices in data.split.items()}
@@ -153,7 +156,8 @@ class TagTarget:
 
   def write_report(self, report_dir, metrics: Dict, *, values, served, inputs, ids):
     """metrics.json, tag_report.txt and tagging_errors.csv (the first 100 test sentences whose entities differ)."""
-    from tfft.report import metrics as metrics_lib, tag_metrics  # pylint: disable=g-import-not-at-top
+    from tfft.report import metrics as metrics_lib  # pylint: disable=g-import-not-at-top
+    from tfft.tasks.tag import metrics as tag_metrics  # pylint: disable=g-import-not-at-top
     names = metrics["tag_names"]
     metrics_lib.write_json(report_dir / metrics_lib.METRICS_JSON, metrics)
     (report_dir / REPORT_TXT).write_text(tag_metrics.format_tag_table(metrics) + "\n")
@@ -172,7 +176,7 @@ class TagTarget:
     tmp.replace(report_dir / ERRORS_CSV)
 
   def table(self, metrics: Dict) -> List[str]:
-    from tfft.report import tag_metrics  # pylint: disable=g-import-not-at-top
+    from tfft.tasks.tag import metrics as tag_metrics  # pylint: disable=g-import-not-at-top
     return [tag_metrics.format_tag_table(metrics)]
 
   def summary_lines(self, metrics: Dict) -> List[str]:
@@ -253,7 +257,7 @@ class TagTarget:
 
   def predictions(self, outputs: Dict[str, np.ndarray], names: Sequence[str], *, top_k: int) -> List[Dict]:  # pylint: disable=unused-argument
     """Per sentence, its tokens (with character spans, tag and probability) and the entities they form."""
-    from tfft.report import tag_metrics  # pylint: disable=g-import-not-at-top
+    from tfft.tasks.tag import metrics as tag_metrics  # pylint: disable=g-import-not-at-top
     rows = []
     decode = lambda x: x.decode() if isinstance(x, bytes) else str(x)
     for i, n in enumerate(outputs["num_tokens"]):
@@ -269,11 +273,10 @@ class TagTarget:
     return rows
 
   def format_rows(self, rows: Sequence[Dict], *, width: int = 48) -> str:
-    from tfft.tasks.targets import _shorten  # pylint: disable=g-import-not-at-top
     lines = [f"{'input':<{width}}  entities (type: text [start, end))"]
     for row in rows:
       text = str(row["input"])
       found = "; ".join(f"{e['type']}: {text[e['start']:e['end']]} [{e['start']}, {e['end']})"
                         for e in row["entities"]) or "(none)"
-      lines.append(f"{_shorten(text, width):<{width}}  {found}")
+      lines.append(f"{shorten(text, width):<{width}}  {found}")
     return "\n".join(lines)

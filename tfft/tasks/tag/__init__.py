@@ -1,0 +1,1 @@
+"""--task=tag: its spec (spec.py), its Task and Target (task.py) and what only it needs."""

@@ -1,0 +1,48 @@
+"""The members that most targets share; each kind's target overrides what it does its own way."""
+
+from typing import Dict, List, Sequence
+
+import numpy as np
+
+from tfft.serving import loaded
+from tfft.serving import parity as parity_lib
+from tfft.tasks.api import Targets
+
+
+class TargetBase:
+  """Defaults of the Target protocol (tfft.tasks.api.Target): the stratified split, nothing tuned on validation, no
+  calibration, no per-example loss weights, and the served output compared as numbers."""
+  writes_target_key = True
+  own_split = False
+  tunes_on_validation = False
+  calibrates = False
+
+  def split(self, targets: Targets, data, *, seed: int, groups=None):
+    raise NotImplementedError(f"{type(self).__name__} splits on Targets.strata (own_split is False)")
+
+  def tune(self, targets: Targets, val_logits: np.ndarray, val_values: np.ndarray) -> Targets:  # pylint: disable=unused-argument
+    return targets
+
+  def weighted_metrics(self) -> List:
+    return []
+
+  def log_line(self, targets: Targets) -> str:
+    return ", ".join(targets.names)
+
+  def check_parity(self, exported, data, in_process: np.ndarray, *, batch_size: int, atol: float) -> Dict:
+    """The served `parity_output` against the in-process one, as numbers (scaled by a regression target's std)."""
+    feed = loaded.as_bytes(data.task, data.take("test"))
+    served = exported.outputs(feed, batch_size=batch_size)[self.parity_output]
+    scale = data.targets.info.get("std", 1.0) if data.targets is not None else 1.0
+    return parity_lib.check_value_parity(served, in_process, output=self.parity_output, scale=scale, atol=atol)
+
+  def served_from_export(self, exported, inputs: Sequence, *, batch_size: int) -> np.ndarray:
+    """What tfft.evaluate scores: the export's `parity_output` for the inputs, through serving_default."""
+    feed = loaded.as_bytes(exported.task, inputs)
+    if self.parity_output == "probabilities":
+      return exported.probabilities(feed, batch_size=batch_size)
+    return exported.outputs(feed, batch_size=batch_size)[self.parity_output]
+
+  def score_export(self, inputs: Sequence, values, served, targets: Targets) -> Dict:  # pylint: disable=unused-argument
+    """tfft.evaluate's metrics of the export's outputs on `inputs`."""
+    return self.score(values, served, targets)

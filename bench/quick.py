@@ -106,8 +106,8 @@ class TfftContender:
 
   def padding(self, padding: str) -> str:
     from tfft.config import TrainConfig
-    from tfft.fit import recipe
-    return recipe.choose_padding(TrainConfig(padding=padding, batch_size=BATCH, mixed_precision=self.precision),
+    from tfft.data import padding as padding_lib
+    return padding_lib.choose_padding(TrainConfig(padding=padding, batch_size=BATCH, mixed_precision=self.precision),
                                  self.features["padding_mask"], self.train_idx)
 
   def fit(self, *, padding="fixed", warmup_steps=2, min_seconds=30.0, steps_per_execution=1, jit_compile=False):

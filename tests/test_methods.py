@@ -92,13 +92,13 @@ def test_lora_export_is_merged_and_equals_the_unmerged_model(lora_runs, tiny_ber
   import tensorflow as tf
   from tfft import rundir
   from tfft.tasks import registry as tasks
-  from tfft.fit import callbacks
   from tfft.model import lora
   cfg = rundir.load_run(str(run)).config
   task = tasks.build_task(cfg)
   built = task.build_model(3, tf.distribute.get_strategy())
   lora.enable_lora(built.backbone, rank=2, alpha=4, targets=(), backbone_flag="tiny", strategy=tf.distribute.get_strategy())
-  callbacks.load_weights(built.model, run / "checkpoints" / "after_finetune.weights.h5")
+  from tfft.model import weights as weights_io
+  weights_io.load_weights(built.model, run / "checkpoints" / "after_finetune.weights.h5")
   assert all(np.abs(layer.lora_kernel_b.numpy()).max() > 0 for layer in lora.lora_layers(built.model))
   temperature = metrics.get("calibration", {}).get("temperature", 1.0)  # the export serves softmax(logits / T)
   ours = keras.ops.convert_to_numpy(keras.ops.softmax(

@@ -7,6 +7,7 @@ import signal
 
 import pytest
 
+from tfft import files
 from tfft import config as config_lib
 from tfft import rundir
 from tfft.data import split as split_lib
@@ -58,13 +59,13 @@ def test_write_labels_replaces_an_older_file(tmp_path):
 def test_atomic_write_leaves_the_old_file_when_the_disk_refuses(tmp_path):
   """A real write failure (EFBIG past RLIMIT_FSIZE, as ENOSPC on a full disk), in a child process."""
   path = tmp_path / "state.json"
-  rundir.write_atomically(path, "old")
+  files.write_atomically(path, "old")
   pid = os.fork()
   if pid == 0:  # the child hits the limit and reports by exit code
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
     resource.setrlimit(resource.RLIMIT_FSIZE, (1000, 1000))
     try:
-      rundir.write_atomically(path, "x" * 5000, what="checkpoint", hint="free disk space")
+      files.write_atomically(path, "x" * 5000, what="checkpoint", hint="free disk space")
     except UserError as e:
       os._exit(0 if str(e).startswith(f"cannot write checkpoint {path} (") and "free disk space" in str(e) else 3)
     os._exit(4)
@@ -93,7 +94,7 @@ def test_an_interrupted_run_resumes_only_with_its_split_and_model_options(tmp_pa
   config = config_lib.Config(run=config_lib.RunConfig(model_dir=str(tmp_path / "run")))
   run_dir = rundir.RunDir(tmp_path / "run")
   rundir.create_model_dir(run_dir, config.run)
-  rundir.write_atomically(run_dir.flagfile, config_lib.to_flagfile(config))
+  files.write_atomically(run_dir.flagfile, config_lib.to_flagfile(config))
   assert rundir.check_model_dir(config).path == run_dir.path
   import dataclasses  # pylint: disable=g-import-not-at-top
   other_lr = dataclasses.replace(config, train=dataclasses.replace(config.train, learning_rate=1e-3))

@@ -179,7 +179,7 @@ def test_concurrent_exports_get_distinct_versions(tmp_path):
   """Eight writers publish complete exports into one base at the same moment: each gets its own version."""
   import threading
 
-  from tfft.rundir import TMP_PREFIX
+  from tfft.files import TMP_PREFIX
   from tfft.serving import versions
 
   base = tmp_path / "model"

@@ -8,9 +8,10 @@ import pytest
 import tensorflow as tf
 
 from conftest import make_texts
+from tfft.data import padding as padding_lib
 from tfft.data import windows
 from tfft.data import batching
-from tfft.fit import callbacks, phases, recipe
+from tfft.fit import callbacks, phases
 from tfft.model import heads
 from tfft.model import text_backbones
 from tfft.data import text_batches
@@ -188,11 +189,11 @@ def test_dynamic_cut_counts_the_token_positions_trimming_drops():
   masks = _masks([5] * 8 + [40] * 8, 64)
   # Batches of 8 in one shuffled order: a batch of short texts keeps 16 positions a row, any batch with a long
   # one keeps 48; so the cut is 1 - kept / (16 * 64) whatever the order.
-  cut = recipe.dynamic_cut(masks, np.arange(16), batch_size=8, pad_to_multiple_of=16, seed=3)
+  cut = padding_lib.dynamic_cut(masks, np.arange(16), batch_size=8, pad_to_multiple_of=16, seed=3)
   order = masks.sum(axis=1)[np.random.default_rng(3).permutation(16)]
   kept = sum(8 * (48 if batch.max() > 16 else 16) for batch in (order[:8], order[8:]))
   assert cut == pytest.approx(1 - kept / (16 * 64))
-  assert recipe.dynamic_cut(_masks([64] * 4, 64), np.arange(4), batch_size=2, pad_to_multiple_of=16) == 0.0
+  assert padding_lib.dynamic_cut(_masks([64] * 4, 64), np.arange(4), batch_size=2, pad_to_multiple_of=16) == 0.0
 
 
 @pytest.mark.parametrize("lengths,precision,expected", [
@@ -203,8 +204,8 @@ def test_dynamic_cut_counts_the_token_positions_trimming_drops():
     ([50] * 32, "mixed_bfloat16", "fixed"),     # ... not in bf16, where tf.einsum costs 2.8x
 ])
 def test_auto_padding_picks_dynamic_only_where_the_cut_pays(lengths, precision, expected):
-  cut = recipe.dynamic_cut(_masks(lengths, 128), np.arange(len(lengths)), batch_size=32, pad_to_multiple_of=16)
-  assert recipe.auto_padding(cut, precision) == expected
+  cut = padding_lib.dynamic_cut(_masks(lengths, 128), np.arange(len(lengths)), batch_size=32, pad_to_multiple_of=16)
+  assert padding_lib.auto_padding(cut, precision) == expected
 
 
 def test_text_task_resolves_auto_padding_from_its_training_texts(tiny_bert_preset):

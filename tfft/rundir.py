@@ -5,18 +5,19 @@ import contextlib
 import csv
 import dataclasses
 import fcntl
-import hashlib
 import io
 import json
 import os
 import pathlib
 import shutil
-from typing import Dict, Iterator, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
 from tfft import config as config_lib
+from tfft.data.split import SPLITS
 from tfft.errors import UserError
+from tfft.files import write_atomically, write_json
 
 FLAGFILE = "flags.cfg"
 STATE = "run_state.json"
@@ -25,66 +26,6 @@ MANIFEST = "split_manifest.csv"
 METRICS = "metrics.json"
 BACKBONE_WEIGHTS = "backbone.weights.h5"
 LOCK = ".lock"  # held (flock) by the one process that trains or exports into the run dir
-SPLITS = ("train", "val", "test")
-# Temporary names start with this; TF Serving loads only integer directory names, so it never sees them either.
-TMP_PREFIX = ".tmp-"
-
-
-def tmp_name(path: pathlib.Path) -> pathlib.Path:
-  """A temporary sibling of `path` for this process; it keeps the suffix, which Keras and matplotlib read."""
-  return path.with_name(f"{TMP_PREFIX}{os.getpid()}-{path.name}")
-
-
-@contextlib.contextmanager
-def atomic_path(path: pathlib.Path, *, what: str = "", hint: str = "free disk space or choose another directory"
-                ) -> Iterator[pathlib.Path]:
-  """Yields a temporary path to write `path`'s content to; renames it over `path` when the block succeeds.
-
-  A kill mid-write leaves the previous file intact, and a reader never sees half a file. A disk that refuses the
-  write (full, quota, file size limit) becomes one line naming the file (`what` it is, e.g. "checkpoint") and
-  `hint`, what to do.
-
-  Raises:
-    UserError: if the file cannot be written.
-  """
-  tmp = tmp_name(path)
-  try:
-    yield tmp
-    os.replace(tmp, path)
-  except OSError as e:
-    reason = e.strerror or str(e).splitlines()[0]
-    raise UserError(f"cannot write {what + ' ' if what else ''}{path} ({reason}); {hint}") from None
-  finally:
-    tmp.unlink(missing_ok=True)
-
-
-def write_atomically(path: pathlib.Path, data, **kwargs):
-  """Writes bytes or text to `path` through atomic_path (`what`, `hint`), flushed to disk before the rename.
-
-  Raises:
-    UserError: if the file cannot be written.
-  """
-  with atomic_path(path, **kwargs) as tmp:
-    with open(tmp, "wb") as f:
-      f.write(data.encode("utf-8") if isinstance(data, str) else data)
-      f.flush()
-      os.fsync(f.fileno())
-
-
-def file_sha256(path: pathlib.Path) -> str:
-  """The file's SHA-256, read a MiB at a time: the cache key of converted checkpoints."""
-  digest = hashlib.sha256()
-  with open(path, "rb") as f:
-    for chunk in iter(lambda: f.read(1 << 20), b""):
-      digest.update(chunk)
-  return digest.hexdigest()
-
-
-def write_json(path: pathlib.Path, data, **kwargs):
-  """Writes JSON atomically (NaN refused: it is not JSON)."""
-  write_atomically(path, json.dumps(data, indent=2, allow_nan=False), **kwargs)
-
-
 def write_labels(path: pathlib.Path, class_names: Sequence[str]):
   """labels.txt: one class name a line, in the order of the model's outputs."""
   write_atomically(path, "".join(f"{name}\n" for name in class_names))

@@ -16,7 +16,8 @@ from tfft.config import DataConfig
 from tfft.data import dedupe
 from tfft.data.text import natural_key
 from tfft.errors import UserError
-from tfft.rundir import SPLITS
+
+SPLITS = ("train", "val", "test")
 
 
 def stratified_split(labels: Sequence[str], *, val_fraction: float, test_fraction: float, seed: int,

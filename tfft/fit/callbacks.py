@@ -14,7 +14,8 @@ from typing import Dict, List, Optional
 import keras
 from absl import logging
 
-from tfft import rundir
+from tfft.model import weights as weights_io
+from tfft import files
 from tfft.errors import Preempted, RunFailed, UserError
 from tfft.testhooks import pause_point
 
@@ -95,61 +96,15 @@ class LearningRateLogger(keras.callbacks.Callback):
       logs["learning_rate"] = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
 
 
-def weights_h5_bytes(model: keras.Model) -> bytes:
-  """The bytes of `model.save_weights(...)`'s .weights.h5 file, built in memory.
-
-  h5py crashes the process (a segfault after a storm of RuntimeErrors) when the disk refuses a write halfway
-  through a file, so the file is built in memory and written with plain file I/O, which fails with an OSError.
-  This uses the H5IOStore behind keras.Model.save_weights (Keras 3), which accepts a BytesIO.
-  """
-  from keras.src.saving import saving_lib  # pylint: disable=g-import-not-at-top
-  buffer = io.BytesIO()
-  store = saving_lib.H5IOStore(buffer, mode="w")
-  saving_lib._save_state(model, weights_store=store, assets_store=None, inner_path="",  # pylint: disable=protected-access
-                         visited_saveables=set())
-  store.close()
-  from tfft.model import lora  # pylint: disable=g-import-not-at-top
-  extra = lora.extra_state(model)
-  if extra:
-    import h5py  # pylint: disable=g-import-not-at-top
-    with h5py.File(buffer, "r+") as f:
-      group = f.create_group(lora.STORE_GROUP)
-      for key, value in extra.items():
-        group[key] = value
-  return buffer.getvalue()
-
-
-def load_weights(model: keras.Model, path: pathlib.Path):
-  """`model.load_weights(path)`, and for a LoRA model the base kernels and adapters kept beside Keras' entries
-  (weights_h5_bytes), which Keras alone would load merged with the adapters zeroed.
-
-  The file also holds the optimizer's state from training; a model built to be scored or exported has a fresh
-  optimizer (keras-hub tasks compile themselves), which Keras then skips with a warning that means nothing here.
-  """
-  import warnings  # pylint: disable=g-import-not-at-top
-  with warnings.catch_warnings():
-    warnings.filterwarnings("ignore", message="Skipping variable loading for optimizer")
-    model.load_weights(str(path))
-  from tfft.model import lora  # pylint: disable=g-import-not-at-top
-  if lora.lora_layers(model):
-    import h5py  # pylint: disable=g-import-not-at-top
-    with h5py.File(str(path), "r") as f:
-      if lora.STORE_GROUP in f:
-        group = f[lora.STORE_GROUP]
-        lora.restore_extra_state(model, {f"{i}/{name}": group[i][name][()] for i in group for name in group[i]})
-
-
-
-
 def save_weights_atomically(model: keras.Model, path: pathlib.Path):
-  """Writes `model`'s weights (with its optimizer's state, once compiled) atomically (tfft.rundir.write_atomically).
+  """Writes `model`'s weights (with its optimizer's state, once compiled) atomically (tfft.files.write_atomically).
 
   The file is the same as `model.save_weights(path)` writes.
 
   Raises:
     UserError: if the file cannot be written; the previous file is kept.
   """
-  rundir.write_atomically(path, weights_h5_bytes(model), what="checkpoint", hint=CHECKPOINT_HINT)
+  files.write_atomically(path, weights_io.weights_h5_bytes(model), what="checkpoint", hint=CHECKPOINT_HINT)
 
 
 class BestCheckpoint(keras.callbacks.Callback):
@@ -289,7 +244,7 @@ class EpochBackup(keras.callbacks.Callback):
       model.optimizer.build(model.trainable_variables)
     weights = self.directory / self.state["weights"]
     try:
-      load_weights(model, weights)
+      weights_io.load_weights(model, weights)
     except (ValueError, OSError) as e:
       raise UserError(f"the checkpoint {weights} of an interrupted run does not fit this model "
                       f"({str(e).splitlines()[0][:120]}); pass --overwrite to start afresh or choose another "
@@ -327,7 +282,7 @@ class EpochBackup(keras.callbacks.Callback):
       best = self._stopper.best
       self.state["early_stopping"] = {"wait": self._stopper.wait, "best_epoch": self._stopper.best_epoch,
                                       "best": None if best is None else float(best)}
-    rundir.write_json(self.directory / BACKUP_STATE, self.state, what="checkpoint", hint=CHECKPOINT_HINT)
+    files.write_json(self.directory / BACKUP_STATE, self.state, what="checkpoint", hint=CHECKPOINT_HINT)
     for old in self.directory.glob("epoch-*.weights.h5"):
       if old.name != weights:
         old.unlink(missing_ok=True)
@@ -366,4 +321,4 @@ def truncate_history(path: pathlib.Path, epochs: int):
     return
   out = io.StringIO(newline="")
   csv.writer(out).writerows([rows[0], *kept])
-  rundir.write_atomically(path, out.getvalue())
+  files.write_atomically(path, out.getvalue())

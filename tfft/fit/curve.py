@@ -10,6 +10,7 @@ from typing import Dict, List, Sequence
 import numpy as np
 from absl import logging
 
+from tfft import files
 from tfft import rundir
 from tfft.config import Config
 from tfft.errors import UserError
@@ -146,12 +147,10 @@ def write_curve(out: pathlib.Path, rows: Sequence[Dict]):
   """Writes learning_curve.csv (one row per point) and learning_curve.png (accuracy against training examples per
   class on a log axis, mean and min-max band of each arm over seeds)."""
   out.mkdir(parents=True, exist_ok=True)
-  tmp = out / (CURVE_CSV + ".tmp")
-  with tmp.open("w", newline="", encoding="utf-8") as f:
+  with files.atomic_path(out / CURVE_CSV) as tmp, tmp.open("w", newline="", encoding="utf-8") as f:
     writer = csv.DictWriter(f, fieldnames=COLUMNS)
     writer.writeheader()
     writer.writerows(rows)
-  tmp.replace(out / CURVE_CSV)
   from tfft.report import plots  # pylint: disable=g-import-not-at-top
 
   points = summarize(rows)

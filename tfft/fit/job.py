@@ -13,6 +13,8 @@ from typing import Dict, Iterator, List, Tuple
 import numpy as np
 from absl import logging
 
+from tfft.model import weights as weights_io
+from tfft import files
 from tfft import config as config_lib
 from tfft import rundir
 from tfft.tasks import registry as tasks
@@ -161,7 +163,7 @@ def _fit_and_publish(config: Config, strategy, run_dir: RunDir, export_base: pat
   from tfft.fit import publish  # pylint: disable=g-import-not-at-top
 
   split = planned_split.indices
-  rundir.write_atomically(run_dir.flagfile, config_lib.to_flagfile(config))
+  files.write_atomically(run_dir.flagfile, config_lib.to_flagfile(config))
   rundir.write_labels_once(run_dir, list(targets.names))
   rundir.write_manifest(run_dir.manifest, examples.ids, examples.labels, split, planned_split.duplicate_of)
 
@@ -248,7 +250,7 @@ def _run_phases(task, built, prepared, phases, *, config: Config, run_dir: RunDi
     _check_workers_agree(strategy, run_dir, phase.name, done=bool(done and run_dir.after(phase.name).exists()))
     if done and run_dir.after(phase.name).exists():
       logging.info("phase %s finished in an earlier run; loading its weights", phase.name)
-      callbacks.load_weights(model, run_dir.after(phase.name))
+      weights_io.load_weights(model, run_dir.after(phase.name))
       callbacks.restore_seed_states(model, done.seed_states)
       results.append(done)
       continue

@@ -12,6 +12,7 @@ import keras
 import numpy as np
 from absl import logging
 
+from tfft import files
 from tfft.config import Config
 from tfft.errors import UserError
 
@@ -158,13 +159,12 @@ class _Recorder(keras.callbacks.Callback):
 
 
 def _write(out: pathlib.Path, result: LRFindResult):
-  from tfft import rundir  # pylint: disable=g-import-not-at-top
   from tfft.report.plots import _save  # pylint: disable=g-import-not-at-top
   from matplotlib.figure import Figure  # pylint: disable=g-import-not-at-top
   rows = ["step,learning_rate,loss,smoothed_loss"] + [
       f"{i},{lr:.6g},{loss:.6g},{s:.6g}"
       for i, (lr, loss, s) in enumerate(zip(result.learning_rates, result.losses, result.smoothed))]
-  rundir.write_atomically(out / LR_FIND_CSV, "\n".join(rows) + "\n")
+  files.write_atomically(out / LR_FIND_CSV, "\n".join(rows) + "\n")
   fig = Figure(figsize=(6, 4))
   ax = fig.add_subplot()
   ax.plot(result.learning_rates, result.losses, color="lightgrey", label="loss per step")

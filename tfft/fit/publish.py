@@ -7,12 +7,15 @@ from typing import Callable, Dict, Optional, Sequence, Tuple
 import numpy as np
 from absl import logging
 
+from tfft.model import weights as weights_io
 from tfft.config import Config
 from tfft.errors import RunFailed
+from tfft.fit import recipe
 from tfft.report import metrics as metrics_lib
 from tfft.report import model_card as model_card_lib
 from tfft.report import run_report
-from tfft.rundir import PhaseResult, RunDir, write_atomically
+from tfft.rundir import PhaseResult, RunDir
+from tfft.files import write_atomically
 from tfft.serving import loaded, tf_serving
 from tfft.serving.parity import PARITY_ATOL
 
@@ -179,7 +182,7 @@ def export_checked(export_fn: Callable, config: Config, data: run_report.RunData
                               model_name=config.run.name, input_names=model.input_names)
     write_atomically(tmp / "assets.extra" / model_card_lib.MODEL_CARD, model_card_lib.model_card(
         config, data, metrics=metrics, parity=parity, phases=phases, backbone=backbone, contract=contract,
-        signature=model.signature, target=target))
+        signature=model.signature, target=target, planned=recipe.plan_phases(config.train)))
     if before_publish:
       before_publish()
 
@@ -227,7 +230,6 @@ def reexport(model_dir: str, *, export_dir: Optional[str] = None, name: Optional
   from tfft import rundir  # pylint: disable=g-import-not-at-top
   from tfft.tasks import registry  # pylint: disable=g-import-not-at-top
   from tfft.errors import UserError  # pylint: disable=g-import-not-at-top
-  from tfft.fit import recipe  # pylint: disable=g-import-not-at-top
 
   run = rundir.load_run(model_dir)
   rundir.check_unlocked(run.dir)
@@ -255,8 +257,7 @@ def reexport(model_dir: str, *, export_dir: Optional[str] = None, name: Optional
   strategy = strategy or tf.distribute.get_strategy()
   # Built in float32 whatever the run trained in: the weights file holds float32 variables either way.
   built = task.build_model(targets.width, strategy, precision="float32", weights="none")
-  from tfft.fit import callbacks  # pylint: disable=g-import-not-at-top
-  callbacks.load_weights(built.model, weights)
+  weights_io.load_weights(built.model, weights)
   prepared = task.prepare(examples, targets, split)
   trained = json.loads(run.dir.metrics.read_text()) if run.dir.metrics.is_file() else {}
   phases = [run.state.phase_result(p.name) for p in recipe.plan_phases(cfg.train) if run.state.phase_result(p.name)]

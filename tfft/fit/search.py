@@ -10,6 +10,7 @@ from typing import Dict, List, Optional, Tuple
 
 from absl import logging
 
+from tfft import files
 from tfft import config as config_lib
 from tfft import rundir
 from tfft.config import Config
@@ -233,7 +234,7 @@ def run_search(base: Config, *, space_file: str, trials: int, search_dir: str, a
   rundir.check_export_base(base.run)
   monitor, direction = _monitor(base)
   out.mkdir(parents=True, exist_ok=True)
-  rundir.write_atomically(out / "search.json", json.dumps(spec, indent=2) + "\n")
+  files.write_atomically(out / "search.json", json.dumps(spec, indent=2) + "\n")
 
   objective = kt.Objective(monitor, direction)
   oracle_cls = {"random": kt.oracles.RandomSearchOracle, "bayesian": kt.oracles.BayesianOptimizationOracle}[algorithm]
@@ -264,7 +265,7 @@ def run_search(base: Config, *, space_file: str, trials: int, search_dir: str, a
       best = result.phases[-1].best
       if best is None or not math.isfinite(best):
         raise kt.errors.FailedTrialError(f"the last phase has no finite {monitor}")
-      rundir.write_atomically(out / TRIALS / trial.trial_id / "result.json", json.dumps(
+      files.write_atomically(out / TRIALS / trial.trial_id / "result.json", json.dumps(
           {"values": {k: config_lib.option_text(v) for k, v in values.items()}, monitor: best,
            "phase": result.phases[-1].name}, indent=2) + "\n")
       return {monitor: best}
@@ -288,7 +289,7 @@ def run_search(base: Config, *, space_file: str, trials: int, search_dir: str, a
   best_trial = oracle.get_best_trials(1)[0]
   best_values = _values(dims, best_trial.hyperparameters.values)
   best_config = trial_config(best_trial.trial_id, best_values)
-  rundir.write_atomically(out / BEST_FLAGFILE, config_lib.to_flagfile(apply(base, best_values)))
+  files.write_atomically(out / BEST_FLAGFILE, config_lib.to_flagfile(apply(base, best_values)))
 
   # Only now is the test split read: the best trial's run resumes past training to scoring and its export.
   best_dir = rundir.RunDir(best_config.run.model_dir)
@@ -305,7 +306,7 @@ def run_search(base: Config, *, space_file: str, trials: int, search_dir: str, a
            "run_dir": str(out / TRIALS / t.trial_id / "run")}
           for t in sorted(oracle.trials.values(), key=lambda t: t.trial_id)]
   best = next(r for r in rows if r["trial"] == best_trial.trial_id)
-  rundir.write_atomically(out / RESULTS, json.dumps(
+  files.write_atomically(out / RESULTS, json.dumps(
       {"monitor": monitor, "direction": direction, "trials": rows, "best": best,
        "test": {k: metrics.get(k) for k in ("accuracy", "macro_f1", "rmse", "r2", "micro_f1", "entity_f1")
                 if metrics.get(k) is not None}, "export": export_path}, indent=2) + "\n")

@@ -12,10 +12,10 @@ import importlib.util
 import json
 import os
 import pathlib
-import shutil
 
 from tfft.errors import UserError
-from tfft.rundir import file_sha256
+from tfft import files
+from tfft.files import file_sha256
 
 SCHEME = "gguf:"
 # Bump when the conversion changes, so that stale presets are not reused.
@@ -132,23 +132,13 @@ def ensure_preset(value: str) -> pathlib.Path:
   if is_converted(target):
     return target
   check_gguf(value, path)
-  tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
   try:
-    target.parent.mkdir(parents=True, exist_ok=True)
-    shutil.rmtree(tmp, ignore_errors=True)
-    logging.info("converting %s into a keras-hub preset (once; later runs load %s)", path, target)
-    export_preset(path, tmp, sha256=sha256)
-    try:
-      os.rename(tmp, target)
-    except OSError:
-      if not is_converted(target):  # not another run's finished conversion: a stale or broken one
-        shutil.rmtree(target, ignore_errors=True)
-        os.rename(tmp, target)
+    with files.atomic_dir(target, complete=is_converted) as tmp:
+      logging.info("converting %s into a keras-hub preset (once; later runs load %s)", path, target)
+      export_preset(path, tmp, sha256=sha256)
   except OSError as e:
     raise UserError(f"--backbone={value}: cannot write the converted preset under {target.parent} ({e}); set "
                     "KERAS_HOME to a writable directory") from None
-  finally:
-    shutil.rmtree(tmp, ignore_errors=True)
   return target
 
 
@@ -179,4 +169,4 @@ def export_preset(path: pathlib.Path, preset_dir: pathlib.Path, *, sha256: str):
       "note": f"weights dequantised to float32 from the file's {', '.join(types)} tensors: the quality of those "
               "quantised weights, not of the original float model",
   }
-  (preset_dir / SOURCE_FILE).write_text(json.dumps(source, indent=2) + "\n")
+  files.write_atomically(preset_dir / SOURCE_FILE, json.dumps(source, indent=2) + "\n")

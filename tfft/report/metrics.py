@@ -9,6 +9,7 @@ from typing import Dict, Optional, Sequence
 import numpy as np
 from sklearn import metrics as skm
 
+from tfft import files
 from tfft.report.scalars import CLASSIFICATION_SCALARS, TOP_K
 
 METRICS_JSON = "metrics.json"
@@ -91,9 +92,7 @@ def format_table(result: Dict) -> str:
 
 def write_json(path: pathlib.Path, data: Dict):
   """Writes JSON atomically, so a reader never sees half a file."""
-  tmp = path.with_name(path.name + ".tmp")
-  tmp.write_text(json.dumps(data, indent=2, allow_nan=False))
-  tmp.replace(path)
+  files.write_atomically(path, json.dumps(data, indent=2, allow_nan=False))
 
 
 def write_report(report_dir: pathlib.Path, result: Dict, *, y_true: Sequence[int], probabilities: np.ndarray,
@@ -116,11 +115,9 @@ def write_report(report_dir: pathlib.Path, result: Dict, *, y_true: Sequence[int
   probabilities = np.asarray(probabilities)
   y_pred = probabilities.argmax(axis=-1)
   write_json(report_dir / METRICS_JSON, result)
-  tmp = report_dir / (REPORT_TXT + ".tmp")
-  tmp.write_text(skm.classification_report(
+  files.write_atomically(report_dir / REPORT_TXT, skm.classification_report(
       y_true, y_pred, labels=list(range(len(class_names))), target_names=list(class_names), digits=4,
       zero_division=0))
-  tmp.replace(report_dir / REPORT_TXT)
   plots.plot_confusion_matrix(report_dir / CONFUSION_PNG, np.array(result["confusion_matrix"]), class_names)
   _write_misclassified(report_dir / MISCLASSIFIED_CSV, y_true, probabilities, class_names, inputs, ids)
 
@@ -131,8 +128,7 @@ def _write_misclassified(path: pathlib.Path, y_true, probabilities, class_names,
   confidence = probabilities.max(axis=-1)
   wrong = np.flatnonzero(y_pred != y_true)
   wrong = wrong[np.argsort(-confidence[wrong], kind="stable")][:limit]
-  tmp = path.with_name(path.name + ".tmp")
-  with tmp.open("w", newline="", encoding="utf-8") as f:
+  with files.atomic_path(path) as tmp, tmp.open("w", newline="", encoding="utf-8") as f:
     writer = csv.writer(f)
     writer.writerow(["id", "input", "true_label", "predicted_label", "confidence", "true_label_probability",
                      "probabilities"])
@@ -140,7 +136,6 @@ def _write_misclassified(path: pathlib.Path, y_true, probabilities, class_names,
       writer.writerow([ids[i], inputs[i], class_names[y_true[i]], class_names[y_pred[i]], f"{confidence[i]:.6f}",
                        f"{probabilities[i, y_true[i]]:.6f}",
                        json.dumps({name: round(float(p), 6) for name, p in zip(class_names, probabilities[i])})])
-  tmp.replace(path)
 
 
 def regression_metrics(y_true: Sequence[float], y_pred: Sequence[float]) -> Dict:
@@ -189,12 +184,10 @@ def write_regression_report(report_dir: pathlib.Path, result: Dict, *, y_true: S
   plots.plot_predicted_vs_true(report_dir / SCATTER_PNG, y_true, y_pred, title=format_regression_line(result))
   error = np.abs(y_pred - y_true)
   worst = np.argsort(-error, kind="stable")[:MISCLASSIFIED_LIMIT]
-  tmp = report_dir / (ERRORS_CSV + ".tmp")
-  with tmp.open("w", newline="", encoding="utf-8") as f:
+  with files.atomic_path(report_dir / ERRORS_CSV) as tmp, tmp.open("w", newline="", encoding="utf-8") as f:
     writer = csv.writer(f)
     writer.writerow(["id", "input", "true", "predicted", "abs_error"])
     for i in worst:
       value = inputs[i]
       writer.writerow([ids[i], " | ".join(value) if isinstance(value, tuple) else value, f"{y_true[i]:.6g}",
                        f"{y_pred[i]:.6g}", f"{error[i]:.6g}"])
-  tmp.replace(report_dir / ERRORS_CSV)

@@ -21,10 +21,9 @@ def describe_freeze(policy) -> str:
 
 
 def model_card(config: Config, data, *, metrics: Dict, parity: Dict, phases: Sequence[PhaseResult],
-               backbone, contract: Sequence[str], signature: Dict, target) -> str:
+               backbone, contract: Sequence[str], signature: Dict, target, planned: Sequence) -> str:
   """The card as Markdown; `data` is the run's RunData (with its Targets), `backbone` the resolved --backbone spec,
-  `target` the run's target (tfft.tasks.api.Target)."""
-  from tfft.fit import recipe  # pylint: disable=g-import-not-at-top
+  `target` the run's target (tfft.tasks.api.Target), `planned` the phases the run planned (tfft.fit.recipe.Phase)."""
 
   opening, labels_line = target.describe(data.targets, data.task)
   sizes = {name: len(indices) for name, indices in data.split.items()}
@@ -44,7 +43,7 @@ def model_card(config: Config, data, *, metrics: Dict, parity: Dict, phases: Seq
            "", "## Phases and freezing", "",
            "| phase | freezing | epochs run / planned | peak LR | trainable / frozen params | best |",
            "|---|---|---|---|---|---|"]
-  planned = {p.name: p for p in recipe.plan_phases(config.train)}
+  planned = {p.name: p for p in planned}
   for phase in phases:
     plan = planned.get(phase.name)
     freeze = (describe_freeze(parse_freeze(phase.freeze)) if getattr(phase, "freeze", "") else

@@ -9,14 +9,15 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator, NullFormatter
 
+from tfft import files
+
 # Figure objects on an Agg canvas, not pyplot: no global backend switch and no GUI in a training job.
 
 
 def _save(fig: Figure, path: pathlib.Path):
   FigureCanvasAgg(fig)
-  tmp = path.with_name(path.stem + ".tmp.png")
-  fig.savefig(tmp, dpi=100, bbox_inches="tight")
-  tmp.replace(path)
+  with files.atomic_path(path) as tmp:  # the temporary name keeps the .png suffix savefig reads
+    fig.savefig(tmp, dpi=100, bbox_inches="tight")
 
 
 def plot_confusion_matrix(path: pathlib.Path, matrix: np.ndarray, class_names: Sequence[str]):

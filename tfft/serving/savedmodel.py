@@ -13,7 +13,8 @@ import tensorflow as tf
 from absl import logging
 
 from tfft.data import image_batches, windows
-from tfft.rundir import TMP_PREFIX, write_atomically, write_labels
+from tfft.rundir import write_labels
+from tfft.files import TMP_PREFIX, write_atomically
 from tfft.serving import versions
 from tfft.testhooks import pause_point
 
@@ -39,7 +40,7 @@ def export_text_classifier(model: keras.Model, preprocessor, class_names: Sequen
     The version directory.
   """
   preprocessor(tf.constant(["build"]))  # ExportArchive tracks only built layers.
-  outputs = outputs or _outputs(class_names)
+  outputs = outputs or class_outputs(class_names)
 
   def serve(text):
     return outputs(windows.windowed_logits(model, preprocessor, text, eval_windows, pad_to_multiple_of))
@@ -66,7 +67,7 @@ def export_image_classifier(model: keras.Model, class_names: Sequence[str], *, e
   Returns:
     The version directory.
   """
-  outputs = outputs or _outputs(class_names)
+  outputs = outputs or class_outputs(class_names)
 
   def serve_bytes(image_bytes):
     pixels = tf.map_fn(lambda b: image_batches.decode(b, image_size), image_bytes,
@@ -87,37 +88,7 @@ def export_image_classifier(model: keras.Model, class_names: Sequence[str], *, e
                       metadata=metadata, finalize=finalize)
 
 
-def export_text_pair_classifier(model: keras.Model, preprocessor, class_names: Sequence[str], *,
-                                export_base: pathlib.Path, pad_to_multiple_of: Optional[int] = None,
-                                finalize: Optional[Callable[[pathlib.Path], None]] = None,
-                                metadata: Optional[Dict] = None, outputs: Optional[Callable] = None) -> pathlib.Path:
-  """Exports `serving_default` taking two [None] tf.string batches, `text_a` and `text_b` (pair i is text_a[i],
-  text_b[i]), packed in the graph as the backbone's tokenizer packs pairs (tfft.tasks.pairs.data.pack).
-
-  Outputs, versioning, `finalize` and `metadata` as export_text_classifier.
-
-  Returns:
-    The version directory.
-  """
-  from tfft.tasks.pairs import data as pairs  # pylint: disable=g-import-not-at-top
-
-  preprocessor(tf.constant(["build"]))  # ExportArchive tracks only built layers.
-  outputs = outputs or _outputs(class_names)
-
-  def serve(text_a, text_b):
-    return outputs(pairs.pair_logits(model, preprocessor, text_a, text_b, pad_to_multiple_of))
-
-  archive = keras.export.ExportArchive()
-  archive.track(model)
-  archive.track(preprocessor)
-  archive.add_endpoint("serving_default", serve, input_signature=[tf.TensorSpec([None], tf.string, name="text_a"),
-                                                                  tf.TensorSpec([None], tf.string, name="text_b")])
-  return write_export(archive, class_names, export_base=export_base,
-                      info={"task": "text", "input": "text_a,text_b", "inputs": ["text_a", "text_b"]},
-                      metadata=metadata, finalize=finalize)
-
-
-def _outputs(class_names: Sequence[str]):
+def class_outputs(class_names: Sequence[str]):
   """Logits -> the served outputs: float32 probabilities, int64 class_id, string class_name."""
   names = tf.constant(list(class_names))
 

@@ -4,7 +4,7 @@ import pathlib
 from typing import List, Sequence
 
 from tfft.errors import UserError
-from tfft.rundir import atomic_path, write_atomically
+from tfft.files import atomic_path, write_atomically
 from tfft.serving import versions
 
 WARMUP = "tf_serving_warmup_requests"

@@ -6,7 +6,7 @@ import pathlib
 import shutil
 from typing import List
 
-from tfft.rundir import TMP_PREFIX
+from tfft.files import TMP_PREFIX
 
 
 def published(base: pathlib.Path) -> List[int]:

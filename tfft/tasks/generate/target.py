@@ -13,6 +13,7 @@ from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
+from tfft import files
 from tfft.report.summary import shorten
 from tfft.errors import RunFailed, UserError
 from tfft.tasks.target_base import TargetBase
@@ -67,7 +68,7 @@ class GenerateTarget(TargetBase):
   def encode(self, labels: Sequence[str], *, where: str, names: Optional[Sequence[str]] = None,  # pylint: disable=unused-argument
              ids: Optional[Sequence[str]] = None):
     """The responses as they are; one stratum, so the split is a seeded random draw."""
-    from tfft.tasks.targets import Targets  # pylint: disable=g-import-not-at-top
+    from tfft.tasks.api import Targets  # pylint: disable=g-import-not-at-top
     values = np.empty(len(labels), dtype=object)
     values[:] = [str(label) for label in labels]
     return Targets((TEXT,), values, ("",) * len(labels))
@@ -140,14 +141,12 @@ class GenerateTarget(TargetBase):
     from tfft.tasks.generate.task import document  # pylint: disable=g-import-not-at-top
     base = metrics.pop("base_examples", None)
     metrics_lib.write_json(report_dir / metrics_lib.METRICS_JSON, metrics)
-    tmp = report_dir / (GENERATIONS_CSV + ".tmp")
-    with tmp.open("w", newline="", encoding="utf-8") as f:
+    with files.atomic_path(report_dir / GENERATIONS_CSV) as tmp, tmp.open("w", newline="", encoding="utf-8") as f:
       writer = csv.writer(f)
       writer.writerow(["id", "prompt", "reference", "generated", "lead"] + (["base_model"] if base else []))
       for k, (example_id, prompt, reference, text) in enumerate(zip(ids, inputs, values, texts_of(served))):
         writer.writerow([example_id, prompt, reference, text, rouge.lead(document(str(prompt)))]
                         + ([base[k]] if base else []))
-    tmp.replace(report_dir / GENERATIONS_CSV)
 
   def score_export(self, inputs: Sequence[str], values: Sequence[str], served, targets=None) -> Dict:  # pylint: disable=unused-argument
     return self.score_generations(inputs, values, served)

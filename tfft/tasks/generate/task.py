@@ -8,6 +8,7 @@ from typing import List, Mapping, Optional, Sequence
 import numpy as np
 from absl import logging
 
+from tfft.data import padding as padding_lib
 from tfft.config import Config, split_dataset_spec
 from tfft.tasks.generate import data as instructions
 from tfft.data.text import Examples
@@ -167,12 +168,11 @@ class TextGenerator:
   def prepare(self, examples, targets, split: Mapping[str, np.ndarray]) -> Prepared:
     """Packs every pair once: templated prompt, response, end token; the loss weight on the response and end."""
     from tfft.data import tag_batches  # pylint: disable=g-import-not-at-top
-    from tfft.fit import recipe  # pylint: disable=g-import-not-at-top
     t = self.config.train
     arrays = instructions.pack(self.tokenizer, self.chat, examples.texts, examples.labels,
                                sequence_length=self.config.model.sequence_length)
     features = {"token_ids": arrays["token_ids"], "padding_mask": arrays["padding_mask"]}
-    padding = recipe.choose_padding(t, arrays["padding_mask"], split["train"])
+    padding = padding_lib.choose_padding(t, arrays["padding_mask"], split["train"])
     if t.padding == "auto":
       logging.info("--padding=auto: %s", padding)
 

@@ -6,6 +6,7 @@ from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
+from tfft import files
 from tfft.report.summary import shorten
 from tfft.data import split as split_lib
 from tfft.errors import UserError
@@ -44,7 +45,7 @@ class MultiLabelTarget(TargetBase):
       UserError: naming a label that `names` does not hold.
     """
     from tfft.tasks.multilabel import data as multilabel  # pylint: disable=g-import-not-at-top
-    from tfft.tasks.targets import Targets  # pylint: disable=g-import-not-at-top
+    from tfft.tasks.api import Targets  # pylint: disable=g-import-not-at-top
     sets = [tuple(label for label in str(value).split(JOIN) if label) for value in labels]
     names = tuple(names) if names is not None else multilabel.label_names_of(sets)
     unknown = sorted({label for labels_ in sets for label in labels_} - set(names))
@@ -59,7 +60,6 @@ class MultiLabelTarget(TargetBase):
 
   def split(self, targets, data, *, seed: int, groups=None):
     """The train/val/test indices: iterative stratification (tfft.data.split.label_set_split)."""
-    from tfft.tasks.multilabel import data as multilabel  # pylint: disable=g-import-not-at-top
     return split_lib.label_set_split(targets.values, val_fraction=data.val_fraction,
                                        test_fraction=data.test_fraction, seed=seed, groups=groups)
 
@@ -153,16 +153,14 @@ class MultiLabelTarget(TargetBase):
     from tfft.report import metrics as metrics_lib  # pylint: disable=g-import-not-at-top
     from tfft.tasks.multilabel import metrics as multilabel_metrics  # pylint: disable=g-import-not-at-top
     metrics_lib.write_json(report_dir / metrics_lib.METRICS_JSON, metrics)
-    (report_dir / REPORT_TXT).write_text(multilabel_metrics.format_multilabel_table(metrics) + "\n")
-    tmp = report_dir / (PER_LABEL_CSV + ".tmp")
-    with tmp.open("w", newline="", encoding="utf-8") as f:
+    files.write_atomically(report_dir / REPORT_TXT, multilabel_metrics.format_multilabel_table(metrics) + "\n")
+    with files.atomic_path(report_dir / PER_LABEL_CSV) as tmp, tmp.open("w", newline="", encoding="utf-8") as f:
       writer = csv.writer(f)
       writer.writerow(["label", "precision", "recall", "f1", "average_precision", "threshold", "support"])
       for name, row in metrics["per_label"].items():
         writer.writerow([name, f"{row['precision']:.6f}", f"{row['recall']:.6f}", f"{row['f1']:.6f}",
                          "" if row["average_precision"] is None else f"{row['average_precision']:.6f}",
                          f"{row['threshold']:.6f}", row["support"]])
-    tmp.replace(report_dir / PER_LABEL_CSV)
 
   def table(self, metrics: Dict) -> List[str]:
     from tfft.tasks.multilabel import metrics as multilabel_metrics  # pylint: disable=g-import-not-at-top

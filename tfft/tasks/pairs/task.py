@@ -6,7 +6,9 @@ from typing import List, Mapping
 import numpy as np
 from absl import logging
 
+from tfft.data import padding as padding_lib
 from tfft.tasks.pairs import data as pair_data
+from tfft.tasks.pairs import export as pair_export
 from tfft.data import split as split_lib
 
 from tfft.config import Config
@@ -29,10 +31,9 @@ class TextPairClassifier(TextClassifier):
   def prepare(self, examples, targets: Targets, split: Mapping[str, np.ndarray]) -> Prepared:
     """Packs every pair once and resolves --padding=auto from the training pairs' lengths."""
     from tfft.data import text_batches  # pylint: disable=g-import-not-at-top
-    from tfft.fit import recipe  # pylint: disable=g-import-not-at-top
     t = self.config.train
     features = pair_data.tokenize(self.preprocessor, examples.texts)
-    padding = recipe.choose_padding(t, features["padding_mask"], split["train"])
+    padding = padding_lib.choose_padding(t, features["padding_mask"], split["train"])
     if t.padding == "auto":
       logging.info("--padding=auto: %s", padding)
     rows = self.target.rows(targets, targets.values)
@@ -65,8 +66,7 @@ class TextPairClassifier(TextClassifier):
             "(round-robin truncation)."]
 
   def export(self, model, prepared: Prepared, *, export_base, finalize=None, metadata=None):
-    from tfft.serving import savedmodel  # pylint: disable=g-import-not-at-top
-    return savedmodel.export_text_pair_classifier(
+    return pair_export.export_text_pair_classifier(
         model, self.preprocessor, prepared.class_names, export_base=export_base,
         pad_to_multiple_of=self._trim(prepared), finalize=finalize, metadata=metadata,
         outputs=self.target.outputs(prepared.targets))

@@ -1,13 +1,10 @@
 """One class per example: the target of classify and pairs (softmax, cross-entropy, classification metrics)."""
 
-import dataclasses
-import math
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
 from tfft.report.summary import shorten
-from tfft.errors import UserError
 from tfft.serving import loaded
 from tfft.serving import parity as parity_lib
 from tfft.tasks.api import Targets

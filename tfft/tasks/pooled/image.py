@@ -8,11 +8,12 @@ from typing import List, Mapping, Optional, Sequence
 import numpy as np
 from absl import logging
 
+from tfft.model import weights as weights_io
 from tfft.config import Config
 from tfft.data import images as image_data
 from tfft.errors import UserError
 from tfft.model import image_backbones
-from tfft.rundir import write_atomically
+from tfft.files import write_atomically
 from tfft.tasks.api import Built, Prepared, Target, Targets
 
 
@@ -127,8 +128,7 @@ class ImageClassifier:
 
   def save_artifacts(self, built: Built, run_dir):
     """Saves the trained backbone's weights, for --backbone_weights=MODEL_DIR/backbone.weights.h5 in a later run."""
-    from tfft.fit.callbacks import weights_h5_bytes  # pylint: disable=g-import-not-at-top
-    write_atomically(run_dir.backbone_weights, weights_h5_bytes(built.backbone))
+    write_atomically(run_dir.backbone_weights, weights_io.weights_h5_bytes(built.backbone))
 
   def export(self, model, prepared: Prepared, *, export_base, finalize=None, metadata=None):
     from tfft.serving import savedmodel  # pylint: disable=g-import-not-at-top

@@ -6,6 +6,7 @@ from typing import List, Mapping, Optional, Sequence
 import numpy as np
 from absl import logging
 
+from tfft.data import padding as padding_lib
 from tfft.config import Config
 from tfft.data import split as split_lib
 from tfft.data import text as text_data
@@ -80,7 +81,6 @@ class TextClassifier:
     """
     labels = targets.values
     from tfft.data import text_batches  # pylint: disable=g-import-not-at-top
-    from tfft.fit import recipe  # pylint: disable=g-import-not-at-top
     t, windows = self.config.train, self.config.model.train_windows
     if windows > 1:
       from tfft.data import windows as windows_lib  # pylint: disable=g-import-not-at-top
@@ -92,7 +92,7 @@ class TextClassifier:
     else:
       features = text_batches.tokenize(self.preprocessor, examples.texts)
       unit_labels, unit_split = labels, dict(split)
-    padding = recipe.choose_padding(t, features["padding_mask"], unit_split["train"])
+    padding = padding_lib.choose_padding(t, features["padding_mask"], unit_split["train"])
     if t.padding == "auto":
       logging.info("--padding=auto: %s", padding)
 

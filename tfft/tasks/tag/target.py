@@ -6,6 +6,7 @@ from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
+from tfft import files
 from tfft.report.summary import shorten
 from tfft.data import split as split_lib
 from tfft.errors import UserError
@@ -50,7 +51,7 @@ class TagTarget(TargetBase):
       UserError: naming a tag `names` does not hold.
     """
     from tfft.data.text import natural_key  # pylint: disable=g-import-not-at-top
-    from tfft.tasks.targets import Targets  # pylint: disable=g-import-not-at-top
+    from tfft.tasks.api import Targets  # pylint: disable=g-import-not-at-top
     sentences = [str(label).split(" ") for label in labels]
     found = {tag for tags in sentences for tag in tags}
     names = tuple(names) if names is not None else tuple(sorted(found | {OUTSIDE}, key=natural_key))
@@ -160,11 +161,10 @@ class TagTarget(TargetBase):
     from tfft.tasks.tag import metrics as tag_metrics  # pylint: disable=g-import-not-at-top
     names = metrics["tag_names"]
     metrics_lib.write_json(report_dir / metrics_lib.METRICS_JSON, metrics)
-    (report_dir / REPORT_TXT).write_text(tag_metrics.format_tag_table(metrics) + "\n")
+    files.write_atomically(report_dir / REPORT_TXT, tag_metrics.format_tag_table(metrics) + "\n")
     true, pred = self._sentences(values, served, names)
-    tmp = report_dir / (ERRORS_CSV + ".tmp")
     shown = 0
-    with tmp.open("w", newline="", encoding="utf-8") as f:
+    with files.atomic_path(report_dir / ERRORS_CSV) as tmp, tmp.open("w", newline="", encoding="utf-8") as f:
       writer = csv.writer(f)
       writer.writerow(["id", "sentence", "true_entities", "predicted_entities"])
       for text, example_id, t, p in zip(inputs, ids, true, pred):
@@ -173,7 +173,6 @@ class TagTarget(TargetBase):
         if show(t) != show(p) and shown < ERRORS_LIMIT:
           writer.writerow([example_id, text, show(t), show(p)])
           shown += 1
-    tmp.replace(report_dir / ERRORS_CSV)
 
   def table(self, metrics: Dict) -> List[str]:
     from tfft.tasks.tag import metrics as tag_metrics  # pylint: disable=g-import-not-at-top

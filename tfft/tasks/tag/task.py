@@ -7,6 +7,7 @@ from typing import List, Mapping, Optional
 import numpy as np
 from absl import logging
 
+from tfft.data import padding as padding_lib
 from tfft.config import Config
 from tfft.data import tagging
 from tfft.model import text_backbones
@@ -94,7 +95,6 @@ class TokenTagger:
   def prepare(self, examples, targets, split: Mapping[str, np.ndarray]) -> Prepared:
     """Cuts every sentence into windows of word pieces once; a window is a training unit, in its sentence's split."""
     from tfft.data import tag_batches, tag_pieces  # pylint: disable=g-import-not-at-top
-    from tfft.fit import recipe  # pylint: disable=g-import-not-at-top
     t = self.config.train
     features, labels, weights, sentence = tag_pieces.training_windows(self.preprocessor, examples.tokens,
                                                                       list(targets.values))
@@ -103,7 +103,7 @@ class TokenTagger:
     if longer:
       logging.info("%d sentences are longer than one window of %d pieces and are read as several", longer,
                    self.config.model.sequence_length - 2)
-    padding = recipe.choose_padding(t, features["padding_mask"], unit_split["train"])
+    padding = padding_lib.choose_padding(t, features["padding_mask"], unit_split["train"])
     if t.padding == "auto":
       logging.info("--padding=auto: %s", padding)
 

@@ -104,8 +104,8 @@ def part_train(args):
 
 
 def _prompts(count: int):
-  from tfft.tasks.generate import task as text_generator  # pylint: disable=g-import-not-at-top
-  examples = text_generator.load_headlines()
+  from tfft.tasks.generate import data as generate_data  # pylint: disable=g-import-not-at-top
+  examples = generate_data.load_headlines()
   return list(examples.texts[:count])
 
 

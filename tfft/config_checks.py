@@ -10,7 +10,7 @@ import pathlib
 import re
 from typing import Sequence, Tuple
 
-from tfft.config import ALL, BACKBONE_WEIGHTS_HELP, IMAGE, TEXT, Config, modality, options, split_dataset_spec
+from tfft.config import ALL, BACKBONE_WEIGHTS_HELP, Config, IMAGE, modality, options, split_dataset_spec, TEXT
 from tfft.errors import UserError
 from tfft.model import decoder_backbones, keras_file
 

@@ -19,6 +19,7 @@ import tensorflow_text as tf_text
 # punctuation mark and CJK character as a word of its own. The raw-text signature splits sentences with these.
 from keras_hub.src.tokenizers.word_piece_tokenizer import (  # pylint: disable=g-importing-member
     PUNCTUATION_AND_CJK_REGEX, WHITESPACE_PUNCTUATION_AND_CJK_REGEX)
+from tfft.data.text_batches import int_mask, trim_to_longest
 
 
 def stride(room: int) -> int:
@@ -107,7 +108,6 @@ def pack(preprocessor, windows: tf.RaggedTensor):
   Returns:
     The model's feature dict (token_ids, segment_ids, padding_mask).
   """
-  from tfft.data.text_batches import int_mask  # pylint: disable=g-import-not-at-top
   token_ids, segment_ids = preprocessor.packer(windows)
   return int_mask({"token_ids": token_ids, "segment_ids": segment_ids,
                    "padding_mask": token_ids != preprocessor.tokenizer.pad_token_id})
@@ -121,7 +121,6 @@ def word_logits(model, preprocessor, words: tf.RaggedTensor, *, outside_index: i
   Returns:
     [N, (W), C] float32 RaggedTensor.
   """
-  from tfft.data.text_batches import trim_to_longest  # pylint: disable=g-import-not-at-top
   room = preprocessor.sequence_length - 2
   plan = layout(preprocessor.tokenizer, words, room)
   features = pack(preprocessor, plan["windows"])

@@ -14,9 +14,9 @@ from typing import Dict, List, Optional
 import keras
 from absl import logging
 
-from tfft.model import weights as weights_io
 from tfft import files
 from tfft.errors import Preempted, RunFailed, UserError
+from tfft.model import weights as weights_io
 from tfft.testhooks import pause_point
 
 BACKUP_STATE = "state.json"

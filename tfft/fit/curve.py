@@ -10,11 +10,11 @@ from typing import Dict, List, Sequence
 import numpy as np
 from absl import logging
 
-from tfft import files
-from tfft import rundir
+from tfft import files, rundir
 from tfft.config import Config
 from tfft.errors import UserError
-from tfft.report import significance
+from tfft.fit import job
+from tfft.report import plots, significance
 from tfft.tasks import registry as tasks
 
 CURVE_CSV = "learning_curve.csv"
@@ -85,7 +85,6 @@ def run_curve(config: Config, curve_dir: str, *, sizes: Sequence[int], seeds: Se
   Raises:
     UserError: as the train job does, naming the point's flags; for a --task whose curve is not drawn.
   """
-  from tfft.fit import job  # pylint: disable=g-import-not-at-top
 
   drawn = tasks.kinds_reading("train_examples_per_class")  # the kinds whose training set is drawn per class
   if config.data.task not in drawn:
@@ -151,7 +150,6 @@ def write_curve(out: pathlib.Path, rows: Sequence[Dict]):
     writer = csv.DictWriter(f, fieldnames=COLUMNS)
     writer.writeheader()
     writer.writerows(rows)
-  from tfft.report import plots  # pylint: disable=g-import-not-at-top
 
   points = summarize(rows)
   plots.plot_learning_curve(out / CURVE_PNG, [s["per_class"] for s in points],

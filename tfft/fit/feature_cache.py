@@ -12,8 +12,8 @@ import keras
 import numpy as np
 from absl import logging
 
-from tfft.model import heads
 from tfft.fit.recipe import Phase
+from tfft.model import heads
 
 
 class FeatureCache:

@@ -13,14 +13,21 @@ from typing import Dict, Iterator, List, Tuple
 import numpy as np
 from absl import logging
 
-from tfft.model import weights as weights_io
-from tfft import files
 from tfft import config as config_lib
-from tfft import rundir
-from tfft.tasks import registry as tasks
+from tfft import files, rundir
 from tfft.config import Config
 from tfft.data import split as split_lib
+from tfft.data import text_batches
+from tfft.errors import RunFailed, UserError
+from tfft.fit import phases as phases_lib
+from tfft.fit import callbacks, distribute, feature_cache, publish, recipe
+from tfft.fit.callbacks import StopRequest
+from tfft.model import weights as weights_io
+from tfft.model import freezing, lora
+from tfft.report import threshold as threshold_lib
+from tfft.report import calibration
 from tfft.rundir import PhaseResult, RunDir
+from tfft.tasks import registry as tasks
 from tfft.testhooks import pause_point
 
 
@@ -48,7 +55,6 @@ def _outputs(config: Config, strategy) -> Iterator[Tuple[RunDir, pathlib.Path]]:
   worker from the same committed epoch; it is removed when the run finishes. Its exports go to a temporary
   directory, removed at the end.
   """
-  from tfft.fit import distribute  # pylint: disable=g-import-not-at-top
   if distribute.is_chief(strategy):
     yield RunDir(config.run.model_dir), rundir.check_export_base(config.run)
     return
@@ -83,10 +89,8 @@ def run(config: Config, *, strategy=None, score_test: bool = True) -> RunResult:
   """
   rundir.check_model_dir(config)
   rundir.check_export_base(config.run)
-  from tfft.fit.callbacks import StopRequest  # pylint: disable=g-import-not-at-top
   with StopRequest().installed() as stop:
     if strategy is None:
-      from tfft.fit import distribute  # pylint: disable=g-import-not-at-top
       t = config.train
       strategy = distribute.build_strategy(t.strategy, tpu=t.tpu, worker_hosts=t.worker_hosts,
                                            task_index=t.task_index)
@@ -112,14 +116,11 @@ def _train(config: Config, strategy, run_dir: RunDir, export_base: pathlib.Path,
                examples.source, {name: len(indices) for name, indices in split.items()})
 
   import keras  # pylint: disable=g-import-not-at-top
-  from tfft.fit import recipe  # pylint: disable=g-import-not-at-top
-  from tfft.model import freezing  # pylint: disable=g-import-not-at-top
 
   keras.utils.set_random_seed(config.train.seed)
   built = task.build_model(targets.width, strategy)  # under strategy.scope()
   t, lora_targets = config.train, ()
   if t.lora_rank:
-    from tfft.model import lora  # pylint: disable=g-import-not-at-top
     lora_targets = lora.enable_lora(built.backbone, rank=t.lora_rank, alpha=t.lora_alpha, targets=t.lora_targets,
                      backbone_flag=config.model.backbone, strategy=strategy)
   phases = recipe.plan_phases(config.train, num_blocks=len(built.blocks) if built.blocks else None)
@@ -145,12 +146,10 @@ def _check_threshold(config: Config, class_names):
   Raises:
     UserError: for --threshold on a run of more than two classes, or --positive_class naming no class.
   """
-  from tfft.report import threshold as threshold_lib  # pylint: disable=g-import-not-at-top
   r = config.report
   if r.threshold == threshold_lib.ARGMAX:
     return
   if len(class_names) != 2:
-    from tfft.errors import UserError  # pylint: disable=g-import-not-at-top
     raise UserError(f"--threshold={r.threshold}: a decision threshold needs two classes and this run has "
                     f"{len(class_names)}; drop --threshold (argmax picks the likeliest class)")
   threshold_lib.positive_index(class_names, r.positive_class)
@@ -160,7 +159,6 @@ def _fit_and_publish(config: Config, strategy, run_dir: RunDir, export_base: pat
                      targets, planned_split, built, phases, methods, class_weight,
                      score_test: bool = True) -> RunResult:
   """The part of the job that writes into the run dir, under its lock."""
-  from tfft.fit import publish  # pylint: disable=g-import-not-at-top
 
   split = planned_split.indices
   files.write_atomically(run_dir.flagfile, config_lib.to_flagfile(config))
@@ -179,11 +177,9 @@ def _fit_and_publish(config: Config, strategy, run_dir: RunDir, export_base: pat
   if config.train.lora_rank:
     # TF Serving has no adapters: the export is a plain float32 model with them merged into the base kernels
     # (Keras saves a LoRA layer's kernel merged), scored as trained and checked against it for parity.
-    from tfft.fit import callbacks as callbacks_lib  # pylint: disable=g-import-not-at-top
-    from tfft.model import lora  # pylint: disable=g-import-not-at-top
     lora.save_adapter(built.backbone, run_dir.path / lora.ADAPTER_FILE)
     copy = task.build_model(targets.width, strategy, precision="float32", weights="none")
-    callbacks_lib.load_weights(copy.model, run_dir.after(phases[-1].name))
+    weights_io.load_weights(copy.model, run_dir.after(phases[-1].name))
     export_model = copy.model
     if config.train.mixed_precision != "float32":
       model = export_model
@@ -193,7 +189,6 @@ def _fit_and_publish(config: Config, strategy, run_dir: RunDir, export_base: pat
     model = export_model = copy.model
   temperature = None
   if config.report.calibrate == "temperature" and task.target.calibrates:
-    from tfft.report import calibration  # pylint: disable=g-import-not-at-top
     val = prepared.split["val"]
     temperature = calibration.fit_temperature(task.predict_logits(model, prepared, val),
                                               prepared.targets.values[val])
@@ -217,8 +212,6 @@ def _check_workers_agree(strategy, run_dir: RunDir, phase: str, *, done: bool):
   Raises:
     RunFailed: if the workers' committed states differ (one was killed between the others' commits).
   """
-  from tfft.errors import RunFailed  # pylint: disable=g-import-not-at-top
-  from tfft.fit import callbacks, distribute  # pylint: disable=g-import-not-at-top
   backup = run_dir.backup(phase) / callbacks.BACKUP_STATE
   epoch = json.loads(backup.read_text())["epoch"] if backup.is_file() else 0
   rows = distribute.gather_from_workers(strategy, [int(done), epoch])
@@ -234,8 +227,6 @@ def _run_phases(task, built, prepared, phases, *, config: Config, run_dir: RunDi
   A phase's end is committed like an epoch's: the whole model's weights (after_PHASE) and the RNG states of its
   random layers (in run_state.json), so the next phase starts from the same state in a re-run as it would at once.
   """
-  from tfft.data import text_batches  # pylint: disable=g-import-not-at-top
-  from tfft.fit import callbacks, feature_cache, phases as phases_lib, recipe  # pylint: disable=g-import-not-at-top
 
   t, model = config.train, built.model
   units = {name: len(indices) for name, indices in prepared.unit_split.items()}

@@ -14,7 +14,14 @@ from absl import logging
 
 from tfft import files
 from tfft.config import Config
+from tfft.data import split as split_lib
 from tfft.errors import UserError
+from tfft.fit import phases as phases_lib
+from tfft.fit import callbacks, distribute, recipe
+from tfft.model import freezing, lora
+from tfft.report.plots import _save
+from tfft.rundir import RunDir
+from tfft.tasks import registry as tasks
 
 LR_FIND_CSV = "lr_find.csv"
 LR_FIND_PNG = "lr_find.png"
@@ -76,11 +83,6 @@ def run_lr_find(config: Config, out_dir: str, *, steps: int = 100, lr_min: float
     raise UserError("--epochs=0: the range test runs on phase 2 (fine-tuning); set --epochs above 0")
   out = pathlib.Path(out_dir).expanduser()
   _check_out_dir(out)
-  from tfft.tasks import registry as tasks  # pylint: disable=g-import-not-at-top
-  from tfft.data import split as split_lib  # pylint: disable=g-import-not-at-top
-  from tfft.fit import callbacks, distribute, phases as phases_lib, recipe  # pylint: disable=g-import-not-at-top
-  from tfft.model import freezing  # pylint: disable=g-import-not-at-top
-  from tfft.rundir import RunDir  # pylint: disable=g-import-not-at-top
 
   t = config.train
   if strategy is None:
@@ -96,7 +98,6 @@ def run_lr_find(config: Config, out_dir: str, *, steps: int = 100, lr_min: float
   keras.utils.set_random_seed(t.seed)
   built = task.build_model(targets.width, strategy)
   if t.lora_rank:
-    from tfft.model import lora  # pylint: disable=g-import-not-at-top
     lora.enable_lora(built.backbone, rank=t.lora_rank, alpha=t.lora_alpha, targets=t.lora_targets,
                      backbone_flag=config.model.backbone, strategy=strategy)
   plan = recipe.plan_phases(t, num_blocks=len(built.blocks) if built.blocks else None)
@@ -159,7 +160,6 @@ class _Recorder(keras.callbacks.Callback):
 
 
 def _write(out: pathlib.Path, result: LRFindResult):
-  from tfft.report.plots import _save  # pylint: disable=g-import-not-at-top
   from matplotlib.figure import Figure  # pylint: disable=g-import-not-at-top
   rows = ["step,learning_rate,loss,smoothed_loss"] + [
       f"{i},{lr:.6g},{loss:.6g},{s:.6g}"

@@ -12,6 +12,7 @@ from tfft.fit import callbacks as callbacks_lib
 from tfft.fit import distribute, schedules
 from tfft.fit.recipe import Phase
 from tfft.model import freezing
+from tfft.model import weights as weights_io
 from tfft.rundir import PhaseResult, RunDir
 from tfft.tasks import registry
 
@@ -223,7 +224,7 @@ def run_phase(model: keras.Model, backbone, phase: Phase, *, train_ds, val_ds, s
                  f"{backup.directory}")
   values = backup.history.get(monitor, [])
   if run_dir.best(phase.name).exists():
-    callbacks_lib.load_weights(fit_model, run_dir.best(phase.name))
+    weights_io.load_weights(fit_model, run_dir.best(phase.name))
   best = (min(values) if monitor.endswith("loss") else max(values)) if values else None
   return PhaseResult(phase.name, trainable, frozen, len(backup.history.get("loss", [])), monitor, best,
                      {k: list(vs) for k, vs in backup.history.items()}, freeze=str(phase.freeze))

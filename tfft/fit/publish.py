@@ -7,17 +7,20 @@ from typing import Callable, Dict, Optional, Sequence, Tuple
 import numpy as np
 from absl import logging
 
-from tfft.model import weights as weights_io
+from tfft import rundir
 from tfft.config import Config
-from tfft.errors import RunFailed
+from tfft.errors import RunFailed, UserError
+from tfft.files import write_atomically
 from tfft.fit import recipe
+from tfft.model import weights as weights_io
 from tfft.report import metrics as metrics_lib
 from tfft.report import model_card as model_card_lib
-from tfft.report import run_report
+from tfft.report import threshold as threshold_lib
+from tfft.report import calibration, run_report
 from tfft.rundir import PhaseResult, RunDir
-from tfft.files import write_atomically
 from tfft.serving import loaded, tf_serving
 from tfft.serving.parity import PARITY_ATOL
+from tfft.tasks import registry
 
 
 
@@ -63,7 +66,6 @@ def score_and_publish(task, model, prepared, *, config: Config, run_dir: RunDir,
   logits = np.asarray(task.predict_logits(model, prepared, prepared.split["test"]))
   calibrated = None
   if temperature is not None:
-    from tfft.report import calibration  # pylint: disable=g-import-not-at-top
     calibrated = {"method": "temperature", "temperature": temperature, **calibration.report(
         logits, prepared.targets.values[prepared.split["test"]], temperature, run_dir.path)}
     logits = logits / np.float32(temperature)
@@ -101,7 +103,6 @@ def _choose_threshold(task, model, prepared, *, config: Config, temperature: Opt
     "threshold": the rule, the value, the positive class, validation and test scores at it).
   """
   import dataclasses  # pylint: disable=g-import-not-at-top
-  from tfft.report import threshold as threshold_lib  # pylint: disable=g-import-not-at-top
   r, names = config.report, list(prepared.targets.names)
   positive = threshold_lib.positive_index(names, r.positive_class)
   val = prepared.split["val"]
@@ -227,9 +228,6 @@ def reexport(model_dir: str, *, export_dir: Optional[str] = None, name: Optional
   """
   import dataclasses  # pylint: disable=g-import-not-at-top
   import json  # pylint: disable=g-import-not-at-top
-  from tfft import rundir  # pylint: disable=g-import-not-at-top
-  from tfft.tasks import registry  # pylint: disable=g-import-not-at-top
-  from tfft.errors import UserError  # pylint: disable=g-import-not-at-top
 
   run = rundir.load_run(model_dir)
   rundir.check_unlocked(run.dir)

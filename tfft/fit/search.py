@@ -10,11 +10,12 @@ from typing import Dict, List, Optional, Tuple
 
 from absl import logging
 
-from tfft import files
 from tfft import config as config_lib
-from tfft import rundir
+from tfft import files, rundir
 from tfft.config import Config
 from tfft.errors import RunFailed, UserError
+from tfft.fit import job
+from tfft.tasks import registry
 
 ALGORITHMS = ("random", "bayesian")
 BEST_FLAGFILE = "best.cfg"
@@ -146,7 +147,6 @@ def load_space(path: str, base: Config) -> List[Dimension]:
 
 def apply(base: Config, values: Dict, **run) -> Config:
   """The base config with the searched values (and run-section overrides), validated as tfft.train validates."""
-  from tfft.tasks import registry  # pylint: disable=g-import-not-at-top
   fields = {field.name: section for section, field in config_lib.options()}
   changes: Dict[str, Dict] = {}
   for name, value in values.items():
@@ -178,7 +178,6 @@ def _values(dims: List[Dimension], hp_values: Dict) -> Dict:
 
 
 def _monitor(base: Config) -> Tuple[str, str]:
-  from tfft.tasks import registry  # pylint: disable=g-import-not-at-top
   monitor = registry.target(base.data.task).monitor(base.train.monitor)
   return monitor, "min" if monitor.endswith("loss") else "max"
 
@@ -222,7 +221,6 @@ def run_search(base: Config, *, space_file: str, trials: int, search_dir: str, a
   """
   import keras  # pylint: disable=g-import-not-at-top
   import keras_tuner as kt  # pylint: disable=g-import-not-at-top
-  from tfft.fit import job  # pylint: disable=g-import-not-at-top
 
   if trials < 1:
     raise UserError(f"--trials={trials}: must be >= 1")

@@ -3,6 +3,7 @@ response-only loss, and LoRA merged back into the base weights for export."""
 
 import keras
 import numpy as np
+from tfft.model import gguf_classes
 
 
 def build_causal_lm(backbone, *, lora_rank: int):
@@ -18,7 +19,6 @@ def build_causal_lm(backbone, *, lora_rank: int):
     generate_step decodes greedily.
   """
   import keras_hub  # pylint: disable=g-import-not-at-top
-  from tfft.model import gguf_classes  # pylint: disable=g-import-not-at-top
   if lora_rank:
     backbone.enable_lora(lora_rank)
   model = gguf_classes.GGUFLlamaCausalLM(backbone=backbone, preprocessor=None)

@@ -13,9 +13,10 @@ import json
 import os
 import pathlib
 
-from tfft.errors import UserError
 from tfft import files
+from tfft.errors import UserError
 from tfft.files import file_sha256
+from tfft.model import gguf, gguf_llama
 
 SCHEME = "gguf:"
 # Bump when the conversion changes, so that stale presets are not reused.
@@ -101,7 +102,6 @@ def check_gguf(value: str, path: pathlib.Path):
     UserError: one line naming the flag value and what is wrong: truncated or not GGUF, an architecture other than
       llama, a tensor type tfft cannot dequantise, a tokenizer it cannot rebuild.
   """
-  from tfft.model import gguf, gguf_llama  # pylint: disable=g-import-not-at-top
 
   try:
     gguf_llama.check_supported(gguf.load_gguf(path))
@@ -153,7 +153,6 @@ def export_preset(path: pathlib.Path, preset_dir: pathlib.Path, *, sha256: str):
   Raises:
     UserError: as gguf_llama.build_llama_backbone and build_tokenizer.
   """
-  from tfft.model import gguf, gguf_llama  # pylint: disable=g-import-not-at-top
 
   g = gguf.load_gguf(path)
   gguf_llama.check_supported(g)

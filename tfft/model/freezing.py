@@ -5,6 +5,7 @@ import numpy as np
 
 from tfft.config import Freeze
 from tfft.errors import UserError
+from tfft.model import lora
 from tfft.model.heads import BACKBONE
 
 # keras-hub BERT builds a pooler on [CLS] that the heads here never read; it stays frozen so that the
@@ -37,7 +38,6 @@ def apply_freeze(model: keras.Model, backbone, policy: Freeze, *, blocks=None):
   if policy.kind == "all":
     backbone.trainable = False
     return
-  from tfft.model import lora  # pylint: disable=g-import-not-at-top
   if lora.lora_layers(backbone):  # --lora_rank: the adapters train in place of the backbone's weights
     lora.set_trainable(backbone)
     return

@@ -15,6 +15,12 @@ import numpy as np
 
 from tfft.errors import UserError
 
+# llama.cpp pre-tokenizers (`tokenizer.ggml.pre`) -> whether each digit is split off before GPT-2's regex. In
+# llama-vocab.cpp "smollm" (with starcoder, refact, command-r, codeshell, exaone, minerva) has the regex list
+# {"\\p{N}", GPT-2's regex} and "gpt2" GPT-2's regex alone; Hugging Face writes the first as
+# Sequence[Digits(individual_digits=True), ByteLevel(use_regex=True)].
+PRE_TOKENIZERS = {"gpt2": False, "smollm": True}
+
 MAGIC = b"GGUF"
 VERSIONS = (2, 3)
 DEFAULT_ALIGNMENT = 32

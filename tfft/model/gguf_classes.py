@@ -10,7 +10,9 @@ import keras_hub
 import tensorflow as tf
 import tensorflow_text as tf_text
 
-from tfft.model.gguf_llama import PRE_TOKENIZERS
+from tfft.model.gguf import PRE_TOKENIZERS
+
+
 
 
 @keras.saving.register_keras_serializable(package="tfft")
@@ -39,7 +41,7 @@ class GGUFBytePairTokenizer(keras_hub.tokenizers.BytePairTokenizer):
     vocabulary: token -> id, or the path of vocabulary.json.
     merges: the merge rules, or the path of merges.txt.
     bos_token, eos_token, pad_token: the special tokens as text, from tokenizer.ggml.*_token_id.
-    pre_tokenizer: a key of gguf_llama.PRE_TOKENIZERS.
+    pre_tokenizer: a key of PRE_TOKENIZERS.
     chat_template: the Jinja chat template of the file (tokenizer.chat_template), kept with the preset.
     add_bos: whether llama.cpp prepends bos_token to a prompt (tokenizer.ggml.add_bos_token).
     **kwargs: BytePairTokenizer's, e.g. unsplittable_tokens.

@@ -5,17 +5,12 @@ from typing import Any, Dict, Optional
 import numpy as np
 
 from tfft.errors import UserError
-from tfft.model.gguf import DEQUANTIZABLE, GGUFFile
+from tfft.model.gguf import DEQUANTIZABLE, PRE_TOKENIZERS, GGUFFile
 
 ARCHITECTURES = ("llama",)
 TOKENIZER_MODELS = ("gpt2",)
 # tokenizer.ggml.token_type values (llama.cpp's TokenType) of tokens that must never be split or merged.
 _CONTROL, _USER_DEFINED = 3, 4
-# llama.cpp pre-tokenizers (`tokenizer.ggml.pre`) -> whether each digit is split off before GPT-2's regex. In
-# llama-vocab.cpp "smollm" (with starcoder, refact, command-r, codeshell, exaone, minerva) has the regex list
-# {"\\p{N}", GPT-2's regex} and "gpt2" GPT-2's regex alone; Hugging Face writes the first as
-# Sequence[Digits(individual_digits=True), ByteLevel(use_regex=True)].
-PRE_TOKENIZERS = {"gpt2": False, "smollm": True}
 
 
 def unpermute_qk(w: np.ndarray, n_head: int) -> np.ndarray:
@@ -113,9 +108,9 @@ def build_llama_backbone(gguf: GGUFFile, *, dtype: str = "float32"):
     UserError: as `llama_config`, or a tensor that is missing, of a type that cannot be dequantised, or of a shape
       the config does not expect.
   """
-  from tfft.model import gguf_classes  # here, so that reading a file's metadata needs no TensorFlow
 
   config = llama_config(gguf)
+  from tfft.model import gguf_classes  # pylint: disable=g-import-not-at-top  (deferred: keras; the checks here run in validation, without TensorFlow)
   backbone = gguf_classes.GGUFLlamaBackbone(**config, dtype=dtype)
   hidden, heads, kv_heads = config["hidden_dim"], config["num_query_heads"], config["num_key_value_heads"]
   head_dim = hidden // heads
@@ -166,7 +161,6 @@ def build_tokenizer(gguf: GGUFFile):
   Raises:
     UserError: as `check_tokenizer`.
   """
-  from tfft.model import gguf_classes  # here, so that reading a file's metadata needs no TensorFlow
 
   check_tokenizer(gguf)
   tokens = gguf.metadata["tokenizer.ggml.tokens"]
@@ -175,6 +169,7 @@ def build_tokenizer(gguf: GGUFFile):
   ids = {key: gguf.metadata.get(f"tokenizer.ggml.{key}_token_id") for key in ("bos", "eos", "padding")}
   # A file without a padding id pads with eos, as llama.cpp's server and Hugging Face's loader do.
   ids["padding"] = ids["eos"] if ids["padding"] is None else ids["padding"]
+  from tfft.model import gguf_classes  # pylint: disable=g-import-not-at-top  (deferred: keras, as above)
   return gguf_classes.GGUFBytePairTokenizer(
       vocabulary={token: i for i, token in enumerate(tokens)}, merges=list(gguf.metadata["tokenizer.ggml.merges"]),
       unsplittable_tokens=special, bos_token=tokens[ids["bos"]], eos_token=tokens[ids["eos"]],

@@ -10,7 +10,7 @@ import re
 from typing import Callable, Optional, Tuple
 
 from tfft.errors import UserError
-from tfft.model import efficientnet_lite, keras_file
+from tfft.model import efficientnet_lite, heads, keras_file
 
 REMOTE_SCHEMES = ("hf://", "kaggle://")
 TINY_CNN = "tiny_cnn"
@@ -391,7 +391,6 @@ def load_weights_file(backbone, path_value: str, *, backbone_flag: str):
       raise UserError(f"{mismatch}: {str(e).splitlines()[0][:200]}") from None
     return
   if path.suffix == ".keras":
-    from tfft.model import heads  # pylint: disable=g-import-not-at-top  (registers tfft's layers for loading)
     try:
       source = keras.saving.load_model(str(path), compile=False, safe_mode=True)
     except Exception as e:  # pylint: disable=broad-except

@@ -6,7 +6,8 @@ import json
 import pathlib
 
 from tfft.errors import UserError
-from tfft.model import decoder_backbones
+from tfft.model import decoder_backbones, decoder_preprocessing
+from tfft.model import gguf_classes  # pylint: disable=unused-import  (registers the GGUF classes a converted preset names)
 
 REMOTE_SCHEMES = ("hf://", "kaggle://", "modelscope://")
 
@@ -94,7 +95,6 @@ def _from_preset(cls, spec: TextBackboneSpec, **kwargs):
   import keras_hub  # pylint: disable=g-import-not-at-top
 
   # A preset converted from GGUF names tfft's classes, which keras finds by their registered names.
-  from tfft.model import gguf_classes  # noqa: F401  pylint: disable=g-import-not-at-top,unused-import
 
   if spec.decoder:
     decoder_backbones.ensure_preset(spec.flag_value)
@@ -142,7 +142,6 @@ def load_preprocessor(spec: TextBackboneSpec, sequence_length: int):
   """
   import keras_hub  # pylint: disable=g-import-not-at-top
   if spec.decoder:
-    from tfft.model import decoder_preprocessing  # pylint: disable=g-import-not-at-top
     tokenizer = _from_preset(keras_hub.tokenizers.Tokenizer, spec)
     return decoder_preprocessing.DecoderClassifierPreprocessor(tokenizer, sequence_length=sequence_length)
   return _from_preset(keras_hub.models.TextClassifierPreprocessor, spec, sequence_length=sequence_length)

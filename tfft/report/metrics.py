@@ -10,6 +10,7 @@ import numpy as np
 from sklearn import metrics as skm
 
 from tfft import files
+from tfft.report import plots
 from tfft.report.scalars import CLASSIFICATION_SCALARS, TOP_K
 
 METRICS_JSON = "metrics.json"
@@ -108,7 +109,6 @@ def write_report(report_dir: pathlib.Path, result: Dict, *, y_true: Sequence[int
     inputs: what each example is, as a user reads it: the text, or the image's file path.
     ids: each example's id in the split manifest.
   """
-  from tfft.report import plots  # pylint: disable=g-import-not-at-top  (matplotlib only when a report is written)
 
   class_names = result["class_names"]
   y_true = np.asarray(y_true)
@@ -176,7 +176,6 @@ def write_regression_report(report_dir: pathlib.Path, result: Dict, *, y_true: S
                             y_pred: Sequence[float], inputs: Sequence[str], ids: Sequence[str]):
   """Writes metrics.json, predicted_vs_true.png (the scatter) and largest_errors.csv (the 100 largest absolute
   errors, largest first) into an existing directory."""
-  from tfft.report import plots  # pylint: disable=g-import-not-at-top
 
   y_true = np.asarray(y_true, np.float64)
   y_pred = np.asarray(y_pred, np.float64)

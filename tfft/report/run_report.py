@@ -11,6 +11,7 @@ from tfft.config import Config
 from tfft.report import baseline as baseline_lib
 from tfft.report import metrics as metrics_lib
 from tfft.report import significance as significance_lib
+from tfft.report import plots
 from tfft.rundir import PhaseResult, RunDir
 
 CURVES_PNG = "training_curves.png"
@@ -112,7 +113,6 @@ def report_test(run_dir: RunDir, config: Config, data: RunData, probabilities: n
   target.write_report(run_dir.path, metrics, values=data.labels[test], served=probabilities,
                       inputs=[x if isinstance(x, (str, tuple)) else "(in memory; see id)" for x in data.take("test")],
                       ids=[data.ids[i] for i in test])
-  from tfft.report import plots  # pylint: disable=g-import-not-at-top
 
   histories = [(p.name, plots.read_history(run_dir.history(p.name))) for p in phases
                if run_dir.history(p.name).is_file()]

@@ -2,7 +2,7 @@
 
 from typing import Dict, List
 
-from tfft.report.significance import METRICS, format_verdict
+from tfft.report.significance import format_verdict, METRICS
 
 
 def format_summary(result, target) -> str:

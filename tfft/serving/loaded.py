@@ -7,8 +7,9 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from tfft.data.windows import length_order
 from tfft.errors import UserError
-from tfft.rundir import LABELS, STATE, read_labels
+from tfft.rundir import LABELS, read_labels, STATE
 from tfft.serving import versions
 
 # In assets.extra/: {"task": "text"|"image" (the modality), "input": NAME, "model_dir": ..., ...}; an export of another
@@ -154,7 +155,6 @@ class ExportedModel:
     """Every output of serving_default for inputs as TF Serving hands them over (see as_bytes; a tuple of two per
     input for a pair model), a batch at a time."""
     import tensorflow as tf  # pylint: disable=g-import-not-at-top
-    from tfft.data.windows import length_order  # pylint: disable=g-import-not-at-top
 
     # Texts go in order of length: the export cuts each batch to its longest text, so batches of similar lengths
     # are cheaper. The outputs come back in the order of `values`.

@@ -13,8 +13,8 @@ import tensorflow as tf
 from absl import logging
 
 from tfft.data import image_batches, windows
-from tfft.rundir import write_labels
 from tfft.files import TMP_PREFIX, write_atomically
+from tfft.rundir import write_labels
 from tfft.serving import versions
 from tfft.testhooks import pause_point
 

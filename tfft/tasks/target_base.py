@@ -4,8 +4,8 @@ from typing import Dict, List, Sequence
 
 import numpy as np
 
-from tfft.serving import loaded
 from tfft.serving import parity as parity_lib
+from tfft.serving import loaded
 from tfft.tasks.api import Targets
 
 

@@ -2,7 +2,7 @@
 
 from tfft.config import Config
 from tfft.tasks.api import TaskSpec
-from tfft.tasks.pooled.gates import CLASSIFICATION_GATES, CLASSIFICATION_LOSSES, CLASSIFICATION_OPTIONS, check_decision
+from tfft.tasks.pooled.gates import check_decision, CLASSIFICATION_GATES, CLASSIFICATION_LOSSES, CLASSIFICATION_OPTIONS
 
 
 def check(config: Config) -> None:

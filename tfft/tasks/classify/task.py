@@ -1,10 +1,10 @@
 """--task=classify: a pooled head over a text or image backbone, softmax over the classes."""
 
 from tfft.config import Config, modality
+from tfft.tasks.pooled import examples as pooled_examples
 from tfft.tasks.pooled.class_target import ClassTarget
 from tfft.tasks.pooled.image import ImageClassifier
 from tfft.tasks.pooled.text import TextClassifier
-from tfft.tasks.pooled import examples as pooled_examples
 
 # Classification exports leave tfft.json's "target" out: every reader defaults to it.
 TARGET = ClassTarget("classify", writes_target_key=False)

@@ -19,6 +19,10 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
+from tfft.data.text import Examples
+from tfft.data import text as text_data
+from tfft.config import split_dataset_spec
+from tfft.data import text
 from tfft.errors import UserError
 from tfft.model.chat import ChatFormat
 
@@ -41,7 +45,6 @@ def load_pairs(path: pathlib.Path, flag_value: str, *, prompt_column: str, respo
   Raises:
     UserError: a missing file, a missing column, an empty prompt or response.
   """
-  from tfft.data import text  # pylint: disable=g-import-not-at-top
   if not path.is_file():
     raise UserError(f"--dataset={flag_value}: {path} is not a file; --task=generate reads a .csv, .tsv or .jsonl "
                     "table with a prompt and a response column")
@@ -145,3 +148,60 @@ def make_dataset(arrays: Dict[str, np.ndarray], indices: np.ndarray, *, batch_si
   if shuffle:
     ds = ds.shuffle(len(indices), seed=seed, reshuffle_each_iteration=True)
   return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+
+
+# The built-in bbc_headlines: prompt = this instruction + the article body, response = its headline.
+INSTRUCTION = "Write the headline of this news article.\n\n"
+
+
+def document(prompt: str) -> str:
+  """What the lead baseline reads: the article body of a bbc_headlines prompt, else the prompt itself."""
+  return prompt[len(INSTRUCTION):] if prompt.startswith(INSTRUCTION) else prompt
+
+
+def load_headlines() -> Examples:
+  """BBC News articles as prompt (INSTRUCTION + body) and response (the headline: the file's first line).
+
+  The source's order takes one article of each topic in turn (business/001, entertainment/001, ...), so that
+  --max_examples keeps every topic.
+
+  Raises:
+    UserError: if the BBC News package is not installed.
+  """
+  root = text_data.locate_bbc_news()
+  topics = [sorted(p for p in d.iterdir() if p.is_file()) for d in sorted(root.iterdir()) if d.is_dir()]
+  files = [files[i] for i in range(max(map(len, topics), default=0)) for files in topics if i < len(files)]
+  prompts, responses, ids = [], [], []
+  for path in files:
+    lines = path.read_text(encoding="utf-8", errors="replace").strip().splitlines()
+    headline, body = (lines[0].strip() if lines else ""), "\n".join(lines[1:]).strip()
+    if headline and body:
+      prompts.append(INSTRUCTION + body)
+      responses.append(headline)
+      ids.append(str(path.relative_to(root)))
+  return Examples(prompts, responses, ids, str(root))
+
+
+def load_generate_examples(data) -> Examples:
+  """The prompt/response pairs --dataset names (bbc_headlines, or csv:PATH with --prompt_column and
+  --response_column), the first --max_examples of them.
+
+  Raises:
+    UserError: for a missing file or column, or an empty prompt or response.
+  """
+  kind, path = split_dataset_spec(data.dataset)
+  if kind == "bbc_headlines":
+    examples = load_headlines()
+  else:
+    pairs = load_pairs(pathlib.Path(path).expanduser(), data.dataset, prompt_column=data.prompt_column,
+                                    response_column=data.response_column)
+    examples = Examples(pairs.prompts, pairs.responses, pairs.ids, pairs.source)
+  if data.max_examples:
+    examples = examples.take(range(min(data.max_examples, len(examples))))
+  return examples
+
+
+# What the model "serves" in process for a set of prompts (GenerateTarget): the greedy generation, its token count,
+# and the summed negative log-likelihood of the reference response with the number of its tokens.
+TEXT = "text"
+SERVED_DTYPE = [(TEXT, object), ("tokens", np.int32), ("nll", np.float64), ("response_tokens", np.float64)]

@@ -7,8 +7,9 @@ from typing import Callable, Dict, Optional, Sequence
 import keras
 import tensorflow as tf
 
-from tfft.tasks.generate.data import prompt_ids
 from tfft.model.chat import ChatFormat
+from tfft.serving import savedmodel
+from tfft.tasks.generate.data import prompt_ids
 
 
 def generate_fn(causal_lm, tokenizer, chat: ChatFormat, *, sequence_length: int, max_new_tokens: int) -> Callable:
@@ -71,7 +72,6 @@ def export_generator(causal_lm, tokenizer, chat: ChatFormat, *, export_base: pat
   Returns:
     The version directory.
   """
-  from tfft.serving import savedmodel  # pylint: disable=g-import-not-at-top
   generate = generate_fn(causal_lm, tokenizer, chat, sequence_length=sequence_length, max_new_tokens=max_new_tokens)
   archive = keras.export.ExportArchive()
   archive.track(causal_lm)

@@ -14,19 +14,24 @@ from typing import Dict, List, Optional, Sequence
 import numpy as np
 
 from tfft import files
-from tfft.report.summary import shorten
 from tfft.errors import RunFailed, UserError
+from tfft.report import metrics as metrics_lib
+from tfft.report import summary
+from tfft.report.summary import shorten
+from tfft.serving import loaded
+from tfft.tasks.api import Targets
+from tfft.tasks.generate import metrics as rouge
+from tfft.tasks.generate.spec import GATES
+from tfft.tasks.generate.data import TEXT, document
+from tfft.tasks.generate.decode import base_model_outputs
 from tfft.tasks.target_base import TargetBase
 
-TEXT = "text"
-from tfft.tasks.generate.spec import GATES
 METRICS = GATES + ("perplexity",)
 GENERATIONS_CSV = "generations.csv"
 LEAD_METHOD = "lead: the first sentence of the document (the article body for bbc_headlines, else the prompt)"
 BASE_METHOD = "the backbone before fine-tuning, same chat template and greedy decoding"
 # The parity check compares this many test prompts (generation is the slow part of publishing).
 PARITY_PROMPTS = 8
-SERVED_DTYPE = [(TEXT, object), ("tokens", np.int32), ("nll", np.float64), ("response_tokens", np.float64)]
 
 
 def texts_of(served) -> List[str]:
@@ -46,8 +51,6 @@ def perplexity(served) -> Optional[float]:
 def rouge_scores(prompts: Sequence[str], references: Sequence[str], generated: Sequence[str], *,
                  with_lead: bool = True) -> Dict:
   """ROUGE-1/2/L F1 of the generations and, with_lead, of the lead baseline on the same examples."""
-  from tfft.tasks.generate import metrics as rouge  # pylint: disable=g-import-not-at-top
-  from tfft.tasks.generate.task import document  # pylint: disable=g-import-not-at-top
   metrics = {"num_examples": len(references), **rouge.rouge(generated, references)}
   if with_lead:
     lead = rouge.rouge([rouge.lead(document(p)) for p in prompts], references)
@@ -68,7 +71,6 @@ class GenerateTarget(TargetBase):
   def encode(self, labels: Sequence[str], *, where: str, names: Optional[Sequence[str]] = None,  # pylint: disable=unused-argument
              ids: Optional[Sequence[str]] = None):
     """The responses as they are; one stratum, so the split is a seeded random draw."""
-    from tfft.tasks.api import Targets  # pylint: disable=g-import-not-at-top
     values = np.empty(len(labels), dtype=object)
     values[:] = [str(label) for label in labels]
     return Targets((TEXT,), values, ("",) * len(labels))
@@ -126,7 +128,6 @@ class GenerateTarget(TargetBase):
       metrics.update({k: v for k, v in rescore.items() if k.startswith("baseline") or k == "base_model"})
       return metrics
     if with_baselines:
-      from tfft.tasks.generate.task import base_model_outputs  # pylint: disable=g-import-not-at-top
       base = base_model_outputs(config, prompts, references)
       base_metrics = rouge_scores(prompts, references, texts_of(base), with_lead=False)
       metrics["base_model"] = {"method": BASE_METHOD, **{k: base_metrics[k] for k in GATES},
@@ -136,9 +137,6 @@ class GenerateTarget(TargetBase):
 
   def write_report(self, report_dir, metrics: Dict, *, values, served, inputs, ids):
     """metrics.json and generations.csv (every example: prompt, reference, generation, lead, base model)."""
-    from tfft.report import metrics as metrics_lib  # pylint: disable=g-import-not-at-top
-    from tfft.tasks.generate import metrics as rouge  # pylint: disable=g-import-not-at-top
-    from tfft.tasks.generate.task import document  # pylint: disable=g-import-not-at-top
     base = metrics.pop("base_examples", None)
     metrics_lib.write_json(report_dir / metrics_lib.METRICS_JSON, metrics)
     with files.atomic_path(report_dir / GENERATIONS_CSV) as tmp, tmp.open("w", newline="", encoding="utf-8") as f:
@@ -172,7 +170,6 @@ class GenerateTarget(TargetBase):
     return ["\n".join(lines)]
 
   def summary_lines(self, metrics: Dict) -> List[str]:
-    from tfft.report import summary  # pylint: disable=g-import-not-at-top
     lines = [f"test:     {self._line(metrics)}"]
     if "baseline" in metrics:
       lines.append(f"lead:     {self._line(metrics['baseline'])}  (the document's first sentence)")
@@ -200,7 +197,6 @@ class GenerateTarget(TargetBase):
     Raises:
       RunFailed: naming the first prompt whose texts differ.
     """
-    from tfft.serving import loaded  # pylint: disable=g-import-not-at-top
     prompts = data.take("test")[:PARITY_PROMPTS]
     served = texts_of(exported.outputs(loaded.as_bytes("text", prompts), batch_size=batch_size)[TEXT])
     expected = texts_of(in_process)[:len(prompts)]

@@ -7,7 +7,13 @@ from typing import Dict, List, Sequence, Tuple
 
 import numpy as np
 
+from tfft.data import text as text_data
+from tfft.data import tagging
+from tfft.data.text import natural_key
 from tfft.errors import UserError
+
+# An example's labels joined into one string (the split manifest's label column, the labels the split reads).
+JOIN = "|"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -28,7 +34,6 @@ class MultiLabelExamples:
 
 
 def label_names_of(sets: Sequence[Sequence[str]]) -> Tuple[str, ...]:
-  from tfft.data.text import natural_key  # pylint: disable=g-import-not-at-top
   return tuple(sorted({label for labels in sets for label in labels}, key=natural_key))
 
 
@@ -81,7 +86,6 @@ def indicator_table(rows: Sequence[Dict], columns: Sequence[str], ids: Sequence[
 
 def load_wnut16_types() -> MultiLabelExamples:
   """WNUT-16's tweets, each labelled with the set of entity types its human annotations mention (maybe none)."""
-  from tfft.data import tagging  # pylint: disable=g-import-not-at-top
   tagged = tagging.load_tagged("wnut16")
   sets = [tagging.entity_types(tags) for tags in tagged.tags]
   names = label_names_of(sets)
@@ -95,9 +99,8 @@ def load_table_multilabel(path: pathlib.Path, flag: str, *, text_column: str, la
   Raises:
     UserError: for a missing file or column, an empty label set, or a 0/1 column holding something else.
   """
-  from tfft.data import text  # pylint: disable=g-import-not-at-top
   if label_columns:
-    rows = text._read_table(path, flag) if path.is_file() else None  # pylint: disable=protected-access
+    rows = text_data._read_table(path, flag) if path.is_file() else None  # pylint: disable=protected-access
     if rows is None:
       raise UserError(f"{flag}: {path} does not exist")
     if rows and text_column not in rows[0]:
@@ -105,7 +108,7 @@ def load_table_multilabel(path: pathlib.Path, flag: str, *, text_column: str, la
     ids = [f"row:{i}" for i in range(1, len(rows) + 1)]
     y = indicator_table(rows, label_columns, ids, flag=flag)
     return MultiLabelExamples([str(r[text_column]) for r in rows], y, tuple(label_columns), ids, str(path))
-  examples = text.load_table(path, flag, text_column=text_column, label_column=label_column)
+  examples = text_data.load_table(path, flag, text_column=text_column, label_column=label_column)
   sets = split_label_sets(examples.labels, examples.ids, separator=separator, flag=flag)
   names = label_names_of(sets)
   return MultiLabelExamples(examples.texts, indicators_of(sets, names), names, examples.ids, examples.source)
@@ -113,15 +116,13 @@ def load_table_multilabel(path: pathlib.Path, flag: str, *, text_column: str, la
 
 def load_text_examples(data):
   """The texts and label sets --dataset names, as tfft.data.text.Examples whose labels are the sets joined by
-  tfft.tasks.multilabel.target.JOIN (the split manifest's label column): wnut16_types, or csv:PATH with
+  JOIN (the split manifest's label column): wnut16_types, or csv:PATH with
   --label_column (labels separated by --label_separator) or --label_columns (one 0/1 column per label).
 
   Raises:
     UserError: for a bad source or column, an empty text, an empty label set in --label_column, or a label name
       holding the separator tfft joins labels with.
   """
-  from tfft.data import text as text_data  # pylint: disable=g-import-not-at-top
-  from tfft.tasks.multilabel.target import JOIN  # pylint: disable=g-import-not-at-top
   flag = f"--dataset={data.dataset}"
   if data.dataset == "wnut16_types":
     loaded = load_wnut16_types()
@@ -153,6 +154,5 @@ def join_image_labels(examples, *, separator: str, flag: str):
   Raises:
     UserError: naming the example for an empty label set.
   """
-  from tfft.tasks.multilabel.target import JOIN  # pylint: disable=g-import-not-at-top
   sets = split_label_sets(examples.labels, examples.ids, separator=separator, flag=flag)
   return dataclasses.replace(examples, labels=[JOIN.join(s) for s in sets])

@@ -7,15 +7,22 @@ from typing import Dict, List, Optional, Sequence
 import numpy as np
 
 from tfft import files
-from tfft.report.summary import shorten
 from tfft.data import split as split_lib
 from tfft.errors import UserError
+from tfft.report import baseline as baseline_lib
+from tfft.report import metrics as metrics_lib
+from tfft.report import run_report, summary
+from tfft.report.summary import shorten
+from tfft.tasks.api import Targets
+from tfft.tasks.multilabel import data as multilabel
+from tfft.tasks.multilabel.data import JOIN
+from tfft.tasks.multilabel import metrics as multilabel_metrics
+from tfft.tasks.multilabel.export import multilabel_outputs
+from tfft.tasks.multilabel.spec import GATES
 from tfft.tasks.target_base import TargetBase
 
 # Labels of one example inside tfft (the manifest's label column, Examples.labels): joined by this, whatever
 # --label_separator the file used.
-JOIN = "|"
-from tfft.tasks.multilabel.spec import GATES
 PER_LABEL_CSV = "per_label.csv"
 REPORT_TXT = "multilabel_report.txt"
 
@@ -44,8 +51,6 @@ class MultiLabelTarget(TargetBase):
     Raises:
       UserError: naming a label that `names` does not hold.
     """
-    from tfft.tasks.multilabel import data as multilabel  # pylint: disable=g-import-not-at-top
-    from tfft.tasks.api import Targets  # pylint: disable=g-import-not-at-top
     sets = [tuple(label for label in str(value).split(JOIN) if label) for value in labels]
     names = tuple(names) if names is not None else multilabel.label_names_of(sets)
     unknown = sorted({label for labels_ in sets for label in labels_} - set(names))
@@ -68,7 +73,6 @@ class MultiLabelTarget(TargetBase):
 
   def tune(self, targets, val_logits: np.ndarray, val_values: np.ndarray):
     """Chooses each label's threshold on the validation split; the test report and the export use them."""
-    from tfft.tasks.multilabel import metrics as multilabel_metrics  # pylint: disable=g-import-not-at-top
     thresholds = multilabel_metrics.choose_thresholds(np.asarray(val_values), sigmoid(val_logits))
     return dataclasses.replace(targets, info={**targets.info, "thresholds": [float(t) for t in thresholds]})
 
@@ -96,7 +100,6 @@ class MultiLabelTarget(TargetBase):
     return sigmoid(logits)
 
   def outputs(self, targets):
-    from tfft.tasks.multilabel.export import multilabel_outputs  # pylint: disable=g-import-not-at-top
     thresholds = targets.info.get("thresholds")
     if thresholds is None:
       raise ValueError("the thresholds are chosen on validation (calibrate) before the export")
@@ -115,7 +118,6 @@ class MultiLabelTarget(TargetBase):
             + ", ".join(f"`{n}`" + (f" ({t:.3f})" if t is not None else "") for n, t in zip(targets.names, thresholds))]
 
   def _metrics(self, values, probabilities, targets) -> Dict:
-    from tfft.tasks.multilabel import metrics as multilabel_metrics  # pylint: disable=g-import-not-at-top
     thresholds = targets.info.get("thresholds") or [multilabel_metrics.DEFAULT_THRESHOLD] * targets.width
     return multilabel_metrics.multilabel_metrics(values, probabilities, thresholds, targets.names)
 
@@ -125,7 +127,6 @@ class MultiLabelTarget(TargetBase):
 
   def report(self, data, served: np.ndarray, *, config, rescore=None) -> Dict:
     """The test metrics beside the one-vs-rest baseline (its thresholds chosen on the same validation split)."""
-    from tfft.tasks.multilabel import metrics as multilabel_metrics  # pylint: disable=g-import-not-at-top
     test, targets = data.split["test"], data.targets
     metrics = self._metrics(data.labels[test], served, targets)
     metrics["split_sizes"] = {name: int(len(indices)) for name, indices in data.split.items()}
@@ -136,7 +137,6 @@ class MultiLabelTarget(TargetBase):
       inputs = {name: data.take(name) for name in ("train", "val", "test")}
       kind = "text"
       if data.task == "image":
-        from tfft.report import baseline as baseline_lib, run_report  # pylint: disable=g-import-not-at-top
         inputs = {name: baseline_lib.image_features(run_report._pixels(x)) for name, x in inputs.items()}  # pylint: disable=protected-access
         kind = "image"
       method, probabilities, thresholds = multilabel_metrics.baseline(
@@ -150,8 +150,6 @@ class MultiLabelTarget(TargetBase):
 
   def write_report(self, report_dir, metrics: Dict, *, values, served, inputs, ids):  # pylint: disable=unused-argument
     import csv  # pylint: disable=g-import-not-at-top
-    from tfft.report import metrics as metrics_lib  # pylint: disable=g-import-not-at-top
-    from tfft.tasks.multilabel import metrics as multilabel_metrics  # pylint: disable=g-import-not-at-top
     metrics_lib.write_json(report_dir / metrics_lib.METRICS_JSON, metrics)
     files.write_atomically(report_dir / REPORT_TXT, multilabel_metrics.format_multilabel_table(metrics) + "\n")
     with files.atomic_path(report_dir / PER_LABEL_CSV) as tmp, tmp.open("w", newline="", encoding="utf-8") as f:
@@ -163,11 +161,9 @@ class MultiLabelTarget(TargetBase):
                          f"{row['threshold']:.6f}", row["support"]])
 
   def table(self, metrics: Dict) -> List[str]:
-    from tfft.tasks.multilabel import metrics as multilabel_metrics  # pylint: disable=g-import-not-at-top
     return [multilabel_metrics.format_multilabel_table(metrics)]
 
   def summary_lines(self, metrics: Dict) -> List[str]:
-    from tfft.report import summary  # pylint: disable=g-import-not-at-top
     line = lambda m: "  ".join(f"{k}={m[k]:.4f}" for k in GATES + ("hamming_loss",) if m.get(k) is not None)
     lines = [f"test:     {line(metrics)}"]
     if "baseline" in metrics:

@@ -8,8 +8,10 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from tfft.config import DataConfig, split_dataset_spec
-from tfft.tasks.pairs.spec import pair_columns
+from tfft.data import text as text_data
+from tfft.data.text_batches import int_mask, trim_to_longest
 from tfft.errors import UserError
+from tfft.tasks.pairs.spec import pair_columns
 
 MATCH, MISMATCH = "match", "mismatch"
 
@@ -59,7 +61,6 @@ def load_pair_table(path: pathlib.Path, flag_value: str, *, columns: Sequence[st
   Raises:
     UserError: for a missing file, a pair column or the label column that does not exist, or a row without a label.
   """
-  from tfft.data import text as text_data  # pylint: disable=g-import-not-at-top
   first = text_data.load_table(path, flag_value, text_column=columns[0], label_column=label_column,
                                text_flag="pair_columns")
   second = text_data.load_table(path, flag_value, text_column=columns[1], label_column=label_column,
@@ -76,7 +77,6 @@ def load_examples(data: DataConfig):
   Raises:
     UserError: for a bad source, an empty text, or fewer than two classes.
   """
-  from tfft.data import text as text_data  # pylint: disable=g-import-not-at-top
   kind, path = split_dataset_spec(data.dataset)
   if kind == "bbc_pairs":
     articles = text_data.load_textdir(text_data.locate_bbc_news(), data.dataset)
@@ -163,7 +163,6 @@ def pack(preprocessor, text_a, text_b):
   tokenizer, packer = getattr(preprocessor, "tokenizer", None), getattr(preprocessor, "packer", None)
   if tokenizer is None or packer is None:
     raise UserError("--task=pairs needs a backbone whose preprocessor has a tokenizer and a two-segment packer")
-  from tfft.data.text_batches import int_mask  # pylint: disable=g-import-not-at-top
   token_ids, segment_ids = packer((tokenizer(text_a), tokenizer(text_b)))
   return int_mask({"token_ids": token_ids, "segment_ids": segment_ids,
                    "padding_mask": token_ids != tokenizer.pad_token_id})
@@ -172,7 +171,6 @@ def pack(preprocessor, text_a, text_b):
 def pair_logits(model, preprocessor, text_a, text_b, pad_to_multiple_of: Optional[int] = None):
   """The model's float32 logits for a batch of pairs, in the graph (the export) or eagerly."""
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  from tfft.data.text_batches import trim_to_longest  # pylint: disable=g-import-not-at-top
 
   features = pack(preprocessor, text_a, text_b)
   features = {name: features[name] for name in model.input}

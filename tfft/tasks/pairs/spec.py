@@ -6,7 +6,7 @@ from tfft.config import Config, DataConfig, split_dataset_spec
 from tfft.errors import UserError
 from tfft.model import decoder_backbones
 from tfft.tasks.api import TaskSpec
-from tfft.tasks.pooled.gates import CLASSIFICATION_GATES, CLASSIFICATION_LOSSES, CLASSIFICATION_OPTIONS, check_decision
+from tfft.tasks.pooled.gates import check_decision, CLASSIFICATION_GATES, CLASSIFICATION_LOSSES, CLASSIFICATION_OPTIONS
 
 
 def pair_columns(data: DataConfig) -> Tuple[str, ...]:

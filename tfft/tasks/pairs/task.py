@@ -6,15 +6,17 @@ from typing import List, Mapping
 import numpy as np
 from absl import logging
 
+from tfft.config import Config
 from tfft.data import padding as padding_lib
+from tfft.data import split as split_lib
+from tfft.data import text_batches
+from tfft.report import run_report
+from tfft.tasks.api import Prepared, Targets
 from tfft.tasks.pairs import data as pair_data
 from tfft.tasks.pairs import export as pair_export
-from tfft.data import split as split_lib
-
-from tfft.config import Config
-from tfft.tasks.api import Prepared, Targets
 from tfft.tasks.pooled.class_target import ClassTarget
 from tfft.tasks.pooled.text import TextClassifier
+
 
 
 class TextPairClassifier(TextClassifier):
@@ -30,7 +32,6 @@ class TextPairClassifier(TextClassifier):
 
   def prepare(self, examples, targets: Targets, split: Mapping[str, np.ndarray]) -> Prepared:
     """Packs every pair once and resolves --padding=auto from the training pairs' lengths."""
-    from tfft.data import text_batches  # pylint: disable=g-import-not-at-top
     t = self.config.train
     features = pair_data.tokenize(self.preprocessor, examples.texts)
     padding = padding_lib.choose_padding(t, features["padding_mask"], split["train"])
@@ -52,7 +53,6 @@ class TextPairClassifier(TextClassifier):
                                     batch_size=self.config.train.batch_size, pad_to_multiple_of=self._trim(prepared))
 
   def run_data(self, prepared: Prepared):
-    from tfft.report import run_report  # pylint: disable=g-import-not-at-top
     return run_report.RunData("text", [tuple(p) for p in prepared.examples.texts], prepared.examples.ids,
                               prepared.labels, prepared.split, prepared.class_names, prepared.targets)
 

@@ -4,9 +4,16 @@ from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
+from tfft.config_checks import check_min_metric
+from tfft.data import split as split_lib
+from tfft.data.text import sorted_class_names
+from tfft.report import metrics as metrics_lib
+from tfft.report import threshold as threshold_lib
+from tfft.report import run_report, summary
+from tfft.report.significance import format_verdict, METRICS
 from tfft.report.summary import shorten
-from tfft.serving import loaded
 from tfft.serving import parity as parity_lib
+from tfft.serving import loaded
 from tfft.tasks.api import Targets
 from tfft.tasks.target_base import TargetBase
 
@@ -40,8 +47,6 @@ class ClassTarget(TargetBase):
     Raises:
       UserError: naming labels that `names` does not hold.
     """
-    from tfft.data import split as split_lib  # pylint: disable=g-import-not-at-top
-    from tfft.data.text import sorted_class_names  # pylint: disable=g-import-not-at-top
     names = tuple(names) if names is not None else tuple(sorted_class_names(labels))
     return Targets(names, split_lib.label_indices(labels, names, where=where), tuple(labels))
 
@@ -53,7 +58,6 @@ class ClassTarget(TargetBase):
     return np.eye(targets.width, dtype="float32")[np.asarray(values)]
 
   def check_gates(self, gates, targets: Targets):
-    from tfft.config_checks import check_min_metric  # pylint: disable=g-import-not-at-top
     check_min_metric(gates, targets.width)
 
   def monitor(self, value: str) -> str:
@@ -106,16 +110,13 @@ class ClassTarget(TargetBase):
 
   def report(self, data, served: np.ndarray, *, config, rescore=None) -> Dict:
     """The test metrics beside the baseline (tfft.report.run_report.classification_report)."""
-    from tfft.report import run_report  # pylint: disable=g-import-not-at-top
     return run_report.classification_report(data, served, config=config, rescore=rescore)
 
   def write_report(self, report_dir, metrics: Dict, *, values, served, inputs, ids):
-    from tfft.report import metrics as metrics_lib  # pylint: disable=g-import-not-at-top
     metrics_lib.write_report(report_dir, metrics, y_true=values, probabilities=served, inputs=inputs, ids=ids)
 
   def score(self, values, served, targets: Targets) -> Dict:
     """tfft.evaluate's metrics of the export's outputs, with bootstrap intervals."""
-    from tfft.report import metrics as metrics_lib, run_report  # pylint: disable=g-import-not-at-top
     predicted = _decisions(served, targets.info)
     metrics = metrics_lib.classification_metrics(values, served, targets.names, predicted=predicted)
     metrics["ci"] = run_report.intervals(np.asarray(values), served.argmax(axis=-1) if predicted is None
@@ -126,7 +127,6 @@ class ClassTarget(TargetBase):
 
   def table(self, metrics: Dict) -> List[str]:
     """What tfft.evaluate prints, and train's log, below the run line."""
-    from tfft.report import metrics as metrics_lib, summary  # pylint: disable=g-import-not-at-top
     lines = [metrics_lib.format_table(metrics), *summary.interval_lines(metrics)]
     if "decision" in metrics:
       d = metrics["decision"]
@@ -136,15 +136,12 @@ class ClassTarget(TargetBase):
 
   def summary_lines(self, metrics: Dict) -> List[str]:
     """Train's summary lines on the test split: the model's scores, intervals, baseline and verdicts."""
-    from tfft.report import summary  # pylint: disable=g-import-not-at-top
     m = metrics
     return [f"test:     accuracy={m['accuracy']:.4f}  macro_f1={m['macro_f1']:.4f}  weighted_f1={m['weighted_f1']:.4f}",
             *summary.interval_lines(m, indent=10), *summary.threshold_lines(m), *summary.baseline_lines(m)]
 
   def card_lines(self, metrics: Dict) -> List[str]:
     """The model card's lines under its metric table: intervals, the baseline and the paired verdicts."""
-    from tfft.report import summary  # pylint: disable=g-import-not-at-top
-    from tfft.report.significance import METRICS, format_verdict  # pylint: disable=g-import-not-at-top
     lines = []
     for line in summary.interval_lines(metrics):
       lines += ["", line]
@@ -155,7 +152,6 @@ class ClassTarget(TargetBase):
                   "of the difference is on one side of 0):", ""]
         lines += [f"- {format_verdict(metrics['baseline_comparison'][name])}" for name in METRICS]
     if "threshold" in metrics:
-      from tfft.report import threshold as threshold_lib  # pylint: disable=g-import-not-at-top
       t = metrics["threshold"]
       lines += ["", f"Decision threshold: {threshold_lib.describe({**t, **t['validation']}, metrics['class_names'])}. "
                 f"The served `class_id` and `class_name` use it (`probabilities` are unchanged); on the test split "
@@ -171,7 +167,6 @@ class ClassTarget(TargetBase):
     return lines
 
   def scalars(self, metrics: Dict) -> Dict[str, float]:
-    from tfft.report import metrics as metrics_lib  # pylint: disable=g-import-not-at-top
     return metrics_lib.scalar_metrics(metrics)
 
   def predictions(self, outputs: Dict[str, np.ndarray], names: Sequence[str], *, top_k: int) -> List[Dict]:
@@ -200,5 +195,4 @@ def _decisions(probabilities: np.ndarray, info: Dict) -> Optional[np.ndarray]:
   """The predicted classes at a --threshold in `info` (tfft.json's), or None for argmax."""
   if info.get("threshold") is None:
     return None
-  from tfft.report import threshold as threshold_lib  # pylint: disable=g-import-not-at-top
   return threshold_lib.decide(probabilities, float(info["threshold"]), int(info["positive"]))

@@ -8,12 +8,15 @@ from typing import List, Mapping, Optional, Sequence
 import numpy as np
 from absl import logging
 
-from tfft.model import weights as weights_io
 from tfft.config import Config
 from tfft.data import images as image_data
+from tfft.data import image_batches
 from tfft.errors import UserError
-from tfft.model import image_backbones
 from tfft.files import write_atomically
+from tfft.model import weights as weights_io
+from tfft.model import heads, image_backbones, layers
+from tfft.report import run_report
+from tfft.serving import savedmodel
 from tfft.tasks.api import Built, Prepared, Target, Targets
 
 
@@ -63,7 +66,6 @@ class ImageClassifier:
       UserError: when the weights cannot be had or do not fit.
     """
     import keras  # pylint: disable=g-import-not-at-top
-    from tfft.model import heads, layers  # pylint: disable=g-import-not-at-top
     m = self.config.model
     keras.mixed_precision.set_global_policy(precision or self.config.train.mixed_precision)
     with strategy.scope():
@@ -85,7 +87,6 @@ class ImageClassifier:
 
   def prepare(self, examples, targets: Targets, split: Mapping[str, np.ndarray]) -> Prepared:
     """The images themselves are the units of training; they are decoded and resized in tf.data."""
-    from tfft.data import image_batches  # pylint: disable=g-import-not-at-top
     batch_size = self.config.train.batch_size
     rows = self.target.rows(targets, targets.values)
 
@@ -105,14 +106,12 @@ class ImageClassifier:
     return None
 
   def predict_logits(self, model, prepared: Prepared, indices: np.ndarray) -> np.ndarray:
-    from tfft.data import image_batches  # pylint: disable=g-import-not-at-top
     ds = image_batches.make_dataset(prepared.examples, prepared.unit_rows, np.asarray(indices), num_classes=None,
                                     image_size=self.image_size, batch_size=self.config.train.batch_size)
     return np.asarray(model.predict(ds, verbose=0), dtype=np.float32)
 
   def run_data(self, prepared: Prepared):
     """The report's view: each image as its file path, or, for images held in memory, as PNG bytes."""
-    from tfft.report import run_report  # pylint: disable=g-import-not-at-top
     return run_report.RunData("image", image_data.served_inputs(prepared.examples), prepared.examples.ids,
                               prepared.labels, prepared.split, prepared.class_names, prepared.targets)
 
@@ -131,7 +130,6 @@ class ImageClassifier:
     write_atomically(run_dir.backbone_weights, weights_io.weights_h5_bytes(built.backbone))
 
   def export(self, model, prepared: Prepared, *, export_base, finalize=None, metadata=None):
-    from tfft.serving import savedmodel  # pylint: disable=g-import-not-at-top
     return savedmodel.export_image_classifier(model, prepared.class_names, export_base=export_base,
                                               image_size=self.image_size, finalize=finalize, metadata=metadata,
                                               outputs=self.target.outputs(prepared.targets))

@@ -6,11 +6,15 @@ from typing import List, Mapping, Optional, Sequence
 import numpy as np
 from absl import logging
 
-from tfft.data import padding as padding_lib
 from tfft.config import Config
+from tfft.data import padding as padding_lib
 from tfft.data import split as split_lib
 from tfft.data import text as text_data
-from tfft.model import text_backbones
+from tfft.data import windows as windows_lib
+from tfft.data import text_batches, windows
+from tfft.model import heads, text_backbones
+from tfft.report import run_report
+from tfft.serving import savedmodel
 from tfft.tasks.api import Built, Prepared, Target, Targets
 
 
@@ -57,7 +61,6 @@ class TextClassifier:
     Raises:
       UserError: if the backbone cannot be loaded or is shorter than --sequence_length.
     """
-    from tfft.model import heads  # pylint: disable=g-import-not-at-top
     m = self.config.model
     built = Built(*text_backbones.build_on_backbone(
         self.spec, strategy,
@@ -80,10 +83,8 @@ class TextClassifier:
     label (a text's windows stay in its split); scoring still reads whole texts (predict_logits).
     """
     labels = targets.values
-    from tfft.data import text_batches  # pylint: disable=g-import-not-at-top
     t, windows = self.config.train, self.config.model.train_windows
     if windows > 1:
-      from tfft.data import windows as windows_lib  # pylint: disable=g-import-not-at-top
       features, doc = windows_lib.window_arrays(self.preprocessor, examples.texts, windows)
       unit_labels = labels[doc]
       unit_split = {name: np.flatnonzero(np.isin(doc, indices)) for name, indices in split.items()}
@@ -114,13 +115,11 @@ class TextClassifier:
 
   def predict_logits(self, model, prepared: Prepared, indices: np.ndarray) -> np.ndarray:
     """Logits of whole texts, each read as up to --eval_windows windows, as the export reads them."""
-    from tfft.data import windows  # pylint: disable=g-import-not-at-top
     return windows.predict_logits(model, self.preprocessor, [prepared.examples.texts[i] for i in indices],
                                   self.config.model.eval_windows, batch_size=self.config.train.batch_size,
                                   pad_to_multiple_of=self._trim(prepared))
 
   def run_data(self, prepared: Prepared):
-    from tfft.report import run_report  # pylint: disable=g-import-not-at-top
     return run_report.RunData("text", prepared.examples.texts, prepared.examples.ids, prepared.labels,
                               prepared.split, prepared.class_names, prepared.targets)
 
@@ -141,7 +140,6 @@ class TextClassifier:
     """Nothing beyond the checkpoints: the backbone is a keras-hub preset already."""
 
   def export(self, model, prepared: Prepared, *, export_base, finalize=None, metadata=None):
-    from tfft.serving import savedmodel  # pylint: disable=g-import-not-at-top
     return savedmodel.export_text_classifier(model, self.preprocessor, prepared.class_names, export_base=export_base,
                                              eval_windows=self.config.model.eval_windows,
                                              pad_to_multiple_of=self._trim(prepared), finalize=finalize,

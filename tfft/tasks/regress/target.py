@@ -6,8 +6,10 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from tfft.report.summary import shorten
 from tfft.errors import UserError
+from tfft.report import metrics as metrics_lib
+from tfft.report import run_report, summary
+from tfft.report.summary import shorten
 from tfft.tasks.api import Targets
 from tfft.tasks.regress.spec import GATES
 from tfft.tasks.target_base import TargetBase
@@ -114,23 +116,18 @@ class RegressTarget(TargetBase):
             f"{info['std']:.4g} standardise it for training, and the export restores them"]
 
   def score(self, values, served, targets: Optional[Targets] = None) -> Dict:  # pylint: disable=unused-argument
-    from tfft.report import metrics as metrics_lib  # pylint: disable=g-import-not-at-top
     return metrics_lib.regression_metrics(values, served)
 
   def report(self, data, served: np.ndarray, *, config, rescore=None) -> Dict:
-    from tfft.report import run_report  # pylint: disable=g-import-not-at-top
     return run_report.regression_report(data, served, config=config, rescore=rescore)
 
   def write_report(self, report_dir, metrics: Dict, *, values, served, inputs, ids):
-    from tfft.report import metrics as metrics_lib  # pylint: disable=g-import-not-at-top
     metrics_lib.write_regression_report(report_dir, metrics, y_true=values, y_pred=served, inputs=inputs, ids=ids)
 
   def table(self, metrics: Dict) -> List[str]:
-    from tfft.report import metrics as metrics_lib  # pylint: disable=g-import-not-at-top
     return [metrics_lib.format_regression_table(metrics)]
 
   def summary_lines(self, metrics: Dict) -> List[str]:
-    from tfft.report import metrics as metrics_lib, summary  # pylint: disable=g-import-not-at-top
     lines = ["test:     " + metrics_lib.format_regression_line(metrics)]
     if "baseline" in metrics:
       lines.append(f"baseline: {metrics_lib.format_regression_line(metrics['baseline'])}  "
@@ -146,7 +143,6 @@ class RegressTarget(TargetBase):
             "better; higher r2, pearson and spearman)."]
 
   def scalars(self, metrics: Dict) -> Dict[str, float]:
-    from tfft.report import metrics as metrics_lib  # pylint: disable=g-import-not-at-top
     return {name: metrics[name] for name in metrics_lib.REGRESSION_METRICS if metrics.get(name) is not None}
 
   def predictions(self, outputs: Dict[str, np.ndarray], names: Sequence[str], *, top_k: int) -> List[Dict]:

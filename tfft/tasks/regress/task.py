@@ -1,9 +1,9 @@
 """--task=regress: a pooled head over a text or image backbone, one standardised output."""
 
 from tfft.config import Config, modality
+from tfft.tasks.pooled import examples as pooled_examples
 from tfft.tasks.pooled.image import ImageClassifier
 from tfft.tasks.pooled.text import TextClassifier
-from tfft.tasks.pooled import examples as pooled_examples
 from tfft.tasks.regress.target import RegressTarget
 
 TARGET = RegressTarget()

@@ -7,12 +7,19 @@ from typing import Dict, List, Optional, Sequence
 import numpy as np
 
 from tfft import files
-from tfft.report.summary import shorten
 from tfft.data import split as split_lib
-from tfft.errors import UserError
+from tfft.data.tagging import word_spans
+from tfft.data.text import natural_key
+from tfft.errors import RunFailed, UserError
+from tfft.report import metrics as metrics_lib
+from tfft.report import summary
+from tfft.report.summary import shorten
+from tfft.tasks.api import Targets
+from tfft.tasks.tag import metrics as tag_metrics
+from tfft.tasks.tag.export import tag_outputs
+from tfft.tasks.tag.spec import GATES
 from tfft.tasks.target_base import TargetBase
 
-from tfft.tasks.tag.spec import GATES
 REPORT_TXT = "tag_report.txt"
 ERRORS_CSV = "tagging_errors.csv"
 ERRORS_LIMIT = 100
@@ -50,8 +57,6 @@ class TagTarget(TargetBase):
     Raises:
       UserError: naming a tag `names` does not hold.
     """
-    from tfft.data.text import natural_key  # pylint: disable=g-import-not-at-top
-    from tfft.tasks.api import Targets  # pylint: disable=g-import-not-at-top
     sentences = [str(label).split(" ") for label in labels]
     found = {tag for tags in sentences for tag in tags}
     names = tuple(names) if names is not None else tuple(sorted(found | {OUTSIDE}, key=natural_key))
@@ -109,7 +114,6 @@ class TagTarget(TargetBase):
     return softmax(logits)
 
   def outputs(self, targets):
-    from tfft.tasks.tag.export import tag_outputs  # pylint: disable=g-import-not-at-top
     return tag_outputs(targets.names)
 
   def output_lines(self) -> List[str]:
@@ -132,13 +136,11 @@ class TagTarget(TargetBase):
     return true, pred
 
   def score(self, values, served, targets) -> Dict:
-    from tfft.tasks.tag import metrics as tag_metrics  # pylint: disable=g-import-not-at-top
     true, pred = self._sentences(values, served, targets.names)
     return {"num_examples": len(true), **tag_metrics.tag_metrics(true, pred), "tag_names": list(targets.names)}
 
   def report(self, data, served: np.ndarray, *, config, rescore=None) -> Dict:
     """Entity-level metrics on the test sentences beside the CRF baseline fitted on the same train split."""
-    from tfft.tasks.tag import metrics as tag_metrics  # pylint: disable=g-import-not-at-top
     names, test = data.targets.names, data.split["test"]
     metrics = self.score(data.labels[test], served, data.targets)
     metrics["split_sizes"] = {name: int(len(indices)) for name, indices in data.split.items()}
@@ -157,8 +159,6 @@ class TagTarget(TargetBase):
 
   def write_report(self, report_dir, metrics: Dict, *, values, served, inputs, ids):
     """metrics.json, tag_report.txt and tagging_errors.csv (the first 100 test sentences whose entities differ)."""
-    from tfft.report import metrics as metrics_lib  # pylint: disable=g-import-not-at-top
-    from tfft.tasks.tag import metrics as tag_metrics  # pylint: disable=g-import-not-at-top
     names = metrics["tag_names"]
     metrics_lib.write_json(report_dir / metrics_lib.METRICS_JSON, metrics)
     files.write_atomically(report_dir / REPORT_TXT, tag_metrics.format_tag_table(metrics) + "\n")
@@ -175,11 +175,9 @@ class TagTarget(TargetBase):
           shown += 1
 
   def table(self, metrics: Dict) -> List[str]:
-    from tfft.tasks.tag import metrics as tag_metrics  # pylint: disable=g-import-not-at-top
     return [tag_metrics.format_tag_table(metrics)]
 
   def summary_lines(self, metrics: Dict) -> List[str]:
-    from tfft.report import summary  # pylint: disable=g-import-not-at-top
     line = lambda m: "  ".join(f"{k}={m[k]:.4f}" for k in GATES)
     lines = [f"test:     {line(metrics)}"]
     if "baseline" in metrics:
@@ -210,8 +208,6 @@ class TagTarget(TargetBase):
       RunFailed: naming preprocessing skew when they differ beyond `atol`.
     """
     import tensorflow as tf  # pylint: disable=g-import-not-at-top
-    from tfft.data.tagging import word_spans  # pylint: disable=g-import-not-at-top
-    from tfft.errors import RunFailed  # pylint: disable=g-import-not-at-top
     texts = data.take("test")
     lengths = [len(t.split(" ")) for t in texts]
     expected = split_rows(np.asarray(in_process), lengths)
@@ -256,7 +252,6 @@ class TagTarget(TargetBase):
 
   def predictions(self, outputs: Dict[str, np.ndarray], names: Sequence[str], *, top_k: int) -> List[Dict]:  # pylint: disable=unused-argument
     """Per sentence, its tokens (with character spans, tag and probability) and the entities they form."""
-    from tfft.tasks.tag import metrics as tag_metrics  # pylint: disable=g-import-not-at-top
     rows = []
     decode = lambda x: x.decode() if isinstance(x, bytes) else str(x)
     for i, n in enumerate(outputs["num_tokens"]):

@@ -7,12 +7,15 @@ from typing import List, Mapping, Optional
 import numpy as np
 from absl import logging
 
-from tfft.data import padding as padding_lib
 from tfft.config import Config
-from tfft.data import tagging
+from tfft.data import padding as padding_lib
+from tfft.data import tag_batches, tag_pieces, tagging
 from tfft.model import text_backbones
+from tfft.report import run_report
 from tfft.tasks.api import Built, Prepared
-from tfft.tasks.tag.target import TagTarget, outside_index
+from tfft.tasks.tag import export as tag_export
+from tfft.tasks.tag import model as tagger
+from tfft.tasks.tag.target import outside_index, TagTarget
 
 
 @dataclasses.dataclass(frozen=True)
@@ -80,7 +83,6 @@ class TokenTagger:
     Raises:
       UserError: if the backbone cannot be loaded or is shorter than --sequence_length.
     """
-    from tfft.tasks.tag import model as tagger  # pylint: disable=g-import-not-at-top
     m = self.config.model
     built = Built(*text_backbones.build_on_backbone(
         self.spec, strategy, lambda b: tagger.build_token_tagger(b, num_tags=num_classes, dropout=m.dropout),
@@ -94,7 +96,6 @@ class TokenTagger:
 
   def prepare(self, examples, targets, split: Mapping[str, np.ndarray]) -> Prepared:
     """Cuts every sentence into windows of word pieces once; a window is a training unit, in its sentence's split."""
-    from tfft.data import tag_batches, tag_pieces  # pylint: disable=g-import-not-at-top
     t = self.config.train
     features, labels, weights, sentence = tag_pieces.training_windows(self.preprocessor, examples.tokens,
                                                                       list(targets.values))
@@ -120,7 +121,6 @@ class TokenTagger:
 
   def predict_logits(self, model, prepared: Prepared, indices: np.ndarray) -> np.ndarray:
     """Per word of the chosen sentences (back to back), its logits [sum W, C], read as the export reads them."""
-    from tfft.data import tag_pieces  # pylint: disable=g-import-not-at-top
     rows = tag_pieces.predict_word_logits(
         model, self.preprocessor, [prepared.examples.tokens[i] for i in indices],
         outside_index=outside_index(prepared.targets.names), batch_size=self.config.train.batch_size,
@@ -128,7 +128,6 @@ class TokenTagger:
     return np.concatenate(rows) if rows else np.zeros((0, prepared.targets.width), np.float32)
 
   def run_data(self, prepared: Prepared):
-    from tfft.report import run_report  # pylint: disable=g-import-not-at-top
     return run_report.RunData("text", prepared.examples.texts, prepared.examples.ids, prepared.targets.values,
                               prepared.split, prepared.class_names, prepared.targets)
 
@@ -150,7 +149,6 @@ class TokenTagger:
     """Nothing beyond the checkpoints: the backbone is a keras-hub preset already."""
 
   def export(self, model, prepared: Prepared, *, export_base, finalize=None, metadata=None):
-    from tfft.tasks.tag import export as tag_export  # pylint: disable=g-import-not-at-top
     return tag_export.export_token_tagger(model, self.preprocessor, prepared.class_names, export_base=export_base,
                                           outside_index=outside_index(prepared.class_names),
                                           pad_to_multiple_of=self._trim(prepared), finalize=finalize,

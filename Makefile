@@ -39,10 +39,12 @@ quickstart: install
 
 # The suite runs in TEST_WORKERS processes (pytest-xdist), a test file per process at a time: most tests start a
 # train/export subprocess whose imports and graph tracing use one core, so 2 workers keep 2 cores busy.
-# TEST_WORKERS=0 runs it in one process. The 30 slowest tests are listed at the end.
+# TEST_WORKERS=0 runs it in one process. The 30 slowest tests are listed at the end. First, import-linter checks the
+# import rule (.importlinter: imports flow one way, docs/architecture.md).
 TEST_WORKERS ?= 2
 
 test: install
+	$(VENV)/bin/lint-imports --no-cache
 	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile --durations=30 tests
 
 $(BENCH_STAMP): bench/requirements-hf.txt

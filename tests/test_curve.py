@@ -7,7 +7,7 @@ import pytest
 
 from conftest import run_tfft, tiny_flags
 from tfft.errors import UserError
-from tfft.fit import curve
+from tfft.fit import learning_curve as curve
 
 
 def test_sizes_are_positive_counts_or_all():

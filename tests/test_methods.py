@@ -314,7 +314,7 @@ def test_methods_under_a_mirrored_strategy_with_the_calibrated_export(tiny_bert_
 # LR finder --------------------------------------------------------------------------------------------------------
 
 def test_smoothing_and_the_suggested_learning_rate():
-  from tfft.fit import lr_find
+  from tfft.fit import lr_range as lr_find
   np.testing.assert_allclose(lr_find.smooth(np.array([2.0, 2.0, 2.0])), [2.0, 2.0, 2.0])  # bias-corrected
   lrs = np.logspace(-6, 0, 7)
   assert lr_find.suggest(lrs, np.array([3.0, 2.5, 2.0, 1.0, 0.5, 2.0, 9.0])) == pytest.approx(1e-3)

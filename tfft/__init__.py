@@ -39,6 +39,7 @@ _API = {
     "UserError": ("tfft.errors", "UserError"),
     "RunFailed": ("tfft.errors", "RunFailed"),
     "RunResult": ("tfft.fit.job", "RunResult"),
+    "train": ("tfft.fit.job", "train"),
     "load": ("tfft.fit.scoring", "load"),
     "ExportedModel": ("tfft.serving.loaded", "ExportedModel"),
     "load_text_backbone": ("tfft.model.text_backbones", "load_text_backbone"),
@@ -50,29 +51,7 @@ _API = {
     "BestCheckpoint": ("tfft.fit.callbacks", "BestCheckpoint"),
     "StopOnNaN": ("tfft.fit.callbacks", "StopOnNaN"),
 }
-__all__ = sorted([*_API, "train"])
-
-
-def train(config, *, strategy=None):
-  """Runs the whole train job for `config` (a tfft.Config): split, phases, report, gate and a checked export.
-
-  Args:
-    config: the run's configuration; it is validated first.
-    strategy: a tf.distribute strategy to train under; default the one `config.train.strategy` names.
-
-  Returns:
-    A tfft.RunResult: split sizes, what each phase did, the test metrics (with the baseline) and the export path.
-
-  Raises:
-    UserError: for a bad value, path, file or label (the message names it and the fix).
-    RunFailed: when the loss diverges, the quality gate is unmet or the export disagrees with the model.
-  """
-  from tfft.fit import job  # pylint: disable=g-import-not-at-top
-  from tfft.tasks import registry  # pylint: disable=g-import-not-at-top
-  return job.run(registry.validate(config), strategy=strategy)
-
-
-run_train_job = train  # what tfft.train calls once the tfft.train command module has been imported over it
+__all__ = sorted(_API)
 
 
 def __getattr__(name):

@@ -8,6 +8,7 @@ from tfft import config as config_lib
 from tfft import flags as tfft_flags
 from tfft.config import DataConfig
 from tfft.errors import UserError
+from tfft.serving import loaded
 from tfft.tasks import registry
 
 PROG = "tfft.evaluate"
@@ -26,8 +27,7 @@ def main(argv):
       given = {field.name: config_lib.option_value(field, FLAGS[field.name].value)
                for section, field in config_lib.options() if section == "data" and field.name in DATA_FLAGS}
       data = DataConfig(dataset=FLAGS.dataset, **given)
-    from tfft.fit import scoring  # pylint: disable=g-import-not-at-top  (TensorFlow: after the flags are checked)
-    from tfft.serving import loaded  # pylint: disable=g-import-not-at-top
+    from tfft.fit import scoring  # pylint: disable=g-import-not-at-top  (deferred: TensorFlow loads only once the flags are checked)
     result, report_dir = scoring.evaluate_export(FLAGS.model, model_dir=tfft_flags.given("model_dir"), data=data,
                                                  split=FLAGS.split, report_dir=FLAGS.report_dir,
                                                  batch_size=FLAGS.batch_size)

@@ -5,7 +5,10 @@ import pathlib
 from absl import app
 
 from tfft import flags as tfft_flags
+from tfft import rundir
 from tfft.errors import UserError
+from tfft.serving import tf_serving
+from tfft.tasks import registry
 
 PROG = "tfft.export"
 FLAGS = tfft_flags.FLAGS
@@ -17,19 +20,16 @@ def main(argv):
       raise UserError("pass --model_dir=RUN_DIR to re-export a run, and/or --models_config=BASE_DIR")
     lines = []
     if FLAGS["model_dir"].present:
-      from tfft.fit import publish  # pylint: disable=g-import-not-at-top
+      from tfft.fit import reexport  # pylint: disable=g-import-not-at-top  (deferred: TensorFlow loads only once the flags are checked)
       given = tfft_flags.given
-      from tfft import rundir  # pylint: disable=g-import-not-at-top
-      from tfft.tasks import registry  # pylint: disable=g-import-not-at-top
-      path, metrics = publish.reexport(FLAGS.model_dir, export_dir=given("export_dir"), name=given("name"),
-                                       warmup=given("warmup"))
+      path, metrics = reexport.reexport(FLAGS.model_dir, export_dir=given("export_dir"), name=given("name"),
+                                        warmup=given("warmup"))
       task = rundir.load_run(FLAGS.model_dir).config.data.task
       # The task's own test line (accuracy, RMSE, entity F1, ROUGE…) and its parity line.
       lines += [line for line in registry.target(task).summary_lines(metrics)
                 if line.startswith(("test:", "parity"))]
       lines.append(f"export:   {path}  (serving_default checked against the model)")
     if FLAGS.models_config:
-      from tfft.serving import tf_serving  # pylint: disable=g-import-not-at-top
       base = pathlib.Path(FLAGS.models_config).expanduser()
       names = tf_serving.write_models_config(base, serving_base=FLAGS.serving_base)
       lines.append(f"config:   {base / tf_serving.MODELS_CONFIG}  ({', '.join(names)})")

@@ -5,6 +5,7 @@ from absl import app
 
 from tfft import flags as tfft_flags
 from tfft.errors import UserError
+from tfft.serving import loaded
 
 PROG = "tfft.predict"
 FLAGS = tfft_flags.FLAGS
@@ -16,12 +17,11 @@ def main(argv):
       raise UserError("--model is required: an export dir (EXPORT_DIR/NAME/VERSION) or a run dir")
     if FLAGS.top_k < 1:
       raise UserError(f"--top_k={FLAGS.top_k}: must be >= 1")
-    from tfft.fit import scoring  # pylint: disable=g-import-not-at-top
+    from tfft.fit import scoring  # pylint: disable=g-import-not-at-top  (deferred: TensorFlow loads only once the flags are checked)
     values = scoring.read_inputs(argv[1:], input_file=FLAGS.input_file)
     rows = scoring.predict_export(FLAGS.model, values, top_k=FLAGS.top_k)
     if FLAGS.format == "json":
       return scoring.format_json(rows)
-    from tfft.serving import loaded  # pylint: disable=g-import-not-at-top
     export = loaded.locate(FLAGS.model)[0]
     return scoring.format_table(rows, target=scoring.kind_of(loaded.read_meta(export), export))
 

@@ -5,6 +5,7 @@ split scored once, for the best trial)."""
 from absl import app
 
 from tfft import flags as tfft_flags
+from tfft.errors import UserError
 
 PROG = "tfft.search"
 FLAGS = tfft_flags.FLAGS
@@ -12,11 +13,10 @@ FLAGS = tfft_flags.FLAGS
 
 def main(argv):
   def body():
-    from tfft.errors import UserError  # pylint: disable=g-import-not-at-top
     if not FLAGS.space:
       raise UserError("--space is required: a file naming the flags to search and their ranges (docs/methods.md)")
     config = tfft_flags.config_from_flags()
-    from tfft.fit import search  # pylint: disable=g-import-not-at-top
+    from tfft.fit import tuning as search  # pylint: disable=g-import-not-at-top  (deferred: TensorFlow loads only once the flags are checked)
     return search.format_result(search.run_search(config, space_file=FLAGS.space, trials=FLAGS.trials,
                                                   search_dir=FLAGS.search_dir, algorithm=FLAGS.search_algorithm))
 

@@ -6,17 +6,20 @@ import types
 from absl import app
 
 from tfft import flags as tfft_flags
+from tfft.report import summary
+from tfft.tasks import registry
 
 PROG = "tfft.train"
 
 
 class _Command(types.ModuleType):
-  """This module, callable: importing it as a submodule rebinds the package's `tfft.train` from the Python API's
-  function to the module, so the module calls that function and `tfft.train(config)` keeps working."""
+  """This module, callable. The Python API's `tfft.train` is tfft.fit.job.train, which the package re-exports; but
+  importing this command module makes Python bind the package's `tfft.train` to the module, so the module hands a
+  call on to that function and `tfft.train(config)` works either way."""
 
   def __call__(self, config, *, strategy=None):
-    import tfft  # pylint: disable=g-import-not-at-top
-    return tfft.run_train_job(config, strategy=strategy)
+    from tfft.fit import job  # pylint: disable=g-import-not-at-top  (deferred: TensorFlow)
+    return job.train(config, strategy=strategy)
 
 
 sys.modules[__name__].__class__ = _Command
@@ -25,9 +28,7 @@ sys.modules[__name__].__class__ = _Command
 def main(argv):
   def body():
     config = tfft_flags.config_from_flags()
-    from tfft.fit import job  # pylint: disable=g-import-not-at-top  (TensorFlow: after the flags are checked)
-    from tfft.report import summary  # pylint: disable=g-import-not-at-top
-    from tfft.tasks import registry  # pylint: disable=g-import-not-at-top
+    from tfft.fit import job  # pylint: disable=g-import-not-at-top  (deferred: TensorFlow loads only once the flags are checked)
     result = job.run(config)
     return summary.format_summary(result, registry.target(result.task))
 

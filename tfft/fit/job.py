@@ -16,15 +16,13 @@ from absl import logging
 from tfft import config as config_lib
 from tfft import files, rundir
 from tfft.config import Config
-from tfft.data import split as split_lib
 from tfft.data import text_batches
-from tfft.errors import RunFailed, UserError
+from tfft.errors import RunFailed
 from tfft.fit import phases as phases_lib
-from tfft.fit import callbacks, distribute, feature_cache, publish, recipe
+from tfft.fit import callbacks, distribute, feature_cache, publish, recipe, setup
 from tfft.fit.callbacks import StopRequest
 from tfft.model import weights as weights_io
-from tfft.model import freezing, lora
-from tfft.report import threshold as threshold_lib
+from tfft.model import lora
 from tfft.report import calibration
 from tfft.rundir import PhaseResult, RunDir
 from tfft.tasks import registry as tasks
@@ -67,6 +65,23 @@ def _outputs(config: Config, strategy) -> Iterator[Tuple[RunDir, pathlib.Path]]:
     shutil.rmtree(scratch, ignore_errors=True)
 
 
+def train(config, *, strategy=None):
+  """Runs the whole train job for `config` (a tfft.Config): split, phases, report, gate and a checked export.
+
+  Args:
+    config: the run's configuration; it is validated first.
+    strategy: a tf.distribute strategy to train under; default the one `config.train.strategy` names.
+
+  Returns:
+    A tfft.RunResult: split sizes, what each phase did, the test metrics (with the baseline) and the export path.
+
+  Raises:
+    UserError: for a bad value, path, file or label (the message names it and the fix).
+    RunFailed: when the loss diverges, the quality gate is unmet or the export disagrees with the model.
+  """
+  return run(tasks.validate(config), strategy=strategy)
+
+
 def run(config: Config, *, strategy=None, score_test: bool = True) -> RunResult:
   """Runs the whole train job for a validated config (see tfft.tasks for what differs between tasks).
 
@@ -100,59 +115,17 @@ def run(config: Config, *, strategy=None, score_test: bool = True) -> RunResult:
 
 def _train(config: Config, strategy, run_dir: RunDir, export_base: pathlib.Path, stop, *,
            score_test: bool = True) -> RunResult:
-  task = tasks.build_task(config)
-  examples = task.load_examples()
-  targets = task.encode(examples)
-  task.target.check_gates(config.report.min_metric, targets)
-  _check_threshold(config, targets.names)
-  splitter = ((lambda groups: task.target.split(targets, config.data, seed=config.train.seed, groups=groups))
-              if task.target.own_split else None)  # multi-label and tagging stratify their own way
-  planned_split = split_lib.split_examples(examples, config.data, seed=config.train.seed, strata=targets.strata,
-                                           splitter=splitter)
-  split = planned_split.indices
-  targets = task.target.fit(targets, split["train"])
-  logging.info("%d examples (%s: %s) from %s; split %s", len(examples), config.data.task,
-               task.target.log_line(targets),
-               examples.source, {name: len(indices) for name, indices in split.items()})
-
-  import keras  # pylint: disable=g-import-not-at-top
-
-  keras.utils.set_random_seed(config.train.seed)
-  built = task.build_model(targets.width, strategy)  # under strategy.scope()
-  t, lora_targets = config.train, ()
-  if t.lora_rank:
-    lora_targets = lora.enable_lora(built.backbone, rank=t.lora_rank, alpha=t.lora_alpha, targets=t.lora_targets,
-                     backbone_flag=config.model.backbone, strategy=strategy)
-  phases = recipe.plan_phases(config.train, num_blocks=len(built.blocks) if built.blocks else None)
-  for phase in phases:  # a bad --freeze fails now, not after phase 1
-    freezing.apply_freeze(built.model, built.backbone, phase.freeze, blocks=built.blocks)
-
-  # --class_weight is a kind-only option: "none" on the kinds that do not read it.
-  weights = recipe.class_weights(t.class_weight, targets.values[split["train"]], targets.names)
-
+  inputs = setup.load_inputs(config)
+  model = setup.build_model(config, inputs, strategy)
   # Every check a user can fail has run: only now does the run write anything.
   rundir.create_model_dir(run_dir, config.run)
   with rundir.lock(run_dir):
-    return _fit_and_publish(config, strategy, run_dir, export_base, stop, task=task, examples=examples,
-                            targets=targets, planned_split=planned_split, built=built, phases=phases,
-                            class_weight=weights, score_test=score_test,
-                            methods=recipe.method_lines(t, lora_targets=lora_targets, class_weight=weights,
-                                                        class_names=targets.names))
-
-
-def _check_threshold(config: Config, class_names):
-  """--threshold decides between two classes: an error, before anything is written, on more.
-
-  Raises:
-    UserError: for --threshold on a run of more than two classes, or --positive_class naming no class.
-  """
-  r = config.report
-  if r.threshold == threshold_lib.ARGMAX:
-    return
-  if len(class_names) != 2:
-    raise UserError(f"--threshold={r.threshold}: a decision threshold needs two classes and this run has "
-                    f"{len(class_names)}; drop --threshold (argmax picks the likeliest class)")
-  threshold_lib.positive_index(class_names, r.positive_class)
+    return _fit_and_publish(config, strategy, run_dir, export_base, stop, task=inputs.task, examples=inputs.examples,
+                            targets=inputs.targets, planned_split=inputs.split, built=model.built,
+                            phases=model.phases, class_weight=model.class_weight, score_test=score_test,
+                            methods=recipe.method_lines(config.train, lora_targets=model.lora_targets,
+                                                        class_weight=model.class_weight,
+                                                        class_names=inputs.targets.names))
 
 
 def _fit_and_publish(config: Config, strategy, run_dir: RunDir, export_base: pathlib.Path, stop, *, task, examples,

@@ -7,7 +7,6 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from tfft.data.windows import length_order
 from tfft.errors import UserError
 from tfft.rundir import LABELS, read_labels, STATE
 from tfft.serving import versions
@@ -155,6 +154,8 @@ class ExportedModel:
     """Every output of serving_default for inputs as TF Serving hands them over (see as_bytes; a tuple of two per
     input for a pair model), a batch at a time."""
     import tensorflow as tf  # pylint: disable=g-import-not-at-top
+
+    from tfft.data.windows import length_order  # pylint: disable=g-import-not-at-top  (deferred: TensorFlow; locate and read_meta run without it)
 
     # Texts go in order of length: the export cuts each batch to its longest text, so batches of similar lengths
     # are cheaper. The outputs come back in the order of `values`.

@@ -14,14 +14,12 @@ from absl import logging
 
 from tfft import files
 from tfft.config import Config
-from tfft.data import split as split_lib
 from tfft.errors import UserError
 from tfft.fit import phases as phases_lib
-from tfft.fit import callbacks, distribute, recipe
-from tfft.model import freezing, lora
+from tfft.fit import callbacks, distribute, setup
+from tfft.model import freezing
 from tfft.report.plots import _save
 from tfft.rundir import RunDir
-from tfft.tasks import registry as tasks
 
 LR_FIND_CSV = "lr_find.csv"
 LR_FIND_PNG = "lr_find.png"
@@ -87,24 +85,10 @@ def run_lr_find(config: Config, out_dir: str, *, steps: int = 100, lr_min: float
   t = config.train
   if strategy is None:
     strategy = distribute.build_strategy(t.strategy, tpu=t.tpu, worker_hosts=t.worker_hosts, task_index=t.task_index)
-  task = tasks.build_task(config)
-  examples = task.load_examples()
-  targets = task.encode(examples)
-  splitter = ((lambda groups: task.target.split(targets, config.data, seed=t.seed, groups=groups))
-              if task.target.own_split else None)  # multi-label and tagging stratify their own way
-  split = split_lib.split_examples(examples, config.data, seed=t.seed, strata=targets.strata,
-                                   splitter=splitter).indices
-  targets = task.target.fit(targets, split["train"])
-  keras.utils.set_random_seed(t.seed)
-  built = task.build_model(targets.width, strategy)
-  if t.lora_rank:
-    lora.enable_lora(built.backbone, rank=t.lora_rank, alpha=t.lora_alpha, targets=t.lora_targets,
-                     backbone_flag=config.model.backbone, strategy=strategy)
-  plan = recipe.plan_phases(t, num_blocks=len(built.blocks) if built.blocks else None)
-  for phase in plan:
-    freezing.apply_freeze(built.model, built.backbone, phase.freeze, blocks=built.blocks)
-  # --class_weight is a kind-only option: "none" on the kinds that do not read it.
-  weights = recipe.class_weights(t.class_weight, targets.values[split["train"]], targets.names)
+  inputs = setup.load_inputs(config)
+  model = setup.build_model(config, inputs, strategy)
+  task, examples, targets, split = inputs.task, inputs.examples, inputs.targets, inputs.split.indices
+  built, plan, weights = model.built, model.phases, model.class_weight
   for stale in ("backup", "checkpoints", "logs"):
     shutil.rmtree(out / stale, ignore_errors=True)
   out.mkdir(parents=True, exist_ok=True)

@@ -95,6 +95,23 @@ def test_imports_between_tfft_modules_sit_at_module_top_unless_deferring_tensorf
   assert inside == []
 
 
+def test_kind_packages_import_only_their_own_modules_their_shared_base_and_the_layers_below():
+  """What import-linter's layers leave to this test: a kind imports no other kind, and nothing above tfft.tasks."""
+  above = ("tfft.fit", "tfft.flags", "tfft.tasks.registry") + tuple(
+      f"tfft.{c}" for c in ("train", "evaluate", "predict", "export", "curve", "lr_find", "search"))
+  wrong = []
+  for name, path in MODULES.items():
+    parts = name.split(".")
+    if len(parts) < 3 or parts[1] != "tasks" or parts[2] not in registry.KINDS:
+      continue
+    for target, line, _, _ in _imports(path):
+      t = target.split(".")
+      other_kind = len(t) > 2 and t[1] == "tasks" and t[2] in registry.KINDS and t[2] != parts[2]
+      if other_kind or target in above or target.startswith(tuple(a + "." for a in above)):
+        wrong.append(f"{path.relative_to(REPO)}:{line}: imports {target}")
+  assert wrong == []
+
+
 def test_no_kind_of_task_is_named_outside_tfft_tasks():
   kinds = set(registry.KINDS)
   named = []

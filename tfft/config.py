@@ -1,4 +1,5 @@
-"""Frozen run configuration and its validation; imports neither absl nor TensorFlow."""
+"""Frozen run configuration: one option() declaration per option, and Config <-> flag lines; imports neither absl nor
+TensorFlow."""
 
 import dataclasses
 import math

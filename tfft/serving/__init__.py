@@ -1,1 +1,1 @@
-"""Exports for TF Serving: signatures and versions, publishing with parity and warmup, and loading an export back."""
+"""Exports for TF Serving: signatures and versions, the parity check, warmup requests, and an export read back."""

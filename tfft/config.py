@@ -4,7 +4,8 @@ TensorFlow."""
 import dataclasses
 import math
 import re
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from types import MappingProxyType
+from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from tfft.errors import UserError
 
@@ -26,9 +27,12 @@ CALIBRATIONS = ("temperature", "none")
 FLIPS = ("none", "horizontal", "vertical", "horizontal_and_vertical")
 BACKBONE_WEIGHTS_HELP = "imagenet, none, or a path to a .weights.h5 / .keras file"
 
+# The --dataset schemes and built-in datasets that tfft.data reads. A kind of task reads more of its own, which its
+# spec names with their modality (TaskSpec.sources: NAME, or SCHEME: for a scheme); functions here take them as
+# `sources`.
 _DATASET_SCHEMES = ("textdir", "csv", "imagedir", "tfds", "conll")
-_BUILTIN_DATASETS = ("bbc_news", "rotten_tomatoes", "digits", "fashion_mnist", "bbc_pairs", "vader_tweets",
-                     "vader_amazon", "vader_nyt", "vader_movies", "wnut16", "wnut16_types", "bbc_headlines")
+_BUILTIN_DATASETS = ("bbc_news", "rotten_tomatoes", "digits", "fashion_mnist", "vader_tweets", "vader_amazon",
+                     "vader_nyt", "vader_movies", "wnut16")
 # Sources whose examples are images; csv: holds images when --image_column is set.
 _IMAGE_KINDS = ("imagedir", "tfds", "digits", "fashion_mnist")
 
@@ -37,7 +41,8 @@ _IMAGE_KINDS = ("imagedir", "tfds", "digits", "fashion_mnist")
 ALL, TEXT, IMAGE = "all", "text", "image"
 
 def option(default, help: str, *, choices: Sequence[str] = (), applies: str = ALL, resume: bool = False,  # pylint: disable=redefined-builtin
-           item=None, parse: Optional[Callable[[str], object]] = None, kind_only: bool = False):
+           item=None, parse: Optional[Callable[[str], object]] = None, kind_only: bool = False,
+           rows: bool = False):
   """Declares one option: a dataclass field whose metadata makes its flag, flagfile line and checks.
 
   Declaring the field is all a new option needs: tfft.flags defines the absl flag from it (type from the default,
@@ -54,10 +59,11 @@ def option(default, help: str, *, choices: Sequence[str] = (), applies: str = AL
       the text back.
     kind_only: only the kinds of task whose spec lists it read it (tfft.tasks.registry); a value other than its
       default on another kind is an error.
+    rows: it says how --dataset's rows are read (a column, a separator, a scheme), so tfft.evaluate takes it too.
   """
   return dataclasses.field(default=default, metadata={
       "help": help, "choices": tuple(choices), "applies": applies, "resume": resume, "item": item or str,
-      "parse": parse, "kind_only": kind_only})
+      "parse": parse, "kind_only": kind_only, "rows": rows})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -141,24 +147,24 @@ class DataConfig:
       "regress (a number per example), multilabel (a set of labels per example), tag (a BIO tag per word), "
       "generate (a decoder writes a response to each prompt). See docs/tasks.md.", resume=True)
   text_column: str = option("text", "csv/tsv/jsonl: the column holding the text (--task=pairs: A,B, the two "
-                            "columns holding the texts of each pair).", resume=True)
+                            "columns holding the texts of each pair).", resume=True, rows=True)
   pair_columns: Tuple[str, ...] = option(
       (), "--task=pairs, csv/tsv/jsonl: the two columns holding the texts of each pair, A,B (or give them as "
       "--text_column=A,B).", resume=True, kind_only=True)
   label_column: str = option("label", "csv/tsv/jsonl: the column holding the label (--task=multilabel: the labels, "
-                             "separated by --label_separator).", resume=True)
+                             "separated by --label_separator).", resume=True, rows=True)
   label_separator: str = option("|", "--task=multilabel: what separates an example's labels in --label_column.",
-                                resume=True, kind_only=True)
+                                resume=True, kind_only=True, rows=True)
   label_columns: Tuple[str, ...] = option(
       (), "--task=multilabel, csv/tsv/jsonl of texts: one 0/1 column per label, e.g. sport,politics (instead of "
-      "--label_column).", resume=True, kind_only=True)
+      "--label_column).", resume=True, kind_only=True, rows=True)
   tag_scheme: str = option("bio", "--task=tag: the tags' scheme: bio (IOB2: every entity starts with B-) or iob1 "
                            "(I- may start one; read and rewritten as BIO).", choices=("bio", "iob1"), resume=True,
-                           kind_only=True)
+                           kind_only=True, rows=True)
   prompt_column: str = option("prompt", "--task=generate, csv/tsv/jsonl: the column holding the prompt.",
-                               resume=True, kind_only=True)
+                               resume=True, kind_only=True, rows=True)
   response_column: str = option("response", "--task=generate, csv/tsv/jsonl: the column holding the response the "
-                                "model learns to write.", resume=True, kind_only=True)
+                                "model learns to write.", resume=True, kind_only=True, rows=True)
   val_fraction: float = option(0.1, "Fraction of each class held out for validation.", resume=True)
   test_fraction: float = option(0.2, "Fraction of each class held out for the test.", resume=True)
   examples_per_class: int = option(0, "Keep at most this many examples per class before splitting (0 keeps all).",
@@ -176,7 +182,7 @@ class DataConfig:
       "separate examples (a duplicate across splits is then only warned about).", choices=DEDUPES, applies=TEXT,
       resume=True)
   image_column: str = option(
-      "", "csv/tsv/jsonl of images: the column holding image paths (relative to the file's folder).", resume=True)
+      "", "csv/tsv/jsonl of images: the column holding image paths (relative to the file's folder).", resume=True, rows=True)
   on_bad_file: str = option("skip", "An image file that does not decode: skip it (logged by path, counted in the "
                             "summary) or fail.", choices=ON_BAD_FILE, applies=IMAGE)
   allow_external_paths: bool = option(
@@ -478,21 +484,35 @@ def resume_options() -> Tuple[str, ...]:
   return tuple(field.name for _, field in options() if field.metadata["resume"])
 
 
-def split_dataset_spec(dataset: str) -> Tuple[str, Optional[str]]:
+def split_dataset_spec(dataset: str, sources: Mapping[str, str] = MappingProxyType({})) -> Tuple[str, Optional[str]]:
   """Splits `--dataset` into (kind, path): ('bbc_news', None), ('rotten_tomatoes', None), ('digits', None), or
-  (scheme, PATH or NAME)."""
-  if dataset in _BUILTIN_DATASETS:
+  (scheme, PATH or NAME).
+
+  Args:
+    dataset: the --dataset value.
+    sources: the kinds' own built-in datasets and schemes ("NAME" or "SCHEME:" -> modality), beside tfft.data's.
+
+  Raises:
+    UserError: naming --dataset when it is none of them.
+  """
+  names = _BUILTIN_DATASETS + tuple(name for name in sources if not name.endswith(":"))
+  if dataset in names:
     return dataset, None
   scheme, sep, path = dataset.partition(":")
-  if sep and scheme in _DATASET_SCHEMES and path:
+  if sep and (scheme in _DATASET_SCHEMES or f"{scheme}:" in sources) and path:
     return scheme, path
+  own = "".join(f", {name}PATH" for name in sources if name.endswith(":"))
   raise UserError(
-      f"--dataset={dataset!r} is not a dataset: use one of {', '.join(_BUILTIN_DATASETS)}, "
-      "textdir:PATH (one subfolder per class), imagedir:PATH (one subfolder of images per class), tfds:NAME, "
+      f"--dataset={dataset!r} is not a dataset: use one of {', '.join(names)}, "
+      f"textdir:PATH (one subfolder per class), imagedir:PATH (one subfolder of images per class), tfds:NAME{own}, "
       "csv:PATH (.csv, .tsv or .jsonl) or conll:PATH (a word and its tag per line, --task=tag)")
 
 
-def modality(data: DataConfig) -> str:
-  """'image' for image sources (imagedir, tfds, digits, csv with --image_column), else 'text'."""
-  kind, _ = split_dataset_spec(data.dataset)
+def modality(data: DataConfig, sources: Mapping[str, str] = MappingProxyType({})) -> str:
+  """'image' for image sources (imagedir, tfds, digits, csv with --image_column, a kind's own image source), else
+  'text'."""
+  kind, path = split_dataset_spec(data.dataset, sources)
+  own = sources.get(kind if path is None else f"{kind}:")
+  if own:
+    return own
   return "image" if kind in _IMAGE_KINDS or (kind == "csv" and data.image_column) else "text"

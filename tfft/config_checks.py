@@ -8,7 +8,7 @@ import dataclasses
 import math
 import pathlib
 import re
-from typing import Sequence, Tuple
+from typing import Mapping, Sequence, Tuple
 
 from tfft.config import ALL, BACKBONE_WEIGHTS_HELP, Config, IMAGE, modality, options, split_dataset_spec, TEXT
 from tfft.errors import UserError
@@ -36,12 +36,13 @@ def _check_choice(flag, value, choices):
     _fail(flag, value, f"must be one of {', '.join(choices)}")
 
 
-def validate(config: Config, *, gate_names: Sequence[str]) -> Config:
+def validate(config: Config, *, gate_names: Sequence[str], sources: Mapping[str, str]) -> Config:
   """Checks every value and combination that holds whatever the kind, before anything heavy runs.
 
   Args:
     config: the run's config.
     gate_names: every metric --min_metric may name (the kinds' gates).
+    sources: the kinds' own built-in datasets and schemes, with their modality (tfft.config.split_dataset_spec).
 
   Returns:
     The same config, so calls can chain.
@@ -58,7 +59,7 @@ def validate(config: Config, *, gate_names: Sequence[str]) -> Config:
   for section, field in options():
     if field.metadata["choices"]:
       _check_choice(field.name, getattr(getattr(config, section), field.name), field.metadata["choices"])
-  split_dataset_spec(d.dataset)
+  split_dataset_spec(d.dataset, sources)
   for flag, value in (("val_fraction", d.val_fraction), ("test_fraction", d.test_fraction)):
     if not 0.0 < value < 1.0:
       _fail(flag, value, "must be a fraction strictly between 0 and 1")
@@ -125,7 +126,7 @@ def validate(config: Config, *, gate_names: Sequence[str]) -> Config:
                       ("contrast", m.contrast)):
     if not 0.0 <= value < 1.0:
       _fail(flag, value, "must be in [0, 1) (0 turns it off)")
-  kind = modality(d)
+  kind = modality(d, sources)
   for section, field in options():  # a flag of the other modality is an error, not silently ignored
     applies, value = field.metadata["applies"], getattr(getattr(config, section), field.name)
     if applies not in (ALL, kind) and value != field.default:

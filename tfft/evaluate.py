@@ -13,9 +13,8 @@ from tfft.tasks import registry
 
 PROG = "tfft.evaluate"
 FLAGS = tfft_flags.FLAGS
-# How --dataset's rows are read: the columns, a multi-label column's separator, a tagged file's scheme.
-DATA_FLAGS = ("text_column", "label_column", "label_separator", "label_columns", "tag_scheme", "image_column",
-              "prompt_column", "response_column")
+# How --dataset's rows are read: the options declared with rows=True (columns, a separator, a scheme).
+DATA_FLAGS = tuple(field.name for section, field in config_lib.options() if field.metadata["rows"])
 
 
 def main(argv):

@@ -42,6 +42,8 @@ def _define_option(field):
 for _section, _field in config_lib.options():
   _define_option(_field)
 TRAIN_FLAGS = tuple(field.name for _, field in config_lib.options())
+# How --dataset's rows are read (options declared with rows=True): tfft.evaluate takes them with --dataset.
+ROWS_FLAGS = tuple(field.name for _, field in config_lib.options() if field.metadata["rows"])
 
 # The other commands' own flags.
 flags.DEFINE_string("model", None, "Export dir (EXPORT_DIR/NAME/VERSION), model base dir (its highest version) or "
@@ -80,9 +82,7 @@ flags.DEFINE_enum("search_algorithm", "random", ["random", "bayesian"],
 # Which flags each command reads; any other tfft flag given to it is an error, not silently ignored.
 COMMANDS = {
     "tfft.train": TRAIN_FLAGS,
-    "tfft.evaluate": ("model", "split", "report_dir", "dataset", "text_column", "label_column", "label_separator",
-                      "label_columns", "tag_scheme", "image_column", "prompt_column", "response_column",
-                      "batch_size", "model_dir"),
+    "tfft.evaluate": ("model", "split", "report_dir", "dataset", *ROWS_FLAGS, "batch_size", "model_dir"),
     "tfft.predict": ("model", "top_k", "format", "input_file"),
     "tfft.export": ("model_dir", "export_dir", "name", "warmup", "models_config", "serving_base"),
     "tfft.curve": TRAIN_FLAGS + ("train_sizes", "seeds", "curve_dir"),

@@ -159,7 +159,9 @@ class TaskSpec:
   Attributes:
     name: the --task value.
     modalities: the dataset modalities it reads ("text", "image").
-    datasets: the built-in datasets made for it (another kind given one of them is an error).
+    datasets: the built-in datasets and schemes made for it (another kind given one of them is an error).
+    sources: the built-in datasets ("NAME") and --dataset schemes ("SCHEME:") that the kind's own package reads,
+      each with its modality ("text" or "image"); tfft.data reads the rest.
     monitors: the validation metrics it reports, which --monitor may name.
     gates: the test metrics --min_metric may gate on (higher is better).
     losses: the --loss values it trains with, "auto" first and the one auto picks second.
@@ -174,6 +176,7 @@ class TaskSpec:
   name: str
   modalities: Tuple[str, ...]
   datasets: Tuple[str, ...]
+  sources: Mapping[str, str]
   monitors: Tuple[str, ...]
   gates: Tuple[str, ...]
   losses: Tuple[str, ...]

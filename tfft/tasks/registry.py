@@ -61,6 +61,11 @@ def kinds_reading(option: str) -> Tuple[str, ...]:
   return tuple(name for name, s in KINDS.items() if option in s.options)
 
 
+def sources() -> Dict[str, str]:
+  """The kinds' own built-in datasets and schemes, with their modality (TaskSpec.sources)."""
+  return {name: value for s in KINDS.values() for name, value in s.sources.items()}
+
+
 def gate_names() -> Tuple[str, ...]:
   """Every metric some kind's report can gate on, in the kinds' order."""
   return tuple(dict.fromkeys(name for s in KINDS.values() for name in s.gates))
@@ -95,12 +100,13 @@ def validate(config: Config) -> Config:
   """
   d, t = config.data, config.train
   kind = spec(d.task)
-  config_checks.validate(config, gate_names=gate_names())
-  data_modality = modality(d)
+  own = sources()
+  config_checks.validate(config, gate_names=gate_names(), sources=own)
+  data_modality = modality(d, own)
   if data_modality not in kind.modalities:
     _fail("task", d.task, f"applies to {' and '.join(kind.modalities)} datasets only, and --dataset={d.dataset} "
           f"holds {'images' if data_modality == 'image' else 'texts'}")
-  made_for = next((name for name, s in KINDS.items() if split_dataset_spec(d.dataset)[0] in s.datasets), None)
+  made_for = next((name for name, s in KINDS.items() if split_dataset_spec(d.dataset, own)[0] in s.datasets), None)
   if made_for and made_for != d.task:
     _fail("task", d.task, f"--dataset={d.dataset} is a --task={made_for} dataset; pass --task={made_for} or "
           "another dataset")

@@ -13,5 +13,5 @@ def check(config: Config) -> None:
 
 SPEC = TaskSpec(
     name="classify", modalities=("text", "image"), datasets=("bbc_news", "rotten_tomatoes", "digits", "fashion_mnist"),
-    monitors=("val_accuracy", "val_loss"), gates=CLASSIFICATION_GATES, losses=CLASSIFICATION_LOSSES,
+    sources={}, monitors=("val_accuracy", "val_loss"), gates=CLASSIFICATION_GATES, losses=CLASSIFICATION_LOSSES,
     options=CLASSIFICATION_OPTIONS, defaults={}, check=check, module="tfft.tasks.classify.task")

@@ -19,12 +19,13 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from tfft.data.text import Examples
-from tfft.data import text as text_data
 from tfft.config import split_dataset_spec
+from tfft.data import text as text_data
 from tfft.data import text
+from tfft.data.text import Examples
 from tfft.errors import UserError
 from tfft.model.chat import ChatFormat
+from tfft.tasks.generate.spec import SOURCES
 
 
 @dataclasses.dataclass(frozen=True)
@@ -189,7 +190,7 @@ def load_generate_examples(data) -> Examples:
   Raises:
     UserError: for a missing file or column, or an empty prompt or response.
   """
-  kind, path = split_dataset_spec(data.dataset)
+  kind, path = split_dataset_spec(data.dataset, SOURCES)
   if kind == "bbc_headlines":
     examples = load_headlines()
   else:

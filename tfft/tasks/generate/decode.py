@@ -8,8 +8,8 @@ import keras_hub
 import numpy as np
 
 from tfft.config import Config
-from tfft.model import causal_lm, text_backbones
 from tfft.model import chat as chat_lib
+from tfft.model import causal_lm, text_backbones
 from tfft.tasks.generate import data as generate_data
 from tfft.tasks.generate import export as generation
 from tfft.tasks.generate.data import SERVED_DTYPE

@@ -5,6 +5,9 @@ from tfft.errors import UserError
 from tfft.model import decoder_backbones
 from tfft.tasks.api import TaskSpec
 
+# The built-in dataset this package reads (tfft.tasks.generate.data).
+SOURCES = {"bbc_headlines": "text"}
+
 # Scalars a generation report holds that --min_metric can gate on: ROUGE F1 on the test split, in [0, 1].
 GATES = ("rouge1", "rouge2", "rougeL")
 # A causal LM has no new head: its one phase is --epochs, with LoRA adapters of this rank unless --lora_rank is given.
@@ -21,7 +24,7 @@ def check(config: Config) -> None:
   if not decoder_backbones.is_decoder(m.backbone):
     _fail("backbone", m.backbone, "--task=generate trains a causal decoder to write responses; an encoder cannot "
           "generate: use --backbone=smollm2-135m or gguf:PATH")
-  if split_dataset_spec(d.dataset)[0] not in ("bbc_headlines", "csv"):
+  if split_dataset_spec(d.dataset, SOURCES)[0] not in ("bbc_headlines", "csv"):
     _fail("dataset", d.dataset, "--task=generate reads prompt/response pairs: bbc_headlines (built in) or csv:PATH "
           "(.csv, .tsv, .jsonl) with --prompt_column and --response_column")
   for flag, column in (("prompt_column", d.prompt_column), ("response_column", d.response_column)):
@@ -52,7 +55,7 @@ def check(config: Config) -> None:
 
 
 SPEC = TaskSpec(
-    name="generate", modalities=("text",), datasets=("bbc_headlines",), monitors=("val_loss",), gates=GATES,
-    losses=("auto",), options=("prompt_column", "response_column", "max_new_tokens"),
+    name="generate", modalities=("text",), datasets=("bbc_headlines",), sources=SOURCES, monitors=("val_loss",),
+    gates=GATES, losses=("auto",), options=("prompt_column", "response_column", "max_new_tokens"),
     defaults={"head_epochs": 0, "cache_features": False, "lora_rank": LORA_RANK}, check=check,
     module="tfft.tasks.generate.task")

@@ -21,9 +21,9 @@ from tfft.report.summary import shorten
 from tfft.serving import loaded
 from tfft.tasks.api import Targets
 from tfft.tasks.generate import metrics as rouge
-from tfft.tasks.generate.spec import GATES
-from tfft.tasks.generate.data import TEXT, document
+from tfft.tasks.generate.data import document, TEXT
 from tfft.tasks.generate.decode import base_model_outputs
+from tfft.tasks.generate.spec import GATES
 from tfft.tasks.target_base import TargetBase
 
 METRICS = GATES + ("perplexity",)

@@ -15,8 +15,8 @@ from tfft.report import run_report, summary
 from tfft.report.summary import shorten
 from tfft.tasks.api import Targets
 from tfft.tasks.multilabel import data as multilabel
-from tfft.tasks.multilabel.data import JOIN
 from tfft.tasks.multilabel import metrics as multilabel_metrics
+from tfft.tasks.multilabel.data import JOIN
 from tfft.tasks.multilabel.export import multilabel_outputs
 from tfft.tasks.multilabel.spec import GATES
 from tfft.tasks.target_base import TargetBase

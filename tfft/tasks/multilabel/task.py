@@ -3,6 +3,7 @@
 from tfft.config import Config, modality
 from tfft.data import images as image_data
 from tfft.tasks.multilabel import data as multilabel
+from tfft.tasks.multilabel.spec import SOURCES
 from tfft.tasks.multilabel.target import MultiLabelTarget
 from tfft.tasks.pooled.image import ImageClassifier
 from tfft.tasks.pooled.text import TextClassifier
@@ -29,7 +30,7 @@ class ImageMultiLabel(ImageClassifier):
 
 def build(config: Config):
   """The run's Task: texts or images, by the dataset's modality."""
-  return (ImageMultiLabel if modality(config.data) == "image" else TextMultiLabel)(config, TARGET)
+  return (ImageMultiLabel if modality(config.data, SOURCES) == "image" else TextMultiLabel)(config, TARGET)
 
 
 def load_served_examples(data, modality_: str):

@@ -11,7 +11,7 @@ from tfft.config import DataConfig, split_dataset_spec
 from tfft.data import text as text_data
 from tfft.data.text_batches import int_mask, trim_to_longest
 from tfft.errors import UserError
-from tfft.tasks.pairs.spec import pair_columns
+from tfft.tasks.pairs.spec import pair_columns, SOURCES
 
 MATCH, MISMATCH = "match", "mismatch"
 
@@ -77,7 +77,7 @@ def load_examples(data: DataConfig):
   Raises:
     UserError: for a bad source, an empty text, or fewer than two classes.
   """
-  kind, path = split_dataset_spec(data.dataset)
+  kind, path = split_dataset_spec(data.dataset, SOURCES)
   if kind == "bbc_pairs":
     articles = text_data.load_textdir(text_data.locate_bbc_news(), data.dataset)
     pairs, labels, ids, groups = bbc_pairs(articles.texts, articles.labels, articles.ids)

@@ -8,6 +8,9 @@ from tfft.model import decoder_backbones
 from tfft.tasks.api import TaskSpec
 from tfft.tasks.pooled.gates import check_decision, CLASSIFICATION_GATES, CLASSIFICATION_LOSSES, CLASSIFICATION_OPTIONS
 
+# The built-in dataset this package reads (tfft.tasks.pairs.data).
+SOURCES = {"bbc_pairs": "text"}
+
 
 def pair_columns(data: DataConfig) -> Tuple[str, ...]:
   """The two columns holding a pair's texts, from --pair_columns or --text_column=A,B."""
@@ -28,7 +31,7 @@ def check(config: Config) -> None:
     _fail("backbone", m.backbone, "--task=pairs packs two segments as an encoder does; decoder backbones classify "
           "one text (--task=classify or regress): use an encoder for pairs")
   columns = pair_columns(d)
-  if split_dataset_spec(d.dataset)[0] == "csv" and len(columns) != 2:
+  if split_dataset_spec(d.dataset, SOURCES)[0] == "csv" and len(columns) != 2:
     _fail("pair_columns" if d.pair_columns else "text_column", ",".join(d.pair_columns) or d.text_column,
           "--task=pairs reads two text columns: give them as --pair_columns=A,B or --text_column=A,B")
   if d.pair_columns and "," in d.text_column:
@@ -41,6 +44,6 @@ def check(config: Config) -> None:
             "between its two texts; drop it")
 
 SPEC = TaskSpec(
-    name="pairs", modalities=("text",), datasets=("bbc_pairs",), monitors=("val_accuracy", "val_loss"),
-    gates=CLASSIFICATION_GATES, losses=CLASSIFICATION_LOSSES, options=("pair_columns",) + CLASSIFICATION_OPTIONS,
+    name="pairs", modalities=("text",), datasets=("bbc_pairs",), sources=SOURCES,
+    monitors=("val_accuracy", "val_loss"), gates=CLASSIFICATION_GATES, losses=CLASSIFICATION_LOSSES, options=("pair_columns",) + CLASSIFICATION_OPTIONS,
     defaults={}, check=check, module="tfft.tasks.pairs.task")

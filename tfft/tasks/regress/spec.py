@@ -13,5 +13,6 @@ def check(config: Config) -> None:  # pylint: disable=unused-argument
 
 SPEC = TaskSpec(
     name="regress", modalities=("text", "image"),
-    datasets=("vader_tweets", "vader_amazon", "vader_nyt", "vader_movies"), monitors=("val_loss",), gates=GATES,
+    datasets=("vader_tweets", "vader_amazon", "vader_nyt", "vader_movies"),
+    sources={}, monitors=("val_loss",), gates=GATES,
     losses=LOSSES, options=("loss",), defaults={}, check=check, module="tfft.tasks.regress.task")

@@ -12,5 +12,6 @@ def check(config: Config) -> None:  # pylint: disable=unused-argument
 
 
 SPEC = TaskSpec(
-    name="tag", modalities=("text",), datasets=("wnut16", "conll"), monitors=("val_accuracy", "val_loss"),
+    name="tag", modalities=("text",), datasets=("wnut16", "conll"),
+    sources={}, monitors=("val_accuracy", "val_loss"),
     gates=GATES, losses=("auto",), options=("tag_scheme",), defaults={}, check=check, module="tfft.tasks.tag.task")

@@ -83,7 +83,7 @@ def test_last_token_pooling_reads_the_last_real_token_under_fixed_and_dynamic_pa
 @pytest.mark.parametrize("backbone, pooling, expected", [
     ("smollm2-135m", "cls", "is a causal decoder"), ("minilm-l6", "last", "for decoder backbones")])
 def test_pooling_that_does_not_suit_the_backbone_is_a_user_error(backbone, pooling, expected):
-  from tfft.config_checks import validate
+  from tfft.tasks.registry import validate
 
   config = config_lib.Config(model=config_lib.ModelConfig(backbone=backbone, pooling=pooling))
   with pytest.raises(UserError, match=f"--pooling='{pooling}': .*{expected}"):

@@ -169,7 +169,7 @@ def test_cached_head_features_equal_the_models():
 
 def test_bn_momentum_sets_every_batchnorm_of_the_backbone_and_needs_bn_train():
   from tfft.config import Config, DataConfig, ModelConfig
-  from tfft.config_checks import validate
+  from tfft.tasks.registry import validate
   from tfft.errors import UserError
   from tfft.model import image_backbones
 

@@ -12,7 +12,7 @@ import pytest
 
 from conftest import run_tfft
 from tfft.config import Config, ModelConfig
-from tfft.config_checks import validate
+from tfft.tasks.registry import validate
 from tfft.errors import UserError
 from tfft.model import image_backbones, keras_file
 

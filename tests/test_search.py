@@ -14,7 +14,7 @@ from conftest import REPO, run_tfft, tiny_flags
 _INSTRUMENTED = """
 import json, sys
 from tfft.fit import job
-from tfft.tasks import text_classifier
+from tfft.tasks.pooled import text as text_classifier
 events = []
 run, predict = job.run, text_classifier.TextClassifier.predict_logits
 def logged_run(config, **kw):

@@ -1,6 +1,7 @@
 """Publishing a trained model: score the test split, apply the quality gate, and export a version only after the
 export itself has been loaded and checked against the model (parity), with its warmup requests and model card."""
 
+import dataclasses
 import pathlib
 from typing import Callable, Dict, Optional, Sequence, Tuple
 
@@ -18,6 +19,7 @@ from tfft.report import calibration, run_report
 from tfft.rundir import PhaseResult, RunDir
 from tfft.serving import loaded, tf_serving
 from tfft.serving.parity import PARITY_ATOL
+from tfft.tasks.api import Targets
 
 
 
@@ -56,7 +58,6 @@ def score_and_publish(task, model, prepared, *, config: Config, run_dir: RunDir,
   """
   target = task.target
   if target.tunes_on_validation:  # e.g. decision thresholds, chosen on val and baked into the export
-    import dataclasses  # pylint: disable=g-import-not-at-top
     val = prepared.split["val"]
     prepared = dataclasses.replace(prepared, targets=target.tune(
         prepared.targets, np.asarray(task.predict_logits(model, prepared, val)), prepared.labels[val]))
@@ -170,6 +171,8 @@ def export_checked(export_fn: Callable, config: Config, data: run_report.RunData
     RunFailed: if the export disagrees with the in-process model.
   """
   parity = {}
+  if data.targets is None:  # the labels as classification encodes them, for the model card
+    data = dataclasses.replace(data, targets=Targets(tuple(data.class_names), data.labels, ()))
 
   def finalize(tmp: pathlib.Path):
     model = loaded.ExportedModel(tmp, target)

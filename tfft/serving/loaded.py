@@ -106,7 +106,7 @@ class ExportedModel:
     path: the export version dir.
     class_names: labels.txt.
     task: "text" or "image", from tfft.json (else guessed from the input's name).
-    target: what it predicts (a tfft.tasks.api.Target, the one tfft.json's "target" names).
+    target: what it predicts: tfft.json's "target" (the kind of task; "classify" for exports without it).
     input_names: the signature's inputs, each a [None] tf.string, in the order a pair's texts are given.
     input_name: the first of them (the only one, except for pairs).
     output_names: the signature's outputs.
@@ -116,6 +116,7 @@ class ExportedModel:
   """
 
   def __init__(self, path: pathlib.Path, target):
+    """`target`: the Target (tfft.tasks.api) of the kind tfft.json names, which turns outputs into predictions."""
     import tensorflow as tf  # pylint: disable=g-import-not-at-top
     import tensorflow_text  # pylint: disable=g-import-not-at-top,unused-import  (registers the tokenizer ops)
 
@@ -138,7 +139,8 @@ class ExportedModel:
                       "takes one batch of strings (texts or encoded images), or two (pairs of texts)")
     self.input_name = self.input_names[0]
     self.output_names = sorted(self._fn.structured_outputs)
-    self.target = target
+    self.target = target.name
+    self._target = target
     # Exports of the default target (plain classification, no "target" in tfft.json) without a two-class
     # --threshold: its predictions are the ranked probabilities.
     self.ranks_probabilities = "target" not in meta and "threshold" not in meta
@@ -208,5 +210,5 @@ class ExportedModel:
       outputs = {"probabilities": self.probabilities(as_bytes(self.task, inputs), batch_size=batch_size)}
     else:
       outputs = self.outputs(as_bytes(self.task, inputs), batch_size=batch_size)
-    rows = self.target.predictions(outputs, self.class_names, top_k=top_k)
+    rows = self._target.predictions(outputs, self.class_names, top_k=top_k)
     return [{"input": value, **row} for value, row in zip(inputs, rows)]

@@ -44,13 +44,18 @@ def _serve():
     if pid == 0:
       code = 1
       try:
+        os.environ.clear()  # the test's environment (it differs from the server's in PYTEST_CURRENT_TEST only)
+        os.environ.update(request["env"])
         os.chdir(request["cwd"])
         sys.path[0] = request["cwd"]  # as `python -m` puts the working directory first
         for fd, path in ((1, request["stdout"]), (2, request["stderr"])):
           f = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
           os.dup2(f, fd)
           os.close(f)
-        sys.stdin = open(os.devnull)
+        null = os.open(os.devnull, os.O_RDONLY)  # fd 0 is the server's request pipe: not the command's to read
+        os.dup2(null, 0)
+        os.close(null)
+        sys.stdin = open(0, closefd=False)
         sys.argv = [request["module"], *request["args"]]
         try:
           runpy.run_module(request["module"], run_name="__main__", alter_sys=True)
@@ -72,26 +77,36 @@ def _serve():
     print(json.dumps(os.waitstatus_to_exitcode(status)), file=out, flush=True)
 
 
+def same_env(environ):
+  """The environment but for what pytest changes per test: runs whose same_env equals the server's may be forked."""
+  return {k: v for k, v in environ.items() if k != "PYTEST_CURRENT_TEST"}
+
+
 class Client:
   """One fork server; `run(module, args)` returns a CompletedProcess (text mode)."""
 
   def __init__(self):
-    self._proc = subprocess.Popen([sys.executable, str(pathlib.Path(__file__).resolve())], cwd=REPO, env=dict(os.environ),
-                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    self._tmp = tempfile.TemporaryDirectory(prefix="tfft-cli-server-")
+    self._log = pathlib.Path(self._tmp.name) / "server.stderr"  # TensorFlow's start-up lines, or why it failed
+    with self._log.open("w") as log:
+      self._proc = subprocess.Popen([sys.executable, str(pathlib.Path(__file__).resolve())], cwd=REPO,
+                                    env=dict(os.environ), stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log,
+                                    text=True)
     line = self._proc.stdout.readline()
     if line.strip() != "ready":
-      raise RuntimeError(f"the fork server did not start (rc {self._proc.wait()})")
-    self._tmp = tempfile.TemporaryDirectory(prefix="tfft-cli-server-")
-    self.env = dict(os.environ)
+      raise RuntimeError(f"the fork server did not start (rc {self._proc.wait()}): {self._log.read_text()[-3000:]}")
+    self.env = same_env(os.environ)
 
   def run(self, module: str, args, *, cwd=None, timeout=600):
     argv = [f"tfft.{module}" if not module.startswith("tfft.") else module, [str(a) for a in args]]
     out, err = (pathlib.Path(self._tmp.name) / name for name in ("stdout", "stderr"))
     self._proc.stdin.write(json.dumps({"module": argv[0], "args": argv[1], "cwd": str(cwd or REPO),
+                                       "env": dict(os.environ),
                                        "stdout": str(out), "stderr": str(err)}) + "\n")
     self._proc.stdin.flush()
     if not select.select([self._proc.stdout], [], [], timeout)[0]:  # the reply is one line, written at once
       self._proc.kill()
+      self.env = None  # conftest.run_tfft starts new interpreters from now on
       raise subprocess.TimeoutExpired(argv, timeout)
     code = json.loads(self._proc.stdout.readline())
     return subprocess.CompletedProcess([sys.executable, "-m", *argv[:1], *argv[1]], code,

@@ -13,7 +13,9 @@ pytestmark = pytest.mark.large
 # working run reaches (docs/tasks.md has the measured scores on larger subsets).
 PEARSON_FLOOR = 0.3
 PAIRS_FLOOR = 0.6
-TAG_F1_FLOOR = 0.05  # all-O tagging scores 0; 800 tweets (seed 1, 2 fine-tune epochs) scored 0.30
+# All-O tagging scores 0; 800 tweets (seed 1, 2 fine-tune epochs) scored 0.30, the run below (400 tweets, the top
+# 3 of 6 blocks fine-tuned) 0.18.
+TAG_F1_FLOOR = 0.05
 TYPES_MAP_FLOOR = 0.15  # the labels' base rates average about 0.04, which is what shuffled labels would rank at
 
 
@@ -159,7 +161,7 @@ def test_wnut16_is_tagged_tweets_and_minilm_tags_them(tmp_path):
   assert len({t[2:] for tags in data.tags for t in tags if t != "O"}) == 10
   args = [
       "--task=tag", "--dataset=wnut16", "--max_examples=400", "--backbone=minilm-l6", "--sequence_length=48",
-      "--batch_size=16", "--head_epochs=1", "--head_min_steps=0", "--head_learning_rate=3e-3", "--freeze=none",
+      "--batch_size=16", "--head_epochs=1", "--head_min_steps=0", "--head_learning_rate=3e-3", "--freeze=top_k:3",
       "--epochs=2", "--learning_rate=1e-4", "--seed=0", f"--model_dir={tmp_path / 'run'}",
       f"--export_dir={tmp_path / 'exports'}", "--name=ner",
   ]

@@ -15,8 +15,12 @@ REPO = pathlib.Path(__file__).resolve().parents[1]
 
 # The slowest files, slowest first. `make test` runs the suite in 2 pytest-xdist workers that take whole files in
 # collection order; started first, these overlap the many short files instead of finishing the run alone.
-SLOW_FILES_FIRST = ("test_resume.py", "test_cli_errors.py", "test_train_cli.py", "test_report.py", "test_large.py",
-                    "test_multi_worker.py", "test_image_train_cli.py", "test_serving.py", "test_windows.py")
+# (test_cli_errors.py, once among the slowest, takes well under a minute with run_tfft's fork server.)
+SLOW_FILES_FIRST = ("test_large.py", "test_resume.py", "test_methods.py", "test_generate_cli.py",
+                    "test_multi_worker.py", "test_tasks.py", "test_report.py", "test_decoder_classifier.py",
+                    "test_serving.py", "test_search.py", "test_tag_cli.py", "test_train_cli.py",
+                    "test_multilabel_cli.py", "test_curve.py", "test_threshold.py", "test_image_train_cli.py",
+                    "test_windows.py")
 
 
 def pytest_collection_modifyitems(items):

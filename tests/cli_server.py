@@ -2,15 +2,15 @@
 
 The suite starts the commands some 150 times (tests/test_cli_errors.py alone runs tfft.train some 70 times on bad
 input, each failing within a second of its own work), each after some 4 s of importing TensorFlow, Keras and
-keras-hub. This server imports tfft and those libraries
-once (tfft first, as the commands do, so its environment defaults are in place before TensorFlow loads; it runs
-no TensorFlow op, so no TensorFlow thread or runtime exists to be forked), then forks a child per request. The
-child runs the command's module as `python -m` does (runpy, `__main__`, the request's argv and cwd) with its
-stdout and stderr on files, runs the exit handlers and exits with the command's exit code; the client returns a
-CompletedProcess like subprocess.run's. Only the import is shared: every run parses its flags, loads its data and
-fails in a process of its own. Requests must use the environment the server started with (keras reads KERAS_HOME
-at import), so the client takes no `env` (conftest.run_tfft starts a new interpreter when the environment changed); tests
-that send signals or read TensorFlow's start-up lines use a real subprocess.
+keras-hub. This server imports tfft and those libraries once (tfft first, as the commands do, so its environment
+defaults are in place before TensorFlow loads; it runs no TensorFlow op, so no TensorFlow thread or runtime exists
+to be forked), then forks a child per request. The child runs the command's module as `python -m` does (runpy,
+`__main__`, the request's argv, cwd and environment) with its stdout and stderr on files, runs the exit handlers
+and exits with the command's exit code; the client returns a CompletedProcess like subprocess.run's. Only the
+imports are shared: every run parses its flags, loads its data, trains, writes and exits in a process of its own.
+The environment must be the one the server started with but for PYTEST_CURRENT_TEST (keras reads KERAS_HOME at
+import): conftest.run_tfft starts a new interpreter when it is not. Tests that send signals or read TensorFlow's
+start-up lines use a real subprocess.
 """
 
 import json

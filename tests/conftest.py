@@ -105,7 +105,8 @@ def run_tfft(module: str, args, *, cwd=None, timeout=600, fresh=False):
     import cli_server  # pylint: disable=g-import-not-at-top
     if _server is None:
       _server = cli_server.Client()
-    if _server.env == cli_server.same_env(os.environ) and pathlib.Path(cwd or REPO) == REPO:  # the server imported REPO's tfft
+    # The server imported REPO's tfft with the environment it started with.
+    if _server.env == cli_server.same_env(os.environ) and pathlib.Path(cwd or REPO) == REPO:
       return _server.run(module, args, cwd=cwd or REPO, timeout=timeout)
   return subprocess.run([sys.executable, "-m", f"tfft.{module}", *map(str, args)], capture_output=True, text=True,
                         cwd=cwd or REPO, timeout=timeout)

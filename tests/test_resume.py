@@ -8,9 +8,9 @@ phase boundary is committed and before phase 2 has run a step, inside the first 
 the last epoch of phase 1, and Ctrl-C (SIGINT) mid phase 2 and during evaluation: each stops at the next safe point
 with one line and exit 143 or 130, and the re-run resumes. (A kill before phase 2's first step and a SIGTERM in
 phase 2's last epoch leave the same state and take the same code path as the kill after its third step and the
-SIGTERM in phase 1's last epoch: they are not repeated.) The test hook TFFT_TEST_PAUSE_AT (tfft/testhooks.py) holds the process at each point,
-so the signal lands there every time. While the first run is held, a second train and an export on the same run
-dir must fail at once on its lock.
+SIGTERM in phase 1's last epoch: they are not repeated.) The test hook TFFT_TEST_PAUSE_AT (tfft/testhooks.py)
+holds the process at each point, so the signal lands there every time. While the first run is held, a second
+train and an export on the same run dir must fail at once on its lock.
 """
 
 import csv

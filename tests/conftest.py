@@ -15,8 +15,12 @@ REPO = pathlib.Path(__file__).resolve().parents[1]
 
 # The slowest files, slowest first. `make test` runs the suite in 2 pytest-xdist workers that take whole files in
 # collection order; started first, these overlap the many short files instead of finishing the run alone.
-SLOW_FILES_FIRST = ("test_resume.py", "test_cli_errors.py", "test_train_cli.py", "test_report.py", "test_large.py",
-                    "test_multi_worker.py", "test_image_train_cli.py", "test_serving.py", "test_windows.py")
+# (test_cli_errors.py, once among the slowest, takes well under a minute with run_tfft's fork server.)
+SLOW_FILES_FIRST = ("test_large.py", "test_resume.py", "test_methods.py", "test_generate_cli.py",
+                    "test_multi_worker.py", "test_tasks.py", "test_report.py", "test_decoder_classifier.py",
+                    "test_serving.py", "test_search.py", "test_tag_cli.py", "test_train_cli.py",
+                    "test_multilabel_cli.py", "test_curve.py", "test_threshold.py", "test_image_train_cli.py",
+                    "test_windows.py")
 
 
 def pytest_collection_modifyitems(items):
@@ -86,10 +90,31 @@ def tiny_flags(preset, data, tmp_path, **overrides):
   return [f"--{k}={v}" for k, v in flags.items()]
 
 
-def run_tfft(module: str, args, *, cwd=None, timeout=600):
-  """Runs `python -m tfft.<module> ARGS` and returns the CompletedProcess (text mode)."""
+_server = None
+
+
+def run_tfft(module: str, args, *, cwd=None, timeout=600, fresh=False):
+  """Runs `python -m tfft.<module> ARGS` and returns the CompletedProcess (text mode).
+
+  The command runs in a process forked from this worker's fork server (tests/cli_server.py), which has imported
+  TensorFlow once, unless `fresh` (a new interpreter, TensorFlow's C++ start-up lines and all) or the environment
+  is no longer the one the server started with (a test's monkeypatch.setenv): then in a new interpreter.
+  """
+  global _server
+  if not fresh:
+    import cli_server  # pylint: disable=g-import-not-at-top
+    if _server is None:
+      _server = cli_server.Client()
+    # The server imported REPO's tfft with the environment it started with.
+    if _server.env == cli_server.same_env(os.environ) and pathlib.Path(cwd or REPO) == REPO:
+      return _server.run(module, args, cwd=cwd or REPO, timeout=timeout)
   return subprocess.run([sys.executable, "-m", f"tfft.{module}", *map(str, args)], capture_output=True, text=True,
                         cwd=cwd or REPO, timeout=timeout)
+
+
+def pytest_sessionfinish(session, exitstatus):
+  if _server is not None:
+    _server.close()
 
 
 @pytest.fixture(scope="session")
@@ -105,7 +130,8 @@ def tiny_run(tiny_bert_preset, tiny_textdir, tmp_path_factory):
   flagfile = tmp / "tiny.cfg"
   flagfile.write_text("\n".join(tiny_flags(tiny_bert_preset, tiny_textdir, tmp, eval_windows=2,
                                             profile_batches="2,3", head_min_steps=10)) + "\n")
-  proc = run_tfft("train", [f"--flagfile={flagfile}"])
+  # A new interpreter: tests/test_train_cli.py checks that TensorFlow's C++ start-up lines are filtered out.
+  proc = run_tfft("train", [f"--flagfile={flagfile}"], fresh=True)
   assert proc.returncode == 0, proc.stderr[-3000:]
   return tmp, proc
 

@@ -13,26 +13,25 @@ pytestmark = pytest.mark.large
 # working run reaches (docs/tasks.md has the measured scores on larger subsets).
 PEARSON_FLOOR = 0.3
 PAIRS_FLOOR = 0.6
-TAG_F1_FLOOR = 0.05  # all-O tagging scores 0; 800 tweets (seed 1, 2 fine-tune epochs) scored 0.30
+# All-O tagging scores 0; 800 tweets (seed 1, 2 fine-tune epochs) scored 0.30, the run below (400 tweets, the top
+# 3 of 6 blocks fine-tuned) 0.18.
+TAG_F1_FLOOR = 0.05
 TYPES_MAP_FLOOR = 0.15  # the labels' base rates average about 0.04, which is what shuffled labels would rank at
 
 
-def test_minilm_fine_tunes_on_bbc_news(tmp_path):
-  args = [
-      "--dataset=bbc_news", "--backbone=minilm-l6", "--examples_per_class=30", "--sequence_length=64",
-      "--batch_size=16", "--head_epochs=5", "--head_min_steps=0", "--head_learning_rate=3e-3", "--freeze=top_k:2", "--epochs=1",
-      "--learning_rate=1e-4", "--seed=0", f"--model_dir={tmp_path / 'run'}", f"--export_dir={tmp_path / 'exports'}",
-      "--name=bbc",
-  ]
-  proc = run_tfft("train", args)
-  assert proc.returncode == 0, proc.stderr[-3000:]
-  metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
-  assert metrics["split_sizes"] == {"train": 105, "val": 15, "test": 30}
-  # Five balanced classes: chance is 0.2. A mean-pooled pretrained MiniLM separates BBC topics well even from
-  # 21 examples per class and 64 tokens; a broken backbone load or pooling stays near chance.
-  assert metrics["accuracy"] >= 0.8, metrics
-  assert "pooling" not in proc.stderr or "mean pooling" in proc.stderr
-  assert (tmp_path / "exports" / "bbc" / "1" / "saved_model.pb").exists()
+def test_bbc_news_is_five_balanced_topics_and_splits_as_a_run_would():
+  """BBC News read and split as a run with --examples_per_class=30 would, without training: one classify run on
+  real data (Rotten Tomatoes, below) covers the training, and bbc_pairs trains on these articles."""
+  from tfft.config import DataConfig  # pylint: disable=g-import-not-at-top
+  from tfft.data import split as split_lib, text as text_data  # pylint: disable=g-import-not-at-top
+
+  data = DataConfig(dataset="bbc_news", examples_per_class=30)
+  examples = text_data.load_examples(data)
+  assert len(examples) == 150 and sorted(set(examples.labels)) == [
+      "business", "entertainment", "politics", "sports", "tech"]
+  assert all(examples.labels.count(label) == 30 for label in set(examples.labels))
+  planned = split_lib.split_examples(examples, data, seed=0)
+  assert {split: len(indices) for split, indices in planned.indices.items()} == {"train": 105, "val": 15, "test": 30}
 
 
 def test_rotten_tomatoes_is_fresh_vs_rotten_with_its_duplicates_kept_together():
@@ -63,6 +62,8 @@ def test_minilm_fine_tunes_on_rotten_tomatoes(tmp_path):
   assert metrics["accuracy"] >= 0.65, metrics["accuracy"]
   assert metrics["baseline_comparison"]["accuracy"]["n"] == 60
   assert "model - baseline: accuracy=" in proc.stdout
+  assert "pooling" not in proc.stderr or "mean pooling" in proc.stderr
+  assert (tmp_path / "exports" / "rt" / "1" / "saved_model.pb").exists()
 
 
 
@@ -160,7 +161,7 @@ def test_wnut16_is_tagged_tweets_and_minilm_tags_them(tmp_path):
   assert len({t[2:] for tags in data.tags for t in tags if t != "O"}) == 10
   args = [
       "--task=tag", "--dataset=wnut16", "--max_examples=400", "--backbone=minilm-l6", "--sequence_length=48",
-      "--batch_size=16", "--head_epochs=1", "--head_min_steps=0", "--head_learning_rate=3e-3", "--freeze=none",
+      "--batch_size=16", "--head_epochs=1", "--head_min_steps=0", "--head_learning_rate=3e-3", "--freeze=top_k:3",
       "--epochs=2", "--learning_rate=1e-4", "--seed=0", f"--model_dir={tmp_path / 'run'}",
       f"--export_dir={tmp_path / 'exports'}", "--name=ner",
   ]

@@ -1,10 +1,11 @@
 """The members that most targets share; each kind's target overrides what it does its own way."""
 
-from typing import Dict, List, Sequence
+from typing import Dict, List, Sequence, Tuple
 
 import numpy as np
 
 from tfft.serving import parity as parity_lib
+from tfft.errors import UserError
 from tfft.serving import loaded
 from tfft.tasks.api import Targets
 
@@ -16,6 +17,19 @@ class TargetBase:
   own_split = False
   tunes_on_validation = False
   calibrates = False
+  gates: Tuple[str, ...] = ()  # the metrics its report holds that --min_metric may gate on (its spec's)
+  gates_note = ""  # what the gate error says of them, after "as gates"
+
+  def check_gates(self, gates, targets: Targets) -> None:  # pylint: disable=unused-argument
+    """Raises UserError for a --min_metric on a metric this target's report does not hold."""
+    for name, threshold in gates:
+      if name not in self.gates:
+        raise UserError(f"--min_metric={name}:{threshold:g}: --task={self.name} reports {', '.join(self.gates)} as "
+                        f"gates{self.gates_note}; gate on one of them")
+
+  def monitor(self, value: str) -> str:
+    """--monitor, with auto resolved to the first of `monitors`."""
+    return self.monitors[0] if value == "auto" else value
 
   def split(self, targets: Targets, data, *, seed: int, groups=None):
     raise NotImplementedError(f"{type(self).__name__} splits on Targets.strata (own_split is False)")

@@ -14,7 +14,7 @@ from typing import Dict, List, Optional, Sequence
 import numpy as np
 
 from tfft import files
-from tfft.errors import RunFailed, UserError
+from tfft.errors import RunFailed
 from tfft.report import metrics as metrics_lib
 from tfft.report import summary
 from tfft.report.summary import shorten
@@ -62,6 +62,8 @@ def rouge_scores(prompts: Sequence[str], references: Sequence[str], generated: S
 class GenerateTarget(TargetBase):
   """A response per prompt (see the module docstring)."""
   name = "generate"
+  gates = GATES
+  gates_note = " (ROUGE F1 on the test split)"
   parity_output = TEXT
   curve_metric = "token_accuracy"  # next-token accuracy on the response tokens
   monitors = ("val_loss",)
@@ -81,14 +83,7 @@ class GenerateTarget(TargetBase):
   def rows(self, targets, values):  # pylint: disable=unused-argument
     raise NotImplementedError("generation's training rows are its packed sequences (tfft.tasks.generate.data.pack)")
 
-  def check_gates(self, gates, targets):  # pylint: disable=unused-argument
-    for name, threshold in gates:
-      if name not in GATES:
-        raise UserError(f"--min_metric={name}:{threshold:g}: --task=generate reports {', '.join(GATES)} as gates "
-                        "(ROUGE F1 on the test split); gate on one of them")
 
-  def monitor(self, value: str) -> str:
-    return "val_loss" if value == "auto" else value
 
   def loss(self, train):  # pylint: disable=unused-argument
     import keras  # pylint: disable=g-import-not-at-top

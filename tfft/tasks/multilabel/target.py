@@ -38,6 +38,7 @@ def sigmoid(logits: np.ndarray) -> np.ndarray:
 class MultiLabelTarget(TargetBase):
   """A label set per example; micro/macro/samples F1, subset accuracy, Hamming loss, mAP; one-vs-rest baseline."""
   name = "multilabel"
+  gates = GATES
   parity_output = "probabilities"
   curve_metric = "binary_accuracy"
   monitors = ("val_loss", "val_binary_accuracy")
@@ -79,14 +80,7 @@ class MultiLabelTarget(TargetBase):
   def rows(self, targets, values: np.ndarray) -> np.ndarray:
     return np.asarray(values, np.float32)
 
-  def check_gates(self, gates, targets):  # pylint: disable=unused-argument
-    for name, threshold in gates:
-      if name not in GATES:
-        raise UserError(f"--min_metric={name}:{threshold:g}: --task=multilabel reports {', '.join(GATES)} as "
-                        "gates; gate on one of them")
 
-  def monitor(self, value: str) -> str:
-    return "val_loss" if value == "auto" else value
 
   def loss(self, train):  # pylint: disable=unused-argument
     import keras  # pylint: disable=g-import-not-at-top

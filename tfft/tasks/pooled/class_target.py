@@ -60,8 +60,6 @@ class ClassTarget(TargetBase):
   def check_gates(self, gates, targets: Targets):
     check_min_metric(gates, targets.width)
 
-  def monitor(self, value: str) -> str:
-    return "val_accuracy" if value == "auto" else value
 
   def loss(self, train):
     """--loss on logits: cross-entropy, or Keras' focal cross-entropy with --focal_gamma. Its alpha is 1: a scalar

@@ -50,6 +50,8 @@ class RegressTarget(TargetBase):
   """A number per example: a linear head on the standardised target, MSE or Huber, restored to the data's units in
   the export; RMSE, MAE, R2, Pearson and Spearman; TF-IDF + Ridge (text) or pixels + Ridge (images)."""
   name = "regress"
+  gates = GATES
+  gates_note = " (higher is better)"
   parity_output = SCORE
   curve_metric = "rmse"  # on the standardised target
   monitors = ("val_loss",)
@@ -72,14 +74,7 @@ class RegressTarget(TargetBase):
     return ((np.asarray(values, dtype=np.float64) - targets.info["mean"]) / targets.info["std"]
             ).astype("float32")[:, None]
 
-  def check_gates(self, gates, targets: Targets):  # pylint: disable=unused-argument
-    for name, threshold in gates:
-      if name not in GATES:
-        raise UserError(f"--min_metric={name}:{threshold:g}: --task=regress reports "
-                        f"{', '.join(GATES)} as gates (higher is better); gate on one of them")
 
-  def monitor(self, value: str) -> str:
-    return "val_loss" if value == "auto" else value
 
   def loss(self, train):
     import keras  # pylint: disable=g-import-not-at-top

@@ -43,6 +43,7 @@ def outside_index(names: Sequence[str]) -> int:
 class TagTarget(TargetBase):
   """A BIO tag per word (labels: the sentence's tags joined by spaces); see the module docstring."""
   name = "tag"
+  gates = GATES
   parity_output = "probabilities"
   curve_metric = "accuracy"  # of the tags at the words' first pieces
   monitors = ("val_accuracy", "val_loss")
@@ -87,14 +88,7 @@ class TagTarget(TargetBase):
   def rows(self, targets, values):  # pylint: disable=unused-argument
     raise NotImplementedError("tagging's training rows are its windows (tfft.data.tag_pieces.training_windows)")
 
-  def check_gates(self, gates, targets):  # pylint: disable=unused-argument
-    for name, threshold in gates:
-      if name not in GATES:
-        raise UserError(f"--min_metric={name}:{threshold:g}: --task=tag reports {', '.join(GATES)} as gates; "
-                        "gate on one of them")
 
-  def monitor(self, value: str) -> str:
-    return "val_accuracy" if value == "auto" else value
 
   def loss(self, train):  # pylint: disable=unused-argument
     import keras  # pylint: disable=g-import-not-at-top

@@ -103,7 +103,7 @@ def split_examples(examples, data: DataConfig, *, seed: int, strata: Optional[Se
     examples: the loaded examples (texts and labels, or images and labels).
     data: the data options.
     seed: --seed, for the split and the few-shot draw.
-    strata: per example, the key to stratify on (tfft.tasks.targets.Targets.strata); default its label.
+    strata: per example, the key to stratify on (tfft.tasks.api.Targets.strata); default its label.
     splitter: splitter(groups) -> {"train", "val", "test"} indices, for a target that stratifies its own way
       (multi-label and tagging: iterative stratification); it keeps each group in one split.
 

@@ -1,6 +1,6 @@
 """Using an export as a client does: tfft.evaluate scores it on a dataset split and writes a report; tfft.predict
 reads inputs and prints its predictions (top classes, or scores). Both go through serving_default, as TF Serving
-would run it; what they score and print is the export's target's (tfft.tasks.targets)."""
+would run it; what they score and print is the export's target's (tfft.tasks.api.Target)."""
 
 import dataclasses
 import glob

@@ -12,7 +12,7 @@ from tfft.rundir import LABELS, read_labels, STATE
 from tfft.serving import versions
 
 # In assets.extra/: {"task": "text"|"image" (the modality), "input": NAME, "model_dir": ..., ...}; an export of another
-# --task than classify also has "target" (tfft.tasks.targets) and, for pairs, "inputs": [NAME_A, NAME_B].
+# --task than classify also has "target" (tfft.tasks.api.Target) and, for pairs, "inputs": [NAME_A, NAME_B].
 META = "tfft.json"
 
 

@@ -30,7 +30,7 @@ def export_text_classifier(model: keras.Model, preprocessor, class_names: Sequen
   the run's test scoring does. With `pad_to_multiple_of`, each request batch is cut to its longest window
   (rounded up), so short texts are served at short-text cost.
 
-  Outputs are `outputs(logits)` (a target's, tfft.tasks.targets); by default classification's `probabilities`
+  Outputs are `outputs(logits)` (a target's, tfft.tasks.api.Target); by default classification's `probabilities`
   (float32 [N, C]), `class_id` (int64 [N]) and `class_name` (string [N]). The SavedModel is written under a
   temporary name and renamed to EXPORT_BASE/<next version>, so TF Serving never sees a half-written version; labels.txt and tfft.json ({"task": "text", "input": "text", **metadata})
   go to its assets.extra/. `finalize(tmp_dir)` runs on the complete export before the rename: it may add files

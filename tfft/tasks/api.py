@@ -86,7 +86,7 @@ class Prepared:
 
   Attributes:
     examples: the loaded examples (tfft.data.text.Examples or tfft.data.images.ImageExamples).
-    targets: the run's encoded, fitted labels (tfft.tasks.targets.Targets).
+    targets: the run's encoded, fitted labels (tfft.tasks.api.Targets).
     split: split name -> indices of its examples.
     unit_labels: the target value (Targets.values) of every unit that training and validation batch: the examples
       themselves, or with --train_windows their windows.

@@ -182,7 +182,8 @@ class DataConfig:
       "separate examples (a duplicate across splits is then only warned about).", choices=DEDUPES, applies=TEXT,
       resume=True)
   image_column: str = option(
-      "", "csv/tsv/jsonl of images: the column holding image paths (relative to the file's folder).", resume=True, rows=True)
+      "", "csv/tsv/jsonl of images: the column holding image paths (relative to the file's folder).", resume=True,
+      rows=True)
   on_bad_file: str = option("skip", "An image file that does not decode: skip it (logged by path, counted in the "
                             "summary) or fail.", choices=ON_BAD_FILE, applies=IMAGE)
   allow_external_paths: bool = option(

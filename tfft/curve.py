@@ -15,7 +15,7 @@ def main(argv):
     if FLAGS.seeds < 1:
       raise UserError(f"--seeds={FLAGS.seeds}: give at least 1 (seeds 0 .. N-1 are run)")
     config = tfft_flags.config_from_flags()
-    from tfft.fit import learning_curve as curve  # pylint: disable=g-import-not-at-top  (deferred: TensorFlow loads only once the flags are checked)
+    from tfft.fit import learning_curve as curve  # pylint: disable=g-import-not-at-top  (deferred: TensorFlow)
     sizes = curve.parse_sizes(FLAGS.train_sizes)
     rows = curve.run_curve(config, FLAGS.curve_dir, sizes=sizes, seeds=range(FLAGS.seeds))
     return f"{curve.format_table(rows)}\ncurve:    {FLAGS.curve_dir}/{curve.CURVE_CSV}, {curve.CURVE_PNG}"

@@ -13,8 +13,6 @@ from tfft.tasks import registry
 
 PROG = "tfft.evaluate"
 FLAGS = tfft_flags.FLAGS
-# How --dataset's rows are read: the options declared with rows=True (columns, a separator, a scheme).
-DATA_FLAGS = tuple(field.name for section, field in config_lib.options() if field.metadata["rows"])
 
 
 def main(argv):
@@ -24,9 +22,9 @@ def main(argv):
     data = None
     if FLAGS["dataset"].present:
       given = {field.name: config_lib.option_value(field, FLAGS[field.name].value)
-               for section, field in config_lib.options() if section == "data" and field.name in DATA_FLAGS}
+               for section, field in config_lib.options() if section == "data" and field.name in tfft_flags.ROWS_FLAGS}
       data = DataConfig(dataset=FLAGS.dataset, **given)
-    from tfft.fit import scoring  # pylint: disable=g-import-not-at-top  (deferred: TensorFlow loads only once the flags are checked)
+    from tfft.fit import scoring  # pylint: disable=g-import-not-at-top  (deferred: TensorFlow, after the flags)
     result, report_dir = scoring.evaluate_export(FLAGS.model, model_dir=tfft_flags.given("model_dir"), data=data,
                                                  split=FLAGS.split, report_dir=FLAGS.report_dir,
                                                  batch_size=FLAGS.batch_size)

@@ -20,7 +20,7 @@ def main(argv):
       raise UserError("pass --model_dir=RUN_DIR to re-export a run, and/or --models_config=BASE_DIR")
     lines = []
     if FLAGS["model_dir"].present:
-      from tfft.fit import reexport  # pylint: disable=g-import-not-at-top  (deferred: TensorFlow loads only once the flags are checked)
+      from tfft.fit import reexport  # pylint: disable=g-import-not-at-top  (deferred: TensorFlow, after the flags)
       given = tfft_flags.given
       path, metrics = reexport.reexport(FLAGS.model_dir, export_dir=given("export_dir"), name=given("name"),
                                         warmup=given("warmup"))

@@ -12,7 +12,7 @@ FLAGS = tfft_flags.FLAGS
 def main(argv):
   def body():
     config = tfft_flags.config_from_flags()
-    from tfft.fit import lr_range as lr_find  # pylint: disable=g-import-not-at-top  (deferred: TensorFlow loads only once the flags are checked)
+    from tfft.fit import lr_range as lr_find  # pylint: disable=g-import-not-at-top  (deferred: TensorFlow)
     result = lr_find.run_lr_find(config, FLAGS.lr_find_dir, steps=FLAGS.lr_find_steps, lr_min=FLAGS.lr_min,
                                  lr_max=FLAGS.lr_max)
     return "\n".join([

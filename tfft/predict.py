@@ -17,7 +17,7 @@ def main(argv):
       raise UserError("--model is required: an export dir (EXPORT_DIR/NAME/VERSION) or a run dir")
     if FLAGS.top_k < 1:
       raise UserError(f"--top_k={FLAGS.top_k}: must be >= 1")
-    from tfft.fit import scoring  # pylint: disable=g-import-not-at-top  (deferred: TensorFlow loads only once the flags are checked)
+    from tfft.fit import scoring  # pylint: disable=g-import-not-at-top  (deferred: TensorFlow, after the flags)
     values = scoring.read_inputs(argv[1:], input_file=FLAGS.input_file)
     rows = scoring.predict_export(FLAGS.model, values, top_k=FLAGS.top_k)
     if FLAGS.format == "json":

@@ -16,7 +16,7 @@ def main(argv):
     if not FLAGS.space:
       raise UserError("--space is required: a file naming the flags to search and their ranges (docs/methods.md)")
     config = tfft_flags.config_from_flags()
-    from tfft.fit import tuning as search  # pylint: disable=g-import-not-at-top  (deferred: TensorFlow loads only once the flags are checked)
+    from tfft.fit import tuning as search  # pylint: disable=g-import-not-at-top  (deferred: TensorFlow)
     return search.format_result(search.run_search(config, space_file=FLAGS.space, trials=FLAGS.trials,
                                                   search_dir=FLAGS.search_dir, algorithm=FLAGS.search_algorithm))
 

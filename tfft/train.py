@@ -28,7 +28,7 @@ sys.modules[__name__].__class__ = _Command
 def main(argv):
   def body():
     config = tfft_flags.config_from_flags()
-    from tfft.fit import job  # pylint: disable=g-import-not-at-top  (deferred: TensorFlow loads only once the flags are checked)
+    from tfft.fit import job  # pylint: disable=g-import-not-at-top  (deferred: TensorFlow, after the flags)
     result = job.run(config)
     return summary.format_summary(result, registry.target(result.task))
 

@@ -8,6 +8,7 @@ from typing import Callable, Dict, Optional, Sequence, Tuple
 import numpy as np
 from absl import logging
 
+from tfft import files
 from tfft.config import Config
 from tfft.errors import RunFailed
 from tfft.files import write_atomically
@@ -88,7 +89,7 @@ def score_and_publish(task, model, prepared, *, config: Config, run_dir: RunDir,
       config, data, model_dir=run_dir.path, probabilities=served, metrics=metrics, phases=phases,
       backbone=task.spec, contract=task.contract(), before_publish=before_publish, target=target)
   if rescore is None:
-    metrics_lib.write_json(run_dir.metrics, metrics)
+    files.write_json(run_dir.metrics, metrics)
   return metrics, path
 
 

@@ -20,8 +20,8 @@ def reexport(model_dir: str, *, export_dir: Optional[str] = None, name: Optional
   """Rebuilds a finished run's model from its flags.cfg, loads its final weights and publishes them as a new version.
 
   The final weights (checkpoints/after_<last phase>.weights.h5) are the best validation epoch of the last phase.
-  The export goes through the same ending as train's (tfft.fit.publish.score_and_publish): the run's --min_metric gate, then
-  parity on the test split before the version is published.
+  The export goes through the same ending as train's (tfft.fit.publish.score_and_publish): the run's --min_metric
+  gate, then parity on the test split before the version is published.
 
   Args:
     model_dir: the run dir.

@@ -102,8 +102,9 @@ def evaluate_export(model: str, *, model_dir: Optional[str] = None, data: Option
     raise UserError(f"--split={split} needs the run's split manifest ({where}), which was not found; pass "
                     "--model_dir=RUN_DIR of the run that trained this model, or --split=all to score every example")
   spec = registry.spec(kind_of(meta, export))
-  kind = spec.load().TARGET
-  inputs, labels, ids = spec.load().load_served_examples(data, meta.get("task", "text"))
+  module = spec.load()
+  kind = module.TARGET
+  inputs, labels, ids = module.load_served_examples(data, meta.get("task", "text"))
   if data.classes and "classes" in spec.options:  # the run's --classes, as its training kept them
     keep = split_lib.select_classes(labels, data.classes, flag_value=data.dataset)
     inputs, labels, ids = [inputs[i] for i in keep], [labels[i] for i in keep], [ids[i] for i in keep]

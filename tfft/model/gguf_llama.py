@@ -110,7 +110,7 @@ def build_llama_backbone(gguf: GGUFFile, *, dtype: str = "float32"):
   """
 
   config = llama_config(gguf)
-  from tfft.model import gguf_classes  # pylint: disable=g-import-not-at-top  (deferred: keras; the checks here run in validation, without TensorFlow)
+  from tfft.model import gguf_classes  # pylint: disable=g-import-not-at-top  (deferred: keras)
   backbone = gguf_classes.GGUFLlamaBackbone(**config, dtype=dtype)
   hidden, heads, kv_heads = config["hidden_dim"], config["num_query_heads"], config["num_key_value_heads"]
   head_dim = hidden // heads

@@ -7,7 +7,8 @@ import pathlib
 
 from tfft.errors import UserError
 from tfft.model import decoder_backbones, decoder_preprocessing
-from tfft.model import gguf_classes  # pylint: disable=unused-import  (registers the GGUF classes a converted preset names)
+# Registers the keras-hub classes a preset converted from GGUF names.
+from tfft.model import gguf_classes  # pylint: disable=unused-import
 
 REMOTE_SCHEMES = ("hf://", "kaggle://", "modelscope://")
 

@@ -18,7 +18,8 @@ def weights_h5_bytes(model: keras.Model) -> bytes:
   from keras.src.saving import saving_lib  # pylint: disable=g-import-not-at-top
   buffer = io.BytesIO()
   store = saving_lib.H5IOStore(buffer, mode="w")
-  saving_lib._save_state(model, weights_store=store, assets_store=None, inner_path="",  # pylint: disable=protected-access
+  saving_lib._save_state(model, weights_store=store, assets_store=None,  # pylint: disable=protected-access
+                         inner_path="",
                          visited_saveables=set())
   store.close()
   extra = lora.extra_state(model)

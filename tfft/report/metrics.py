@@ -91,11 +91,6 @@ def format_table(result: Dict) -> str:
   return "\n".join(lines)
 
 
-def write_json(path: pathlib.Path, data: Dict):
-  """Writes JSON atomically, so a reader never sees half a file."""
-  files.write_atomically(path, json.dumps(data, indent=2, allow_nan=False))
-
-
 def write_report(report_dir: pathlib.Path, result: Dict, *, y_true: Sequence[int], probabilities: np.ndarray,
                  inputs: Sequence[str], ids: Sequence[str]):
   """Writes the report files beside each other: metrics.json, classification_report.txt (scikit-learn's),
@@ -114,7 +109,7 @@ def write_report(report_dir: pathlib.Path, result: Dict, *, y_true: Sequence[int
   y_true = np.asarray(y_true)
   probabilities = np.asarray(probabilities)
   y_pred = probabilities.argmax(axis=-1)
-  write_json(report_dir / METRICS_JSON, result)
+  files.write_json(report_dir / METRICS_JSON, result)
   files.write_atomically(report_dir / REPORT_TXT, skm.classification_report(
       y_true, y_pred, labels=list(range(len(class_names))), target_names=list(class_names), digits=4,
       zero_division=0))
@@ -179,7 +174,7 @@ def write_regression_report(report_dir: pathlib.Path, result: Dict, *, y_true: S
 
   y_true = np.asarray(y_true, np.float64)
   y_pred = np.asarray(y_pred, np.float64)
-  write_json(report_dir / METRICS_JSON, result)
+  files.write_json(report_dir / METRICS_JSON, result)
   plots.plot_predicted_vs_true(report_dir / SCATTER_PNG, y_true, y_pred, title=format_regression_line(result))
   error = np.abs(y_pred - y_true)
   worst = np.argsort(-error, kind="stable")[:MISCLASSIFIED_LIMIT]

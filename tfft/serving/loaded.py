@@ -157,7 +157,7 @@ class ExportedModel:
     input for a pair model), a batch at a time."""
     import tensorflow as tf  # pylint: disable=g-import-not-at-top
 
-    from tfft.data.windows import length_order  # pylint: disable=g-import-not-at-top  (deferred: TensorFlow; locate and read_meta run without it)
+    from tfft.data.windows import length_order  # pylint: disable=g-import-not-at-top  (deferred: TensorFlow)
 
     # Texts go in order of length: the export cuts each batch to its longest text, so batches of similar lengths
     # are cheaper. The outputs come back in the order of `values`.

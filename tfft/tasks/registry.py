@@ -8,7 +8,7 @@ import dataclasses
 from typing import Dict, Tuple
 
 from tfft import config_checks
-from tfft.config import Config, modality, options, split_dataset_spec
+from tfft.config import SECTIONS, Config, modality, options, split_dataset_spec
 from tfft.errors import UserError
 from tfft.tasks.api import TaskSpec
 from tfft.tasks.classify import spec as classify
@@ -76,7 +76,7 @@ def with_defaults(config: Config, given) -> Config:
   defaults = {name: value for name, value in spec(config.data.task).defaults.items() if not given(name)}
   if not defaults:
     return config
-  sections = {section: {} for section in ("data", "model", "train", "run", "report")}
+  sections = {section: {} for section in SECTIONS}
   for section, field in options():
     if field.name in defaults:
       sections[section][field.name] = defaults[field.name]

@@ -34,7 +34,8 @@ class TargetBase:
   def split(self, targets: Targets, data, *, seed: int, groups=None):
     raise NotImplementedError(f"{type(self).__name__} splits on Targets.strata (own_split is False)")
 
-  def tune(self, targets: Targets, val_logits: np.ndarray, val_values: np.ndarray) -> Targets:  # pylint: disable=unused-argument
+  def tune(self, targets: Targets, val_logits: np.ndarray,  # pylint: disable=unused-argument
+           val_values: np.ndarray) -> Targets:
     return targets
 
   def weighted_metrics(self) -> List:
@@ -45,10 +46,13 @@ class TargetBase:
 
   def check_parity(self, exported, data, in_process: np.ndarray, *, batch_size: int, atol: float) -> Dict:
     """The served `parity_output` against the in-process one, as numbers (scaled by a regression target's std)."""
-    feed = loaded.as_bytes(data.task, data.take("test"))
-    served = exported.outputs(feed, batch_size=batch_size)[self.parity_output]
+    served = self.served_on_test(exported, data, batch_size=batch_size)
     scale = data.targets.info.get("std", 1.0) if data.targets is not None else 1.0
     return parity_lib.check_value_parity(served, in_process, output=self.parity_output, scale=scale, atol=atol)
+
+  def served_on_test(self, exported, data, *, batch_size: int) -> np.ndarray:
+    """The export's `parity_output` for the run's test inputs (a RunData), as TF Serving hands them over."""
+    return exported.outputs(loaded.as_bytes(data.task, data.take("test")), batch_size=batch_size)[self.parity_output]
 
   def served_from_export(self, exported, inputs: Sequence, *, batch_size: int) -> np.ndarray:
     """What tfft.evaluate scores: the export's `parity_output` for the inputs, through serving_default."""

@@ -2,7 +2,8 @@
 
 from tfft.config import Config
 from tfft.tasks.api import TaskSpec
-from tfft.tasks.pooled.gates import check_decision, CLASSIFICATION_GATES, CLASSIFICATION_LOSSES, CLASSIFICATION_OPTIONS
+from tfft.tasks.pooled.gates import (CLASSIFICATION_GATES, CLASSIFICATION_LOSSES, CLASSIFICATION_MONITORS,
+                                     CLASSIFICATION_OPTIONS, check_decision)
 
 
 def check(config: Config) -> None:
@@ -13,5 +14,5 @@ def check(config: Config) -> None:
 
 SPEC = TaskSpec(
     name="classify", modalities=("text", "image"), datasets=("bbc_news", "rotten_tomatoes", "digits", "fashion_mnist"),
-    sources={}, monitors=("val_accuracy", "val_loss"), gates=CLASSIFICATION_GATES, losses=CLASSIFICATION_LOSSES,
+    sources={}, monitors=CLASSIFICATION_MONITORS, gates=CLASSIFICATION_GATES, losses=CLASSIFICATION_LOSSES,
     options=CLASSIFICATION_OPTIONS, defaults={}, check=check, module="tfft.tasks.classify.task")

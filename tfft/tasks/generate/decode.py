@@ -23,7 +23,8 @@ def load_decoder(config: Config):
   """
   spec = text_backbones.resolve(config.model.backbone)
   tokenizer = text_backbones.load_preprocessor(spec, config.model.sequence_length).tokenizer
-  chat = chat_lib.chat_format(getattr(tokenizer, "chat_template", "") or "", where=f"--backbone={config.model.backbone}")
+  chat = chat_lib.chat_format(getattr(tokenizer, "chat_template", "") or "",
+                              where=f"--backbone={config.model.backbone}")
   return spec, tokenizer, chat
 
 

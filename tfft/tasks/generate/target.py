@@ -23,7 +23,7 @@ from tfft.tasks.api import Targets
 from tfft.tasks.generate import metrics as rouge
 from tfft.tasks.generate.data import document, TEXT
 from tfft.tasks.generate.decode import base_model_outputs
-from tfft.tasks.generate.spec import GATES
+from tfft.tasks.generate.spec import GATES, SPEC
 from tfft.tasks.target_base import TargetBase
 
 METRICS = GATES + ("perplexity",)
@@ -66,7 +66,7 @@ class GenerateTarget(TargetBase):
   gates_note = " (ROUGE F1 on the test split)"
   parity_output = TEXT
   curve_metric = "token_accuracy"  # next-token accuracy on the response tokens
-  monitors = ("val_loss",)
+  monitors = SPEC.monitors
   stratified = "not stratified: a seeded random draw"
   tunes_on_validation = False
 
@@ -133,7 +133,7 @@ class GenerateTarget(TargetBase):
   def write_report(self, report_dir, metrics: Dict, *, values, served, inputs, ids):
     """metrics.json and generations.csv (every example: prompt, reference, generation, lead, base model)."""
     base = metrics.pop("base_examples", None)
-    metrics_lib.write_json(report_dir / metrics_lib.METRICS_JSON, metrics)
+    files.write_json(report_dir / metrics_lib.METRICS_JSON, metrics)
     with files.atomic_path(report_dir / GENERATIONS_CSV) as tmp, tmp.open("w", newline="", encoding="utf-8") as f:
       writer = csv.writer(f)
       writer.writerow(["id", "prompt", "reference", "generated", "lead"] + (["base_model"] if base else []))
@@ -141,7 +141,8 @@ class GenerateTarget(TargetBase):
         writer.writerow([example_id, prompt, reference, text, rouge.lead(document(str(prompt)))]
                         + ([base[k]] if base else []))
 
-  def score_export(self, inputs: Sequence[str], values: Sequence[str], served, targets=None) -> Dict:  # pylint: disable=unused-argument
+  def score_export(self, inputs: Sequence[str], values: Sequence[str], served,
+                   targets=None) -> Dict:  # pylint: disable=unused-argument
     return self.score_generations(inputs, values, served)
 
   def score_generations(self, prompts: Sequence[str], references: Sequence[str], served) -> Dict:

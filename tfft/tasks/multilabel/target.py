@@ -18,7 +18,7 @@ from tfft.tasks.multilabel import data as multilabel
 from tfft.tasks.multilabel import metrics as multilabel_metrics
 from tfft.tasks.multilabel.data import JOIN
 from tfft.tasks.multilabel.export import multilabel_outputs
-from tfft.tasks.multilabel.spec import GATES
+from tfft.tasks.multilabel.spec import GATES, SPEC
 from tfft.tasks.target_base import TargetBase
 
 # Labels of one example inside tfft (the manifest's label column, Examples.labels): joined by this, whatever
@@ -41,7 +41,7 @@ class MultiLabelTarget(TargetBase):
   gates = GATES
   parity_output = "probabilities"
   curve_metric = "binary_accuracy"
-  monitors = ("val_loss", "val_binary_accuracy")
+  monitors = SPEC.monitors
   stratified = "by iterative stratification over the labels"
   tunes_on_validation = True  # the per-label thresholds (tune)
 
@@ -144,7 +144,7 @@ class MultiLabelTarget(TargetBase):
 
   def write_report(self, report_dir, metrics: Dict, *, values, served, inputs, ids):  # pylint: disable=unused-argument
     import csv  # pylint: disable=g-import-not-at-top
-    metrics_lib.write_json(report_dir / metrics_lib.METRICS_JSON, metrics)
+    files.write_json(report_dir / metrics_lib.METRICS_JSON, metrics)
     files.write_atomically(report_dir / REPORT_TXT, multilabel_metrics.format_multilabel_table(metrics) + "\n")
     with files.atomic_path(report_dir / PER_LABEL_CSV) as tmp, tmp.open("w", newline="", encoding="utf-8") as f:
       writer = csv.writer(f)

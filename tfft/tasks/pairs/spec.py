@@ -6,7 +6,8 @@ from tfft.config import Config, DataConfig, split_dataset_spec
 from tfft.errors import UserError
 from tfft.model import decoder_backbones
 from tfft.tasks.api import TaskSpec
-from tfft.tasks.pooled.gates import check_decision, CLASSIFICATION_GATES, CLASSIFICATION_LOSSES, CLASSIFICATION_OPTIONS
+from tfft.tasks.pooled.gates import (CLASSIFICATION_GATES, CLASSIFICATION_LOSSES, CLASSIFICATION_MONITORS,
+                                     CLASSIFICATION_OPTIONS, check_decision)
 
 # The built-in dataset this package reads (tfft.tasks.pairs.data).
 SOURCES = {"bbc_pairs": "text"}
@@ -45,5 +46,6 @@ def check(config: Config) -> None:
 
 SPEC = TaskSpec(
     name="pairs", modalities=("text",), datasets=("bbc_pairs",), sources=SOURCES,
-    monitors=("val_accuracy", "val_loss"), gates=CLASSIFICATION_GATES, losses=CLASSIFICATION_LOSSES, options=("pair_columns",) + CLASSIFICATION_OPTIONS,
+    monitors=CLASSIFICATION_MONITORS, gates=CLASSIFICATION_GATES, losses=CLASSIFICATION_LOSSES,
+    options=("pair_columns",) + CLASSIFICATION_OPTIONS,
     defaults={}, check=check, module="tfft.tasks.pairs.task")

@@ -13,8 +13,8 @@ from tfft.report import run_report, summary
 from tfft.report.significance import format_verdict, METRICS
 from tfft.report.summary import shorten
 from tfft.serving import parity as parity_lib
-from tfft.serving import loaded
 from tfft.tasks.api import Targets
+from tfft.tasks.pooled.gates import CLASSIFICATION_MONITORS
 from tfft.tasks.target_base import TargetBase
 
 
@@ -22,7 +22,7 @@ class ClassTarget(TargetBase):
   """One class per example: softmax over classes, cross-entropy, classification metrics, TF-IDF + LinearSVC."""
   parity_output = "probabilities"  # the served output the parity check compares
   curve_metric = "accuracy"  # the compiled metric the training curves draw beside the loss
-  monitors = ("val_accuracy", "val_loss")
+  monitors = CLASSIFICATION_MONITORS
   stratified = "per class"  # how the split is stratified, for the model card
   calibrates = True
 
@@ -37,7 +37,7 @@ class ClassTarget(TargetBase):
 
   def check_parity(self, exported, data, in_process: np.ndarray, *, batch_size: int, atol: float) -> Dict:
     """The served probabilities against the in-process ones, with both models' accuracy and macro-F1."""
-    served = exported.outputs(loaded.as_bytes(data.task, data.take("test")), batch_size=batch_size)[self.parity_output]
+    served = self.served_on_test(exported, data, batch_size=batch_size)
     return parity_lib.check_parity(served, in_process, data.labels[data.split["test"]], data.class_names, atol=atol)
 
   def encode(self, labels: Sequence[str], *, where: str, names: Optional[Sequence[str]] = None,

@@ -1,4 +1,5 @@
-"""What the classification kinds (classify, pairs) share in their specs: gates, losses, options, checks; TensorFlow-free."""
+"""What the classification kinds (classify, pairs) share in their specs: gates, monitors, losses, options, checks;
+TensorFlow-free."""
 
 from tfft.config import Config
 from tfft.errors import UserError
@@ -7,6 +8,7 @@ from tfft.report.scalars import CLASSIFICATION_SCALARS
 
 # Every scalar a classification report holds: --min_metric can gate on any of them.
 CLASSIFICATION_GATES = CLASSIFICATION_SCALARS
+CLASSIFICATION_MONITORS = ("val_accuracy", "val_loss")  # auto: the first
 CLASSIFICATION_LOSSES = ("auto", "crossentropy", "focal")
 # The options a classifier of single texts or pairs reads that no other kind does.
 CLASSIFICATION_OPTIONS = ("examples_per_class", "train_examples_per_class", "classes", "label_smoothing", "loss",

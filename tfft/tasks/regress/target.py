@@ -11,7 +11,7 @@ from tfft.report import metrics as metrics_lib
 from tfft.report import run_report, summary
 from tfft.report.summary import shorten
 from tfft.tasks.api import Targets
-from tfft.tasks.regress.spec import GATES
+from tfft.tasks.regress.spec import GATES, SPEC
 from tfft.tasks.target_base import TargetBase
 
 
@@ -54,7 +54,7 @@ class RegressTarget(TargetBase):
   gates_note = " (higher is better)"
   parity_output = SCORE
   curve_metric = "rmse"  # on the standardised target
-  monitors = ("val_loss",)
+  monitors = SPEC.monitors
   stratified = f"on {REGRESSION_BINS} quantile bins of the target"
   tunes_on_validation = False
 

@@ -17,7 +17,7 @@ from tfft.report.summary import shorten
 from tfft.tasks.api import Targets
 from tfft.tasks.tag import metrics as tag_metrics
 from tfft.tasks.tag.export import tag_outputs
-from tfft.tasks.tag.spec import GATES
+from tfft.tasks.tag.spec import GATES, SPEC
 from tfft.tasks.target_base import TargetBase
 
 REPORT_TXT = "tag_report.txt"
@@ -46,7 +46,7 @@ class TagTarget(TargetBase):
   gates = GATES
   parity_output = "probabilities"
   curve_metric = "accuracy"  # of the tags at the words' first pieces
-  monitors = ("val_accuracy", "val_loss")
+  monitors = SPEC.monitors
   stratified = "by iterative stratification over the entity types each sentence holds"
   tunes_on_validation = False
 
@@ -154,7 +154,7 @@ class TagTarget(TargetBase):
   def write_report(self, report_dir, metrics: Dict, *, values, served, inputs, ids):
     """metrics.json, tag_report.txt and tagging_errors.csv (the first 100 test sentences whose entities differ)."""
     names = metrics["tag_names"]
-    metrics_lib.write_json(report_dir / metrics_lib.METRICS_JSON, metrics)
+    files.write_json(report_dir / metrics_lib.METRICS_JSON, metrics)
     files.write_atomically(report_dir / REPORT_TXT, tag_metrics.format_tag_table(metrics) + "\n")
     true, pred = self._sentences(values, served, names)
     shown = 0

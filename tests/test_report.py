@@ -243,3 +243,18 @@ def test_quality_gate_blocks_the_export_and_keeps_the_run(tiny_bert_preset, tiny
     assert (run / name).is_file(), name
   assert json.loads((run / "metrics.json").read_text())["accuracy"] < 0.99
   assert not json.loads((run / "run_state.json").read_text())["finished"]
+
+
+def test_parity_sample_takes_the_longest_inputs_and_a_fixed_draw_of_the_rest():
+  from tfft.tasks import target_base
+
+  short = [f"t{i}" for i in range(12)]
+  assert target_base.parity_positions(short, 12).tolist() == list(range(12))  # a small test split: all of it
+  texts = [("x" * (i % 97)) + f"-{i}" for i in range(3000)]
+  picked = target_base.parity_positions(texts, 400)
+  assert len(picked) == 400 and len(set(picked.tolist())) == 400 and (np.diff(picked) > 0).all()
+  longest = np.argsort([-len(t) for t in texts], kind="stable")[:100]
+  assert set(longest.tolist()) <= set(picked.tolist())
+  assert picked.tolist() == target_base.parity_positions(texts, 400).tolist()  # the same inputs every run
+  pairs = [(t, "y") for t in texts]
+  assert target_base.parity_positions(pairs, 400).tolist() == picked.tolist()  # pairs: by their summed length

@@ -111,7 +111,8 @@ def parity_lines(metrics: Dict) -> List[str]:
     return [f"parity:   serving_default writes the same texts on {p['same_texts']} of {p['of']} test prompts"]
   what = p.get("output", "probabilities")
   delta = "dp" if what == "probabilities" else f"d{what}"
-  return [f"parity:   serving_default matches on {p['examples']} test examples "
+  of = f" of {p['of']}" if p.get("of", 0) > p["examples"] else ""
+  return [f"parity:   serving_default matches on {p['examples']}{of} test examples "
           f"(max |{delta}| {p['max_abs_diff']:.1e} <= {p['tolerance']:g})"]
 
 

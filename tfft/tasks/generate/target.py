@@ -205,7 +205,7 @@ class GenerateTarget(TargetBase):
           "skew between training and the export's graph (chat template, tokenizer, prompt cut, LoRA merge); no "
           "export written")
     return {"examples": len(prompts), "of": int(len(data.split["test"])), "output": TEXT, "max_abs_diff": 0.0,
-            "tolerance": 0.0, "same_texts": len(prompts)}
+            "tolerance": 0.0, "same_texts": len(prompts), "sample": "the first"}
 
   def predictions(self, outputs: Dict[str, np.ndarray], names: Sequence[str], *, top_k: int) -> List[Dict]:  # pylint: disable=unused-argument
     return [{TEXT: text, "token_count": int(count)}

@@ -36,9 +36,12 @@ class ClassTarget(TargetBase):
     return f"{targets.width} classes"
 
   def check_parity(self, exported, data, in_process: np.ndarray, *, batch_size: int, atol: float) -> Dict:
-    """The served probabilities against the in-process ones, with both models' accuracy and macro-F1."""
-    served = self.served_on_test(exported, data, batch_size=batch_size)
-    return parity_lib.check_parity(served, in_process, data.labels[data.split["test"]], data.class_names, atol=atol)
+    """The served probabilities against the in-process ones on the parity sample of the test split, with both
+    models' accuracy and macro-F1 on it."""
+    positions, served = self.served_on_test(exported, data, batch_size=batch_size)
+    result = parity_lib.check_parity(served, np.asarray(in_process)[positions],
+                                     data.labels[data.split["test"]][positions], data.class_names, atol=atol)
+    return {**result, "of": len(data.split["test"])}
 
   def encode(self, labels: Sequence[str], *, where: str, names: Optional[Sequence[str]] = None,
              ids: Optional[Sequence[str]] = None) -> Targets:  # pylint: disable=unused-argument

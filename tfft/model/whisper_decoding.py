@@ -77,15 +77,6 @@ def prompt_ids(model: Whisper, *, language: Optional[str] = "en", task: str = "t
   return [vocabulary[t] for t in tokens]
 
 
-def features(model: Whisper, waves: Sequence[np.ndarray]) -> np.ndarray:
-  """Log-mel features (batch, 3000, mels) of 16 kHz float32 waves, each padded or cut to 30 s."""
-  n = model.audio_converter.num_samples
-  batch = np.zeros((len(waves), n), np.float32)
-  for i, wave in enumerate(waves):
-    batch[i, :min(len(wave), n)] = wave[:n]
-  return np.asarray(model.audio_converter(tf.constant(batch)))
-
-
 class GreedyDecoder:
   """Greedy decoding of a WhisperBackbone: the encoder once, the prompt in one pass, then one token a step.
 
@@ -110,6 +101,9 @@ class GreedyDecoder:
     # The backbone's encoder half, as its own functional model (the encoder output needs no decoder input).
     self._encoder = keras.Model(backbone.input["encoder_features"], backbone.output["encoder_sequence_output"])
     self._encode = tf.function(self._encode_fn, reduce_retracing=True)
+    # Traced, keras-hub's converter runs its TensorFlow path (tf.signal.stft), the one tf.data and an export run;
+    # called eagerly it would take its NumPy twin instead.
+    self._log_mel = tf.function(model.audio_converter, reduce_retracing=True)
     self._prefill = tf.function(self._prefill_fn, reduce_retracing=True)
     self._step = tf.function(self._step_fn, reduce_retracing=True)
 
@@ -142,6 +136,14 @@ class GreedyDecoder:
   def _step_fn(self, token, index, encoded, self_caches, cross_caches):
     logits, self_caches, _ = self._decoder(token[:, None], index, encoded, self_caches, cross_caches, None)
     return logits + self._suppress, self_caches
+
+  def features(self, waves: Sequence[np.ndarray]) -> np.ndarray:
+    """Log-mel features (batch, 3000, mels) of 16 kHz float32 waves, each padded with zeros or cut to 30 s."""
+    n = self.model.audio_converter.num_samples
+    batch = np.zeros((len(waves), n), np.float32)
+    for i, wave in enumerate(waves):
+      batch[i, :min(len(wave), n)] = wave[:n]
+    return self._log_mel(tf.constant(batch)).numpy()
 
   def encode(self, feats: np.ndarray) -> np.ndarray:
     """The encoder output (batch, frames / 2, hidden) of log-mel features (batch, frames, mels)."""
@@ -203,6 +205,6 @@ def transcribe(model: Whisper, paths: Sequence[str], *, language: Optional[str] 
   prompt = prompt_ids(model, language=language)
   out = []
   for path in paths:
-    ids = decoder.decode(features(model, [audio.load_wav(path)]), prompt)[0]
+    ids = decoder.decode(decoder.features([audio.load_wav(path)]), prompt)[0]
     out.append(text(model, ids))
   return out

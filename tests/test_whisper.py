@@ -13,7 +13,6 @@ import pytest
 
 from tfft import flags
 from tfft.data import audio
-from tfft.errors import UserError
 from tfft.model import ctranslate2, whisper_backbones
 
 HEADS = 2

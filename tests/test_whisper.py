@@ -262,6 +262,7 @@ def test_truncated_and_corrupt_model_bin_are_one_line_errors_with_exit_2(tiny, t
       "not a CTranslate2": b"PK\x03\x04" + good[4:],
       "bytes follow the last alias": good + b"\0\0\0\0",
       "has 3 bytes of data": good.replace(struct.pack("<BI", 0, 16 * 4), struct.pack("<BI", 0, 3), 1),
+      "'TransformerSpec' model, not WhisperSpec": model_bin(ct2_variables(tiny), spec="TransformerSpec"),
       "is missing": None,
   }
   for words, data in cases.items():

@@ -159,7 +159,8 @@ def check_model(value: str) -> Source:
   source = model_source(value)
   ct2 = ctranslate2.load_model_bin(source.model_bin, fix=source.fix)
   if ct2.spec != "WhisperSpec":
-    raise UserError(f"--backbone={value}: {ct2.path} is a CTranslate2 {ct2.spec!r} model, not WhisperSpec")
+    raise UserError(f"--backbone={value}: {ct2.path} is a CTranslate2 {ct2.spec!r} model, not WhisperSpec; "
+                    f"{source.fix}")
   load_ct2_config(source.config)
   return source
 

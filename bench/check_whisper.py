@@ -4,10 +4,12 @@ Checks, with the bar of issue 30 part 1, for whisper-tiny-en and whisper-base on
 asterisk-core-sounds-en-wav, 8 kHz telephone prompts, and pocketsphinx-testdata, 16 kHz):
   - log-mel features: tfft's (keras-hub's WhisperAudioConverter, traced: tf.signal.stft) against faster-whisper's
     FeatureExtractor on the same 16 kHz samples padded to 30 s: max absolute difference <= 1e-4;
-  - encoder outputs: tfft's converted encoder against ctranslate2.models.Whisper.encode on the same model.bin and
-    the same features, float32 on both sides: max absolute difference <= 1e-3 (a bar set from tiny.en's first run;
-    bench/whisper_parity.md says how base fares), with both engines' distance to a float64 evaluation of the same
-    weights reported beside it (--nofloat64 skips that);
+  - encoder outputs: tfft's converted encoder and ctranslate2.models.Whisper.encode on the same model.bin and the
+    same features, float32 on both sides, each against a float64 evaluation of the same weights (keras-hub's
+    WhisperBackbone in float64): tfft's max absolute distance to float64 <= 2x ctranslate2's own. Both engines are
+    float32 approximations of one function, so the bar is relative to the rounding the reference engine itself
+    shows; a mapping error is orders of magnitude off (a k/v swap put the encoder 28.9 from ctranslate2's).
+    tfft's max absolute difference from ctranslate2 is reported beside it;
   - greedy token ids: tfft's decoder (keras-hub caches) against ctranslate2's generate(beam_size=1) on the same
     features and prompt: equal, token for token, on every utterance.
 
@@ -35,7 +37,7 @@ import tempfile
 import time
 
 FEATURE_TOLERANCE = 1e-4
-ENCODER_TOLERANCE = 1e-3
+ENCODER_FLOAT64_RATIO = 2.0  # tfft's distance to float64 over ctranslate2's, at most
 MODELS = ("whisper-tiny-en", "whisper-base")
 ASTERISK = pathlib.Path("/usr/share/asterisk/sounds/en_US_f_Allison")
 ASTERISK_TEXT = pathlib.Path("/usr/share/doc/asterisk-core-sounds-en/core-sounds-en.txt.gz")
@@ -101,7 +103,7 @@ def ref_side(workdir: pathlib.Path):
       "faster_whisper": faster_whisper.__version__, "load_s": load_s}))
 
 
-def keras_side(value: str, utts, workdir: pathlib.Path, threads: int, *, float64: bool) -> dict:
+def keras_side(value: str, utts, workdir: pathlib.Path, threads: int) -> dict:
   """Runs in tfft's venv: samples, features, encoder outputs and greedy ids of the converted model."""
   os.environ.setdefault("KERAS_BACKEND", "tensorflow")
   import keras_hub
@@ -130,16 +132,15 @@ def keras_side(value: str, utts, workdir: pathlib.Path, threads: int, *, float64
     ids.append(decoder.decode(features[i:i + 1], prompt)[0])
     seconds.append(time.time() - start)
   np.save(workdir / "keras_encoded.npy", np.stack(encoded))
-  if float64:
-    # The same weights evaluated in float64: how far each float32 engine is from the exact computation, which says
-    # whether a difference between the two is float32 rounding or a mapping error.
-    import keras
-    config = {k: v for k, v in model.backbone.get_config().items() if k not in ("dtype", "name", "trainable")}
-    exact = keras_hub.models.WhisperBackbone(**config, dtype="float64")
-    exact.set_weights([np.asarray(w, np.float64) for w in model.backbone.get_weights()])
-    encoder = keras.Model(exact.input["encoder_features"], exact.output["encoder_sequence_output"])
-    np.save(workdir / "float64_encoded.npy",
-            np.stack([np.asarray(encoder(features[i:i + 1].astype(np.float64)))[0] for i in range(len(utts))]))
+  # The same weights evaluated in float64: the exact computation both float32 engines round, and the encoder bar's
+  # anchor; it tells float32 rounding from a mapping error.
+  import keras
+  config = {k: v for k, v in model.backbone.get_config().items() if k not in ("dtype", "name", "trainable")}
+  exact = keras_hub.models.WhisperBackbone(**config, dtype="float64")
+  exact.set_weights([np.asarray(w, np.float64) for w in model.backbone.get_weights()])
+  encoder = keras.Model(exact.input["encoder_features"], exact.output["encoder_sequence_output"])
+  np.save(workdir / "float64_encoded.npy",
+          np.stack([np.asarray(encoder(features[i:i + 1].astype(np.float64)))[0] for i in range(len(utts))]))
   source = whisper_backbones.model_source(value)
   if len(source.model_bin) > 1:  # ctranslate2 reads a directory holding one model.bin: join the parts there
     model_dir = workdir / "model"
@@ -170,14 +171,14 @@ def compare(value: str, utts, workdir: pathlib.Path, keras: dict, ref: dict) -> 
   encoder_scale = [float(np.abs(b).max()) for b in re_]
   first_diff = [next((j for j, (a, b) in enumerate(zip(k, r)) if a != b), None if len(k) == len(r) else
                      min(len(k), len(r))) for k, r in zip(keras["ids"], ref["ids"])]
-  exact = {}
-  if (workdir / "float64_encoded.npy").is_file():
-    e64 = np.load(workdir / "float64_encoded.npy")
-    exact = {"encoder_tfft_vs_float64_max_abs": max(float(np.abs(a - b).max()) for a, b in zip(ke, e64)),
-             "encoder_ct2_vs_float64_max_abs": max(float(np.abs(a - b).max()) for a, b in zip(re_, e64))}
+  e64 = np.load(workdir / "float64_encoded.npy")
+  tfft_exact = max(float(np.abs(a - b).max()) for a, b in zip(ke, e64))
+  ct2_exact = max(float(np.abs(a - b).max()) for a, b in zip(re_, e64))
+  exact = {"encoder_tfft_vs_float64_max_abs": tfft_exact, "encoder_ct2_vs_float64_max_abs": ct2_exact,
+           "encoder_float64_ratio": tfft_exact / ct2_exact if ct2_exact else float("inf")}
   checks = {
       f"log_mel_max_abs_le_{FEATURE_TOLERANCE:g}": max(feature_err) <= FEATURE_TOLERANCE,
-      f"encoder_max_abs_le_{ENCODER_TOLERANCE:g}": max(encoder_err) <= ENCODER_TOLERANCE,
+      f"encoder_vs_float64_le_{ENCODER_FLOAT64_RATIO:g}x_ctranslate2s": tfft_exact <= ENCODER_FLOAT64_RATIO * ct2_exact,
       "greedy_ids_equal_every_utterance": all(d is None for d in first_diff),
   }
   return {
@@ -208,8 +209,6 @@ def main():
   parser.add_argument("--models", default=",".join(MODELS), help="comma-separated aliases to check")
   parser.add_argument("--asterisk", type=int, default=20, help="how many asterisk prompts (every n-th, by name)")
   parser.add_argument("--threads", type=int, default=2, help="ctranslate2's intra_threads")
-  parser.add_argument("--float64", action=argparse.BooleanOptionalAction, default=True,
-                      help="also evaluate the encoder in float64, the exact computation both float32 engines round")
   parser.add_argument("--side", choices=("keras", "ref"), default="keras", help=argparse.SUPPRESS)
   args = parser.parse_args()
   workdir = pathlib.Path(args.workdir or tempfile.mkdtemp(prefix="whisper_check_"))
@@ -222,7 +221,7 @@ def main():
   for value in args.models.split(","):
     sub = workdir / value
     sub.mkdir(exist_ok=True)
-    keras = keras_side(value, utts, sub, args.threads, float64=args.float64)
+    keras = keras_side(value, utts, sub, args.threads)
     subprocess.run([args.ref_python, __file__, "--side=ref", f"--workdir={sub}"], check=True)
     result = compare(value, utts, sub, keras, json.loads((sub / "ref.json").read_text()))
     results.append(result)

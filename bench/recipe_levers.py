@@ -16,16 +16,17 @@ import argparse
 import json
 import pathlib
 import shlex
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+from stats import spread as _spread  # noqa: E402  (bench/stats.py, beside this script)
 
 CHILD = r'''
-import json, sys
+import json, pathlib, sys
 from tfft import flags as tfft_flags
 tfft_flags.FLAGS(["recipe_levers", *sys.argv[2:]])
 config = tfft_flags.config_from_flags()
@@ -33,7 +34,6 @@ from tfft.fit import job
 result = job.run(config, score_test=False)
 phases = [{"name": p.name, "epochs": p.epochs_run, "best": p.best, "seconds": p.seconds,
            "history": {k: [float(x) for x in v] for k, v in (p.history or {}).items()}} for p in result.phases]
-pathlib = __import__("pathlib")
 pathlib.Path(sys.argv[1]).write_text(json.dumps({"phases": phases, "monitor": config.train.monitor}))
 '''
 
@@ -52,10 +52,6 @@ def run_variant(flagfile: str, flags, seed: int, tmp: pathlib.Path) -> dict:
   return {"seed": seed, "val": last["best"], "epochs": [p["epochs"] for p in result["phases"]],
           "train_seconds": sum(p["seconds"] for p in result["phases"]), "wall_seconds": wall,
           "history": {p["name"]: p["history"] for p in result["phases"]}}
-
-
-def _spread(values):
-  return {"median": statistics.median(values), "min": min(values), "max": max(values)}
 
 
 def main():

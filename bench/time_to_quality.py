@@ -37,7 +37,6 @@ import json
 import os
 import pathlib
 import shlex
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -45,6 +44,7 @@ import time
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+from stats import spread as _spread  # noqa: E402  (bench/stats.py, beside this script)
 FLAGFILE = "configs/quickstart.cfg"
 CONTENDERS = ("tfft", "hf_trainer", "keras_hub", "tfidf")
 LABELS = {"tfft": "tfft (configs/quickstart.cfg)", "hf_trainer": "HF Trainer (run_glue defaults)",
@@ -272,11 +272,6 @@ def run_seed(seed: int, contenders, hf_python: str, tmp: pathlib.Path, tfft_flag
     result["final"]["test_accuracy"] = _accuracy(result["final"]["predictions"], data["test_labels"])
   out["test_labels"] = data["test_labels"]
   return out
-
-
-def _spread(values):
-  values = [float(v) for v in values]
-  return {"median": statistics.median(values), "min": min(values), "max": max(values), "values": values}
 
 
 def summarize(seeds: dict) -> dict:

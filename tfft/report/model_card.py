@@ -20,10 +20,6 @@ def describe_freeze(policy) -> str:
   return f"top {policy.k} blocks and head train, the rest frozen"
 
 
-# How the parity check picks its test inputs when it does not feed all of them (tfft.tasks.target_base).
-PARITY_SAMPLE = "a sample (the longest quarter and a seeded draw of the rest) of"
-
-
 def model_card(config: Config, data, *, metrics: Dict, parity: Dict, phases: Sequence[PhaseResult],
                backbone, contract: Sequence[str], signature: Dict, target, planned: Sequence) -> str:
   """The card as Markdown; `data` is the run's RunData (with its Targets), `backbone` the resolved --backbone spec,
@@ -74,7 +70,7 @@ def model_card(config: Config, data, *, metrics: Dict, parity: Dict, phases: Seq
     lines.append(row)
   lines += target.card_lines(metrics)
   what = "probabilities" if target.parity_output == "probabilities" else f"`{target.parity_output}`"
-  on = (f"{parity.get('sample', PARITY_SAMPLE)} {parity['examples']} of the {parity['of']} test examples"
+  on = (f"{parity.get('sample', 'a sample of')} {parity['examples']} of the {parity['of']} test examples"
         if parity.get("of", 0) > parity["examples"] else f"all {parity['examples']} test examples")
   lines += ["", f"Export parity: `serving_default` reproduced the trained model's {what} on {on} (max difference "
                 f"{parity['max_abs_diff']:.2g}, tolerance {parity['tolerance']:g}).",

@@ -14,6 +14,8 @@ from tfft.tasks.api import Targets
 # of 1% of the inputs is missed by a uniform draw of 512 with probability 0.99**512 < 0.006; skew in the
 # preprocessing every input goes through (lowercasing, normalisation, image size) shows on all of them.
 PARITY_EXAMPLES = 512
+# How the model card names that sample when it is not the whole test split.
+PARITY_SAMPLE = "a sample (the longest quarter and a seeded draw of the rest) of"
 
 
 def parity_positions(inputs: Sequence, limit: int = PARITY_EXAMPLES, *, seed: int = 0) -> np.ndarray:
@@ -70,7 +72,7 @@ class TargetBase:
     scale = data.targets.info.get("std", 1.0) if data.targets is not None else 1.0
     result = parity_lib.check_value_parity(served, np.asarray(in_process)[positions], output=self.parity_output,
                                            scale=scale, atol=atol)
-    return {**result, "of": len(data.split["test"])}
+    return {**result, "of": len(data.split["test"]), "sample": PARITY_SAMPLE}
 
   def served_on_test(self, exported, data, *, batch_size: int) -> Tuple[np.ndarray, np.ndarray]:
     """The parity sample's positions in the test split (parity_positions) and the export's `parity_output` for

@@ -15,6 +15,7 @@ from tfft.report.summary import shorten
 from tfft.serving import parity as parity_lib
 from tfft.tasks.api import Targets
 from tfft.tasks.pooled.gates import CLASSIFICATION_MONITORS
+from tfft.tasks import target_base
 from tfft.tasks.target_base import TargetBase
 
 
@@ -41,7 +42,7 @@ class ClassTarget(TargetBase):
     positions, served = self.served_on_test(exported, data, batch_size=batch_size)
     result = parity_lib.check_parity(served, np.asarray(in_process)[positions],
                                      data.labels[data.split["test"]][positions], data.class_names, atol=atol)
-    return {**result, "of": len(data.split["test"])}
+    return {**result, "of": len(data.split["test"]), "sample": target_base.PARITY_SAMPLE}
 
   def encode(self, labels: Sequence[str], *, where: str, names: Optional[Sequence[str]] = None,
              ids: Optional[Sequence[str]] = None) -> Targets:  # pylint: disable=unused-argument

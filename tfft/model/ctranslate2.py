@@ -16,12 +16,12 @@ int16) has a float `x/weight_scale` beside it: int8 rows are scaled by 127 / max
 
 import dataclasses
 import pathlib
-import struct
 from typing import Dict, Sequence, Tuple, Union
 
 import numpy as np
 
 from tfft.errors import UserError
+from tfft.model import binary_cursor
 
 VERSIONS = (4, 5, 6)
 # types.h DataType order: id -> (name, numpy dtype of the payload).
@@ -100,26 +100,8 @@ class CT2File:
 DTYPES_BY_NAME = {name: np.dtype(code) for name, code in DTYPES.values()}
 
 
-class _Truncated(Exception):
-  """A read ran past the end of the file; load_model_bin turns it into a UserError naming the file."""
-
-
-class _Cursor:
-  """Reads little-endian values forward from a buffer."""
-
-  def __init__(self, buf: memoryview):
-    self.buf = buf
-    self.pos = 0
-
-  def take(self, n: int) -> memoryview:
-    if self.pos + n > len(self.buf):
-      raise _Truncated(f"{n} bytes wanted at offset {self.pos}, past the end ({len(self.buf)} bytes)")
-    out = self.buf[self.pos:self.pos + n]
-    self.pos += n
-    return out
-
-  def unpack(self, fmt: str):
-    return struct.unpack(fmt, self.take(struct.calcsize(fmt)))[0]
+class _Cursor(binary_cursor.Cursor):
+  """The shared cursor, with this format's strings."""
 
   def string(self, what: str) -> str:
     raw = bytes(self.take(self.unpack("<H")))
@@ -159,7 +141,7 @@ def load_model_bin(path: PathOrParts, *, fix: str = "re-install or re-convert th
     data = np.concatenate([np.fromfile(p, dtype=np.uint8) for p in parts])
   try:
     return _parse(name, data)
-  except _Truncated as e:
+  except binary_cursor.Truncated as e:
     raise UserError(f"{name}: truncated CTranslate2 model ({e}); {fix}") from None
   except UserError as e:
     raise UserError(f"{name}: {e}; {fix}") from None

@@ -14,6 +14,7 @@ from typing import Any, Dict, Optional, Tuple
 import numpy as np
 
 from tfft.errors import UserError
+from tfft.model import binary_cursor
 
 # llama.cpp pre-tokenizers (`tokenizer.ggml.pre`) -> whether each digit is split off before GPT-2's regex. In
 # llama-vocab.cpp "smollm" (with starcoder, refact, command-r, codeshell, exaone, minerva) has the regex list
@@ -135,26 +136,8 @@ def dequantize(raw: np.ndarray, type_id: int, shape: Tuple[int, ...], *, what: s
   return (d * q + m).reshape(shape)
 
 
-class _Truncated(Exception):
-  """A read ran past the end of the file; load_gguf turns it into a UserError naming the file."""
-
-
-class _Cursor:
-  """Reads little-endian values forward from a buffer."""
-
-  def __init__(self, buf: memoryview):
-    self.buf = buf
-    self.pos = 0
-
-  def take(self, n: int) -> memoryview:
-    if self.pos + n > len(self.buf):
-      raise _Truncated(f"{n} bytes wanted at offset {self.pos}, past the end of the file ({len(self.buf)} bytes)")
-    out = self.buf[self.pos:self.pos + n]
-    self.pos += n
-    return out
-
-  def unpack(self, fmt: str):
-    return struct.unpack(fmt, self.take(struct.calcsize(fmt)))[0]
+class _Cursor(binary_cursor.Cursor):
+  """The shared cursor, with this format's strings."""
 
   def string(self, key: str) -> str:
     raw = self.take(self.unpack("<Q"))
@@ -202,7 +185,7 @@ def load_gguf(path) -> GGUFFile:
   data = np.memmap(path, dtype=np.uint8, mode="r")
   try:
     return _parse(path, data)
-  except _Truncated as e:
+  except binary_cursor.Truncated as e:
     raise UserError(f"{path}: truncated: {e}; re-download or re-convert the file") from None
   except UserError as e:
     raise UserError(f"{path}: {e}") from None
@@ -248,7 +231,7 @@ def _parse(path: pathlib.Path, data: np.ndarray) -> GGUFFile:
       _, block, type_size = GGML_TYPES[type_id]
       nbytes = int(np.prod(shape, dtype=np.int64)) // block * type_size
       if start + rel + nbytes > len(data):
-        raise _Truncated(f"tensor {name!r} ({type_name(type_id)}, {nbytes} bytes at offset {start + rel}) "
-                         f"runs past the end ({len(data)} bytes)")
+        raise binary_cursor.Truncated(f"tensor {name!r} ({type_name(type_id)}, {nbytes} bytes at offset "
+                                      f"{start + rel}) runs past the end ({len(data)} bytes)")
     tensors[name] = TensorInfo(name, type_id, shape, start + rel, nbytes)
   return GGUFFile(path, version, alignment, metadata, tensors, data)
